@@ -1,0 +1,294 @@
+//! The module tree of a model, derived from its config alone: names, classes, parameter
+//! shapes. The loader takes tensors by these names, `inspect` prints it the way PyTorch
+//! prints the transformers model, and the memory planner counts from it.
+
+use crate::config::ModelConfig;
+
+/// One parameter: its checkpoint name and shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamSpec {
+    /// Full checkpoint name, e.g. `model.layers.0.self_attn.q_proj.weight`.
+    pub path: String,
+    pub shape: Vec<usize>,
+    /// Set when the parameter is the same tensor as another (tied `lm_head.weight`).
+    pub tied_to: Option<String>,
+}
+
+impl ParamSpec {
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+/// A module as PyTorch sees it: class name, `extra_repr`, own parameters, children.
+#[derive(Debug, Clone)]
+pub struct ModuleNode {
+    /// Attribute name under the parent (`q_proj`); the index for list items; "" for the root.
+    pub name: String,
+    /// Full dotted path (`model.layers.0.self_attn`); "" for the root.
+    pub path: String,
+    pub class: String,
+    pub extra_repr: String,
+    pub params: Vec<ParamSpec>,
+    pub children: Vec<ModuleNode>,
+    /// `nn.ModuleList`: printed with repeated items folded (`(0-23): 24 x ...`).
+    pub is_list: bool,
+}
+
+impl ModuleNode {
+    fn new(
+        name: &str,
+        parent: &str,
+        class: impl Into<String>,
+        extra_repr: impl Into<String>,
+    ) -> Self {
+        ModuleNode {
+            name: name.to_string(),
+            path: join(parent, name),
+            class: class.into(),
+            extra_repr: extra_repr.into(),
+            params: vec![],
+            children: vec![],
+            is_list: false,
+        }
+    }
+
+    fn param(mut self, name: &str, shape: Vec<usize>) -> Self {
+        self.params.push(ParamSpec {
+            path: join(&self.path, name),
+            shape,
+            tied_to: None,
+        });
+        self
+    }
+
+    fn child(mut self, c: ModuleNode) -> Self {
+        self.children.push(c);
+        self
+    }
+
+    /// Every parameter below this node, in module order (PyTorch's `named_parameters` order).
+    pub fn all_params(&self) -> Vec<&ParamSpec> {
+        let mut out: Vec<&ParamSpec> = self.params.iter().collect();
+        for c in &self.children {
+            out.extend(c.all_params());
+        }
+        out
+    }
+
+    /// Parameter count, each tied parameter counted once (as `model.parameters()` does).
+    pub fn num_params(&self) -> usize {
+        self.all_params()
+            .iter()
+            .filter(|p| p.tied_to.is_none())
+            .map(|p| p.numel())
+            .sum()
+    }
+
+    /// Find a node by its full path.
+    pub fn find(&self, path: &str) -> Option<&ModuleNode> {
+        if self.path == path {
+            return Some(self);
+        }
+        self.children.iter().find_map(|c| c.find(path))
+    }
+}
+
+fn join(parent: &str, name: &str) -> String {
+    match (parent.is_empty(), name.is_empty()) {
+        (true, _) => name.to_string(),
+        (_, true) => parent.to_string(),
+        _ => format!("{parent}.{name}"),
+    }
+}
+
+fn py_bool(b: bool) -> &'static str {
+    if b { "True" } else { "False" }
+}
+
+fn linear(name: &str, parent: &str, inf: usize, outf: usize, bias: bool) -> ModuleNode {
+    let n = ModuleNode::new(
+        name,
+        parent,
+        "Linear",
+        format!(
+            "in_features={inf}, out_features={outf}, bias={}",
+            py_bool(bias)
+        ),
+    )
+    .param("weight", vec![outf, inf]);
+    if bias { n.param("bias", vec![outf]) } else { n }
+}
+
+/// Python's `repr` of a float as `eps=1e-06` shows it.
+fn py_float(x: f64) -> String {
+    if x != 0.0 && (x.abs() < 1e-4 || x.abs() >= 1e16) {
+        let s = format!("{x:e}");
+        let (m, e) = s.split_once('e').unwrap_or((&s, "0"));
+        let e: i32 = e.parse().unwrap_or(0);
+        format!("{m}e{}{:02}", if e < 0 { '-' } else { '+' }, e.abs())
+    } else if x.fract() == 0.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x}")
+    }
+}
+
+fn rms_norm(name: &str, parent: &str, prefix: &str, dim: usize, eps: f64) -> ModuleNode {
+    ModuleNode::new(
+        name,
+        parent,
+        format!("{prefix}RMSNorm"),
+        format!("({dim},), eps={}", py_float(eps)),
+    )
+    .param("weight", vec![dim])
+}
+
+/// The tree of `XForCausalLM` for this config.
+pub fn model_tree(c: &ModelConfig) -> ModuleNode {
+    let p = c.family.class_prefix();
+    let (h, hd) = (c.hidden_size, c.head_dim);
+    let (q_out, kv_out) = (c.num_attention_heads * hd, c.num_key_value_heads * hd);
+
+    let mut root = ModuleNode::new("", "", format!("{p}ForCausalLM"), "");
+    let mut model = ModuleNode::new("model", "", format!("{p}Model"), "");
+    let embed_extra = match c.pad_token_id {
+        Some(pad) => format!("{}, {h}, padding_idx={pad}", c.vocab_size),
+        None => format!("{}, {h}", c.vocab_size),
+    };
+    model = model.child(
+        ModuleNode::new("embed_tokens", "model", "Embedding", embed_extra)
+            .param("weight", vec![c.vocab_size, h]),
+    );
+    let mut layers = ModuleNode::new("layers", "model", "ModuleList", "");
+    layers.is_list = true;
+    for i in 0..c.num_hidden_layers {
+        let lp = format!("model.layers.{i}");
+        let ap = format!("{lp}.self_attn");
+        let mut attn = ModuleNode::new("self_attn", &lp, format!("{p}Attention"), "")
+            .child(linear("q_proj", &ap, h, q_out, c.qkv_bias))
+            .child(linear("k_proj", &ap, h, kv_out, c.qkv_bias))
+            .child(linear("v_proj", &ap, h, kv_out, c.qkv_bias))
+            .child(linear("o_proj", &ap, q_out, h, c.o_bias));
+        if c.family == crate::config::Family::Qwen3 {
+            attn = attn
+                .child(rms_norm("q_norm", &ap, p, hd, c.rms_norm_eps))
+                .child(rms_norm("k_norm", &ap, p, hd, c.rms_norm_eps));
+        }
+        let mp = format!("{lp}.mlp");
+        let mlp = ModuleNode::new("mlp", &lp, format!("{p}MLP"), "")
+            .child(linear("gate_proj", &mp, h, c.intermediate_size, c.mlp_bias))
+            .child(linear("up_proj", &mp, h, c.intermediate_size, c.mlp_bias))
+            .child(linear("down_proj", &mp, c.intermediate_size, h, c.mlp_bias))
+            .child(ModuleNode::new("act_fn", &mp, "SiLUActivation", ""));
+        let layer = ModuleNode::new(
+            &i.to_string(),
+            "model.layers",
+            format!("{p}DecoderLayer"),
+            "",
+        )
+        .child(attn)
+        .child(mlp)
+        .child(rms_norm("input_layernorm", &lp, p, h, c.rms_norm_eps))
+        .child(rms_norm(
+            "post_attention_layernorm",
+            &lp,
+            p,
+            h,
+            c.rms_norm_eps,
+        ));
+        layers = layers.child(layer);
+    }
+    model = model
+        .child(layers)
+        .child(rms_norm("norm", "model", p, h, c.rms_norm_eps))
+        .child(ModuleNode::new(
+            "rotary_emb",
+            "model",
+            format!("{p}RotaryEmbedding"),
+            "",
+        ));
+    root = root.child(model);
+    let mut head = linear("lm_head", "", h, c.vocab_size, false);
+    if c.tie_word_embeddings {
+        head.params[0].tied_to = Some("model.embed_tokens.weight".into());
+    }
+    root.child(head)
+}
+
+/// PyTorch's `_addindent`: indent every line but the first.
+fn add_indent(s: &str, n: usize) -> String {
+    let pad = " ".repeat(n);
+    let mut lines = s.split('\n');
+    let first = lines.next().unwrap_or("").to_string();
+    lines.fold(first, |acc, l| format!("{acc}\n{pad}{l}"))
+}
+
+/// Exactly what `print(model)` prints in PyTorch (Module.__repr__ / ModuleList.__repr__).
+pub fn torch_repr(node: &ModuleNode) -> String {
+    if node.is_list {
+        if node.children.is_empty() {
+            return format!("{}()", node.class);
+        }
+        let reprs: Vec<String> = node.children.iter().map(torch_repr).collect();
+        let mut blocks: Vec<(usize, usize, &String)> = vec![(0, 0, &reprs[0])];
+        for (i, r) in reprs.iter().enumerate().skip(1) {
+            let last = blocks.last_mut().expect("non-empty");
+            if r == last.2 {
+                last.1 = i;
+            } else {
+                blocks.push((i, i, r));
+            }
+        }
+        let lines: Vec<String> = blocks
+            .iter()
+            .map(|(s, e, b)| {
+                let local = if s == e {
+                    format!("({s}): {b}")
+                } else {
+                    format!("({s}-{e}): {} x {b}", e - s + 1)
+                };
+                add_indent(&local, 2)
+            })
+            .collect();
+        return format!("{}(\n  {}\n)", node.class, lines.join("\n  "));
+    }
+    let extra: Vec<&str> = if node.extra_repr.is_empty() {
+        vec![]
+    } else {
+        node.extra_repr.split('\n').collect()
+    };
+    let children: Vec<String> = node
+        .children
+        .iter()
+        .map(|c| format!("({}): {}", c.name, add_indent(&torch_repr(c), 2)))
+        .collect();
+    let mut s = format!("{}(", node.class);
+    if extra.len() == 1 && children.is_empty() {
+        s.push_str(extra[0]);
+    } else if !extra.is_empty() || !children.is_empty() {
+        let lines: Vec<String> = extra
+            .iter()
+            .map(|x| x.to_string())
+            .chain(children)
+            .collect();
+        s.push_str("\n  ");
+        s.push_str(&lines.join("\n  "));
+        s.push('\n');
+    }
+    s.push(')');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_float_repr() {
+        assert_eq!(py_float(1e-6), "1e-06");
+        assert_eq!(py_float(1e-5), "1e-05");
+        assert_eq!(py_float(0.001), "0.001");
+        assert_eq!(py_float(1.0), "1.0");
+    }
+}

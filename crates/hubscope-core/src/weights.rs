@@ -1,0 +1,521 @@
+//! Safetensors checkpoints from bytes: headers (for `inspect` and the planner, no weight
+//! data), shard indexes, and loading into the model tree with a load report.
+
+use std::collections::{BTreeMap, HashMap};
+
+use burn::module::Param;
+use burn::tensor::{DType, Device, Tensor, TensorData};
+use half::{bf16, f16};
+use safetensors::SafeTensors;
+use safetensors::tensor::{Dtype, Metadata};
+use serde::{Deserialize, Serialize};
+
+use crate::config::ModelConfig;
+use crate::error::{Error, Result};
+use crate::model::{
+    Attention, CausalLm, DecoderLayer, DecoderModel, Embedding, Linear, Mlp, RmsNorm,
+};
+use crate::structure::{ParamSpec, model_tree};
+
+/// Weight storage dtype of a checkpoint tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StoredDtype {
+    F32,
+    F16,
+    BF16,
+}
+
+impl StoredDtype {
+    pub fn bytes(self) -> usize {
+        match self {
+            StoredDtype::F32 => 4,
+            _ => 2,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            StoredDtype::F32 => "F32",
+            StoredDtype::F16 => "F16",
+            StoredDtype::BF16 => "BF16",
+        }
+    }
+}
+
+/// One tensor as a safetensors header describes it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TensorHeader {
+    pub file: String,
+    pub dtype: String,
+    pub shape: Vec<usize>,
+    /// Byte range of the data, relative to the start of the data section.
+    pub data_offsets: (usize, usize),
+}
+
+/// The header of a safetensors file, parsed from its first `8 + n` bytes.
+#[derive(Debug, Clone)]
+pub struct FileHeader {
+    pub file: String,
+    /// `8 + n`: where the data section starts.
+    pub data_start: usize,
+    pub tensors: BTreeMap<String, TensorHeader>,
+    pub data_len: usize,
+}
+
+/// Length `n` of the JSON header, from the first 8 bytes of a safetensors file.
+pub fn header_len(file: &str, first8: &[u8]) -> Result<usize> {
+    let bytes: [u8; 8] = first8
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| safetensors_err(file, "shorter than the 8-byte header length"))?;
+    let n = u64::from_le_bytes(bytes);
+    if n > 100_000_000 {
+        return Err(safetensors_err(
+            file,
+            format!("header length {n} is implausibly large"),
+        ));
+    }
+    Ok(n as usize)
+}
+
+fn safetensors_err(file: &str, message: impl Into<String>) -> Error {
+    Error::Safetensors {
+        file: file.to_string(),
+        message: message.into(),
+    }
+}
+
+impl FileHeader {
+    /// Parse from bytes that hold at least the header (`8 + n` bytes; the rest is ignored).
+    /// `file_size`, when known, is checked against what the header describes.
+    pub fn parse(file: &str, bytes: &[u8], file_size: Option<u64>) -> Result<Self> {
+        let n = header_len(file, bytes)?;
+        let json = bytes.get(8..8 + n).ok_or_else(|| {
+            safetensors_err(
+                file,
+                format!(
+                    "header length {n} runs past the end of the file ({} bytes)",
+                    bytes.len()
+                ),
+            )
+        })?;
+        let meta: Metadata = serde_json::from_slice(json)
+            .map_err(|e| safetensors_err(file, format!("bad header JSON: {e}")))?;
+        let mut tensors = BTreeMap::new();
+        for (name, info) in meta.tensors() {
+            let elems: usize = info.shape.iter().product();
+            let expect = elems * info.dtype.bitsize() / 8;
+            let (a, b) = info.data_offsets;
+            if b < a || b - a != expect {
+                return Err(safetensors_err(
+                    file,
+                    format!(
+                        "tensor `{name}`: {} bytes of data for shape {:?} {:?}",
+                        b.saturating_sub(a),
+                        info.shape,
+                        info.dtype
+                    ),
+                ));
+            }
+            tensors.insert(
+                name.clone(),
+                TensorHeader {
+                    file: file.to_string(),
+                    dtype: format!("{:?}", info.dtype),
+                    shape: info.shape.clone(),
+                    data_offsets: (a, b),
+                },
+            );
+        }
+        let data_len = meta.data_len();
+        if let Some(size) = file_size {
+            let need = (8 + n + data_len) as u64;
+            if size < need {
+                return Err(safetensors_err(
+                    file,
+                    format!("truncated: the header describes {need} bytes, the file has {size}"),
+                ));
+            }
+        }
+        Ok(FileHeader {
+            file: file.to_string(),
+            data_start: 8 + n,
+            tensors,
+            data_len,
+        })
+    }
+}
+
+/// `model.safetensors.index.json`: which shard holds each tensor.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ShardIndex {
+    #[serde(default)]
+    pub metadata: Option<serde_json::Value>,
+    pub weight_map: BTreeMap<String, String>,
+}
+
+impl ShardIndex {
+    pub fn from_json(bytes: &[u8]) -> Result<Self> {
+        serde_json::from_slice(bytes).map_err(|e| Error::json("model.safetensors.index.json", e))
+    }
+    /// Shard file names in order, each once.
+    pub fn shards(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.weight_map.values().cloned().collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+}
+
+/// Compute dtype of the loaded model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ComputeDtype {
+    F32,
+    F16,
+    BF16,
+}
+
+impl ComputeDtype {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" | "float32" => Ok(Self::F32),
+            "f16" | "float16" | "fp16" => Ok(Self::F16),
+            "bf16" | "bfloat16" => Ok(Self::BF16),
+            other => Err(Error::Invalid(format!(
+                "unknown dtype `{other}` (f32, f16, bf16)"
+            ))),
+        }
+    }
+    pub fn burn(self) -> DType {
+        match self {
+            Self::F32 => DType::F32,
+            Self::F16 => DType::F16,
+            Self::BF16 => DType::BF16,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::F16 => "f16",
+            Self::BF16 => "bf16",
+        }
+    }
+}
+
+/// One line of the load report: which checkpoint tensor went to which module parameter.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadEntry {
+    pub tensor: String,
+    pub file: String,
+    pub module: String,
+    pub shape: Vec<usize>,
+    pub stored_dtype: String,
+    /// "loaded", "tied" (shares another parameter) or "ignored" (a buffer transformers drops).
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LoadReport {
+    pub entries: Vec<LoadEntry>,
+}
+
+/// Convert raw little-endian safetensors data to `TensorData` of the compute dtype.
+fn convert(bytes: &[u8], from: StoredDtype, to: ComputeDtype, shape: Vec<usize>) -> TensorData {
+    fn read<T>(bytes: &[u8], n: usize, f: impl Fn([u8; 2]) -> T) -> Vec<T> {
+        bytes.chunks_exact(n).map(|c| f([c[0], c[1]])).collect()
+    }
+    let as_f32 = || -> Vec<f32> {
+        match from {
+            StoredDtype::F32 => bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            StoredDtype::F16 => read(bytes, 2, |b| f16::from_le_bytes(b).to_f32()),
+            StoredDtype::BF16 => read(bytes, 2, |b| bf16::from_le_bytes(b).to_f32()),
+        }
+    };
+    match (from, to) {
+        (_, ComputeDtype::F32) => TensorData::new(as_f32(), shape),
+        (StoredDtype::F16, ComputeDtype::F16) => {
+            TensorData::new(read(bytes, 2, f16::from_le_bytes), shape)
+        }
+        (StoredDtype::BF16, ComputeDtype::BF16) => {
+            TensorData::new(read(bytes, 2, bf16::from_le_bytes), shape)
+        }
+        (_, ComputeDtype::F16) => TensorData::new(
+            as_f32().into_iter().map(f16::from_f32).collect::<Vec<_>>(),
+            shape,
+        ),
+        (_, ComputeDtype::BF16) => TensorData::new(
+            as_f32().into_iter().map(bf16::from_f32).collect::<Vec<_>>(),
+            shape,
+        ),
+    }
+}
+
+fn stored_dtype(file: &str, name: &str, d: Dtype) -> Result<StoredDtype> {
+    match d {
+        Dtype::F32 => Ok(StoredDtype::F32),
+        Dtype::F16 => Ok(StoredDtype::F16),
+        Dtype::BF16 => Ok(StoredDtype::BF16),
+        other => Err(Error::UnsupportedDtype {
+            file: file.into(),
+            name: name.into(),
+            dtype: format!("{other:?}"),
+        }),
+    }
+}
+
+/// Buffers that checkpoints sometimes carry and transformers ignores.
+fn is_ignored_buffer(name: &str) -> bool {
+    name.ends_with("rotary_emb.inv_freq")
+}
+
+/// Take every parameter of the tree from the given safetensors files (name, full bytes).
+/// Missing, unused or wrongly shaped tensors are errors naming the tensor.
+pub fn read_checkpoint(
+    config: &ModelConfig,
+    files: &[(String, &[u8])],
+    dtype: ComputeDtype,
+) -> Result<(HashMap<String, TensorData>, LoadReport)> {
+    let tree = model_tree(config);
+    let arch = tree.class.clone();
+    let mut views = HashMap::new();
+    for (file, bytes) in files {
+        // A precise message for the two commonest corruptions before the library's own checks.
+        FileHeader::parse(file, bytes, Some(bytes.len() as u64))?;
+        let st =
+            SafeTensors::deserialize(bytes).map_err(|e| safetensors_err(file, e.to_string()))?;
+        for (name, view) in st.tensors() {
+            views.insert(name, (file.clone(), view));
+        }
+    }
+    let mut out = HashMap::new();
+    let mut report = LoadReport::default();
+    for spec in tree.all_params() {
+        let module = spec
+            .path
+            .rsplit_once('.')
+            .map_or("", |(m, _)| m)
+            .to_string();
+        if let Some(target) = &spec.tied_to {
+            if let Some((file, view)) = views.remove(&spec.path) {
+                // A tied head saved anyway: transformers ties it to the embedding and drops it.
+                report.entries.push(LoadEntry {
+                    tensor: spec.path.clone(),
+                    file,
+                    module,
+                    shape: view.shape().to_vec(),
+                    stored_dtype: format!("{:?}", view.dtype()),
+                    status: format!("ignored (tied to {target})"),
+                });
+            } else {
+                report.entries.push(LoadEntry {
+                    tensor: spec.path.clone(),
+                    file: String::new(),
+                    module,
+                    shape: spec.shape.clone(),
+                    stored_dtype: String::new(),
+                    status: format!("tied to {target}"),
+                });
+            }
+            continue;
+        }
+        let (file, view) = views
+            .remove(&spec.path)
+            .ok_or_else(|| Error::MissingTensor {
+                name: spec.path.clone(),
+                module: module.clone(),
+                expected: spec.shape.clone(),
+            })?;
+        check_shape(&file, spec, view.shape())?;
+        let sd = stored_dtype(&file, &spec.path, view.dtype())?;
+        out.insert(
+            spec.path.clone(),
+            convert(view.data(), sd, dtype, spec.shape.clone()),
+        );
+        report.entries.push(LoadEntry {
+            tensor: spec.path.clone(),
+            file,
+            module,
+            shape: spec.shape.clone(),
+            stored_dtype: sd.name().to_string(),
+            status: "loaded".into(),
+        });
+    }
+    let mut rest: Vec<_> = views.into_iter().collect();
+    rest.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, (file, view)) in rest {
+        if is_ignored_buffer(&name) {
+            report.entries.push(LoadEntry {
+                tensor: name,
+                file,
+                module: String::new(),
+                shape: view.shape().to_vec(),
+                stored_dtype: format!("{:?}", view.dtype()),
+                status: "ignored (buffer)".into(),
+            });
+            continue;
+        }
+        return Err(Error::UnusedTensor {
+            file,
+            name,
+            shape: view.shape().to_vec(),
+            arch,
+        });
+    }
+    Ok((out, report))
+}
+
+fn check_shape(file: &str, spec: &ParamSpec, found: &[usize]) -> Result<()> {
+    if spec.shape != found {
+        return Err(Error::ShapeMismatch {
+            file: file.to_string(),
+            name: spec.path.clone(),
+            expected: spec.shape.clone(),
+            found: found.to_vec(),
+        });
+    }
+    Ok(())
+}
+
+/// Random weights for the tree (norm weights near 1, others N(0, 0.02)), for benchmarks
+/// of a model shape without downloading it.
+pub fn random_weights(
+    config: &ModelConfig,
+    dtype: ComputeDtype,
+    seed: u64,
+) -> HashMap<String, TensorData> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move || {
+        // xorshift64* -> uniform in [-1, 1); a sum of two gives a cheap bell shape.
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        let r = state.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        (r >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    };
+    let mut out = HashMap::new();
+    for spec in model_tree(config).all_params() {
+        if spec.tied_to.is_some() {
+            continue;
+        }
+        let is_norm = spec.path.ends_with("norm.weight");
+        let vals: Vec<f32> = (0..spec.numel())
+            .map(|_| {
+                let x = (next() + next()) * 0.5;
+                if is_norm { 1.0 + 0.1 * x } else { 0.035 * x }
+            })
+            .collect();
+        let bytes: Vec<u8> = vals.iter().flat_map(|v| v.to_le_bytes()).collect();
+        out.insert(
+            spec.path.clone(),
+            convert(&bytes, StoredDtype::F32, dtype, spec.shape.clone()),
+        );
+    }
+    out
+}
+
+/// Build the model from host tensors named as the checkpoint names them.
+pub fn build_model(
+    config: &ModelConfig,
+    tensors: HashMap<String, TensorData>,
+    dtype: ComputeDtype,
+    device: &Device,
+) -> Result<CausalLm> {
+    let mut l = Loader {
+        tensors,
+        device,
+        dtype: dtype.burn(),
+    };
+    let eps = config.rms_norm_eps;
+    let mut layers = Vec::with_capacity(config.num_hidden_layers);
+    for i in 0..config.num_hidden_layers {
+        let p = format!("model.layers.{i}");
+        let a = format!("{p}.self_attn");
+        let qwen3 = config.family == crate::config::Family::Qwen3;
+        let self_attn = Attention {
+            q_proj: l.linear(&format!("{a}.q_proj"), config.qkv_bias)?,
+            k_proj: l.linear(&format!("{a}.k_proj"), config.qkv_bias)?,
+            v_proj: l.linear(&format!("{a}.v_proj"), config.qkv_bias)?,
+            o_proj: l.linear(&format!("{a}.o_proj"), config.o_bias)?,
+            q_norm: if qwen3 {
+                Some(l.norm(&format!("{a}.q_norm"), eps)?)
+            } else {
+                None
+            },
+            k_norm: if qwen3 {
+                Some(l.norm(&format!("{a}.k_norm"), eps)?)
+            } else {
+                None
+            },
+            num_heads: config.num_attention_heads,
+            num_kv_heads: config.num_key_value_heads,
+            head_dim: config.head_dim,
+            sliding_window: config.layer_windows[i],
+        };
+        let m = format!("{p}.mlp");
+        let mlp = Mlp {
+            gate_proj: l.linear(&format!("{m}.gate_proj"), config.mlp_bias)?,
+            up_proj: l.linear(&format!("{m}.up_proj"), config.mlp_bias)?,
+            down_proj: l.linear(&format!("{m}.down_proj"), config.mlp_bias)?,
+        };
+        layers.push(DecoderLayer {
+            self_attn,
+            mlp,
+            input_layernorm: l.norm(&format!("{p}.input_layernorm"), eps)?,
+            post_attention_layernorm: l.norm(&format!("{p}.post_attention_layernorm"), eps)?,
+        });
+    }
+    let model = DecoderModel {
+        embed_tokens: Embedding {
+            weight: l.param("model.embed_tokens.weight")?,
+        },
+        layers,
+        norm: l.norm("model.norm", eps)?,
+    };
+    let lm_head = if config.tie_word_embeddings {
+        None
+    } else {
+        Some(l.linear("lm_head", false)?)
+    };
+    Ok(CausalLm { model, lm_head })
+}
+
+struct Loader<'a> {
+    tensors: HashMap<String, TensorData>,
+    device: &'a Device,
+    dtype: DType,
+}
+
+impl Loader<'_> {
+    fn param<const D: usize>(&mut self, name: &str) -> Result<Param<Tensor<D>>> {
+        let data = self
+            .tensors
+            .remove(name)
+            .ok_or_else(|| Error::MissingTensor {
+                name: name.to_string(),
+                module: name.rsplit_once('.').map_or("", |(m, _)| m).to_string(),
+                expected: vec![],
+            })?;
+        Ok(Param::from_tensor(Tensor::from_data(
+            data,
+            (self.device, self.dtype),
+        )))
+    }
+    fn linear(&mut self, path: &str, bias: bool) -> Result<Linear> {
+        Ok(Linear {
+            weight: self.param(&format!("{path}.weight"))?,
+            bias: if bias {
+                Some(self.param(&format!("{path}.bias"))?)
+            } else {
+                None
+            },
+        })
+    }
+    fn norm(&mut self, path: &str, eps: f64) -> Result<RmsNorm> {
+        Ok(RmsNorm {
+            weight: self.param(&format!("{path}.weight"))?,
+            eps,
+        })
+    }
+}

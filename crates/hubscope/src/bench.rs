@@ -1,0 +1,172 @@
+//! `hubscope bench`: load time, time to first token, prefill and decode speed (median and
+//! spread over runs after a warm-up), and peak host memory.
+
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+use clap::Args;
+use hubscope_core::generate::RunOptions;
+use hubscope_core::sampling::{GenerationConfig, Sampler};
+use hubscope_core::{Model, ModelConfig, generate};
+use serde_json::json;
+
+use crate::run::{DeviceArgs, load};
+
+/// Published configs of the shapes `--shape` builds with random weights.
+pub fn shape_config(name: &str) -> Result<&'static str> {
+    Ok(match name {
+        "qwen2.5-0.5b" => {
+            r#"{"architectures":["Qwen2ForCausalLM"],"model_type":"qwen2","vocab_size":151936,
+            "hidden_size":896,"intermediate_size":4864,"num_hidden_layers":24,"num_attention_heads":14,
+            "num_key_value_heads":2,"max_position_embeddings":32768,"rms_norm_eps":1e-06,"rope_theta":1000000.0,
+            "tie_word_embeddings":true,"torch_dtype":"bfloat16","bos_token_id":151643,"eos_token_id":151645}"#
+        }
+        "smollm2-135m" => {
+            r#"{"architectures":["LlamaForCausalLM"],"model_type":"llama","vocab_size":49152,
+            "hidden_size":576,"intermediate_size":1536,"num_hidden_layers":30,"num_attention_heads":9,
+            "num_key_value_heads":3,"head_dim":64,"max_position_embeddings":8192,"rms_norm_eps":1e-05,
+            "rope_theta":100000.0,"tie_word_embeddings":true,"torch_dtype":"bfloat16","bos_token_id":1,"eos_token_id":2}"#
+        }
+        other => bail!("--shape {other}: unknown shape (qwen2.5-0.5b, smollm2-135m)"),
+    })
+}
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Model folder; or use --shape.
+    pub model: Option<String>,
+    /// Build this shape with random weights instead of loading a model.
+    #[arg(long)]
+    pub shape: Option<String>,
+    #[command(flatten)]
+    pub dev: DeviceArgs,
+    #[arg(long, default_value_t = 128)]
+    pub prompt_len: usize,
+    #[arg(long = "gen", default_value_t = 128)]
+    pub gen_tokens: usize,
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Peak and current resident set size of this process, in bytes (Linux).
+pub fn rss() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |k: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(k))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+fn median_spread(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let med = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    (med, v[0], v[n - 1])
+}
+
+pub fn run(a: BenchArgs) -> Result<()> {
+    let rss_before = rss().1;
+    let t0 = Instant::now();
+    let (model, name) = match (&a.model, &a.shape) {
+        (Some(path), None) => (load(path, &a.dev)?.model, path.clone()),
+        (None, Some(shape)) => {
+            let config = ModelConfig::from_json(shape_config(shape)?.as_bytes())?;
+            let m = Model::random(config, a.dev.dtype()?, &a.dev.device()?, 42)?;
+            (m, format!("{shape} (random weights)"))
+        }
+        _ => bail!("give a model folder or --shape, not both"),
+    };
+    let load_s = t0.elapsed().as_secs_f64();
+    let rss_loaded = rss().1;
+    // A fixed pseudo-random prompt of ordinary tokens; EOS never stops a bench run.
+    let vocab = model.config.vocab_size as u64;
+    let prompt: Vec<u32> = (0..a.prompt_len as u64)
+        .map(|i| ((i * 2_654_435_761 + 1000) % (vocab - 1000).max(1)) as u32 + 100)
+        .collect();
+    let gcfg = GenerationConfig {
+        max_new_tokens: a.gen_tokens,
+        do_sample: false,
+        temperature: 1.0,
+        top_k: 0,
+        top_p: 1.0,
+        repetition_penalty: 1.0,
+        seed: 0,
+        eos_token_ids: vec![],
+    };
+    let start = Instant::now();
+    let clock = move || start.elapsed().as_secs_f64();
+    let mut ttft = vec![];
+    let mut prefill = vec![];
+    let mut decode = vec![];
+    for run in 0..=a.runs {
+        let mut sampler = Sampler::new(gcfg.clone());
+        let g = pollster::block_on(generate(
+            &model,
+            None,
+            &prompt,
+            &mut sampler,
+            RunOptions {
+                logprobs: 0,
+                clock: &clock,
+            },
+            |_| true,
+        ))?;
+        if run == 0 {
+            continue; // warm-up
+        }
+        ttft.push(g.timings.prefill_s);
+        prefill.push(g.timings.prefill_tok_s);
+        decode.push(g.timings.decode_tok_s);
+    }
+    let (peak, _) = rss();
+    let (ttft_m, _, _) = median_spread(ttft);
+    let (pre_m, pre_lo, pre_hi) = median_spread(prefill);
+    let (dec_m, dec_lo, dec_hi) = median_spread(decode);
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    if a.json {
+        println!(
+            "{}",
+            json!({
+                "model": name, "device": a.dev.device, "dtype": a.dev.dtype, "threads": threads,
+                "prompt_len": a.prompt_len, "gen": a.gen_tokens, "runs": a.runs,
+                "load_s": load_s, "ttft_s": ttft_m,
+                "prefill_tok_s": {"median": pre_m, "min": pre_lo, "max": pre_hi},
+                "decode_tok_s": {"median": dec_m, "min": dec_lo, "max": dec_hi},
+                "rss_load_growth_bytes": rss_loaded.saturating_sub(rss_before),
+                "peak_rss_bytes": peak,
+            })
+        );
+    } else {
+        println!("model     {name}");
+        println!(
+            "device    {} {} ({threads} threads)",
+            a.dev.device, a.dev.dtype
+        );
+        println!("load      {load_s:.2} s");
+        println!("ttft      {:.3} s (prompt {} tokens)", ttft_m, a.prompt_len);
+        println!("prefill   {pre_m:.1} tok/s (min {pre_lo:.1}, max {pre_hi:.1})");
+        println!(
+            "decode    {dec_m:.1} tok/s (min {dec_lo:.1}, max {dec_hi:.1}) over {} tokens, {} runs",
+            a.gen_tokens, a.runs
+        );
+        println!(
+            "memory    peak RSS {:.0} MiB, load grew RSS by {:.0} MiB",
+            peak as f64 / 1048576.0,
+            rss_loaded.saturating_sub(rss_before) as f64 / 1048576.0
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,169 @@
+//! `hubscope inspect`: the module tree as PyTorch prints it, annotated with parameter counts,
+//! shapes and stored dtypes, from config.json and the safetensors headers only.
+
+use std::collections::BTreeMap;
+
+use hubscope_core::ModelConfig;
+use hubscope_core::structure::{ModuleNode, model_tree, torch_repr};
+use serde_json::{Value, json};
+
+/// Stored dtype per checkpoint tensor name (from the headers).
+pub type Dtypes = BTreeMap<String, String>;
+
+pub fn group(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+pub fn human_bytes(b: u64) -> String {
+    let units = ["B", "KB", "MB", "GB", "TB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u + 1 < units.len() {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.2} {}", units[u])
+    }
+}
+
+fn param_note(node: &ModuleNode, dtypes: &Dtypes) -> String {
+    let n = node.num_params();
+    let mut parts = vec![format!("{} params", group(n))];
+    for p in &node.params {
+        let short = p.path.rsplit('.').next().unwrap_or(&p.path);
+        match &p.tied_to {
+            Some(t) => parts.push(format!("{short} {:?} tied to {t}", p.shape)),
+            None => parts.push(format!(
+                "{short} {:?} {}",
+                p.shape,
+                dtypes.get(&p.path).map_or("?", String::as_str)
+            )),
+        }
+    }
+    parts.join(" · ")
+}
+
+/// Lines of the tree (same layout as `print(model)`) with an annotation each; `depth`
+/// limits how deep children are shown.
+fn annotated(
+    node: &ModuleNode,
+    dtypes: &Dtypes,
+    depth: usize,
+    max_depth: usize,
+) -> Vec<(String, String)> {
+    let note = if node.num_params() > 0 || !node.params.is_empty() {
+        param_note(node, dtypes)
+    } else {
+        String::new()
+    };
+    let show_children = depth < max_depth && !node.children.is_empty();
+    if !show_children {
+        let head = torch_repr(&ModuleNode {
+            children: vec![],
+            ..node.clone()
+        });
+        let head = if node.children.is_empty() {
+            head
+        } else {
+            format!("{}(...)", node.class)
+        };
+        return vec![(head, note)];
+    }
+    let mut out = vec![(format!("{}(", node.class), note)];
+    if node.is_list {
+        // Fold runs of identical items, as ModuleList's repr does.
+        let reprs: Vec<String> = node.children.iter().map(torch_repr).collect();
+        let mut i = 0;
+        while i < reprs.len() {
+            let mut j = i;
+            while j + 1 < reprs.len() && reprs[j + 1] == reprs[i] {
+                j += 1;
+            }
+            let label = if i == j {
+                format!("({i}): ")
+            } else {
+                format!("({i}-{j}): {} x ", j - i + 1)
+            };
+            let mut sub = annotated(&node.children[i], dtypes, depth + 1, max_depth);
+            if i != j {
+                let each = node.children[i].num_params();
+                sub[0].1 = format!(
+                    "{} params each, {} in all",
+                    group(each),
+                    group(each * (j - i + 1))
+                );
+            }
+            push_child(&mut out, &label, sub);
+            i = j + 1;
+        }
+    } else {
+        if !node.extra_repr.is_empty() {
+            out.push((format!("  {}", node.extra_repr), String::new()));
+        }
+        for c in &node.children {
+            let sub = annotated(c, dtypes, depth + 1, max_depth);
+            push_child(&mut out, &format!("({}): ", c.name), sub);
+        }
+    }
+    out.push((")".into(), String::new()));
+    out
+}
+
+fn push_child(out: &mut Vec<(String, String)>, label: &str, sub: Vec<(String, String)>) {
+    for (k, (line, note)) in sub.into_iter().enumerate() {
+        let line = if k == 0 {
+            format!("  {label}{line}")
+        } else {
+            format!("  {line}")
+        };
+        out.push((line, note));
+    }
+}
+
+pub fn render_annotated(config: &ModelConfig, dtypes: &Dtypes, max_depth: usize) -> String {
+    let tree = model_tree(config);
+    let lines = annotated(&tree, dtypes, 0, max_depth);
+    let width = lines
+        .iter()
+        .map(|(l, _)| l.chars().count())
+        .max()
+        .unwrap_or(0);
+    let mut s = String::new();
+    for (l, n) in lines {
+        if n.is_empty() {
+            s.push_str(&l);
+        } else {
+            s.push_str(&format!("{l:<width$}  # {n}"));
+        }
+        s.push('\n');
+    }
+    s
+}
+
+pub fn tree_json(node: &ModuleNode, dtypes: &Dtypes) -> Value {
+    json!({
+        "name": node.name,
+        "path": node.path,
+        "class": node.class,
+        "extra_repr": node.extra_repr,
+        "num_params": node.num_params(),
+        "params": node.params.iter().map(|p| json!({
+            "name": p.path,
+            "shape": p.shape,
+            "dtype": dtypes.get(&p.path),
+            "tied_to": p.tied_to,
+        })).collect::<Vec<_>>(),
+        "children": node.children.iter().map(|c| tree_json(c, dtypes)).collect::<Vec<_>>(),
+    })
+}

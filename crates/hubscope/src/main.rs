@@ -1,0 +1,140 @@
+//! `hubscope`: look inside, run and benchmark Hugging Face decoder models from the command line.
+
+mod bench;
+mod folder;
+mod inspect;
+mod run;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "hubscope",
+    version,
+    about = "Inspect, run and benchmark open LLMs from the Hugging Face Hub (Qwen2/2.5, Qwen3, Llama)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show the module tree, parameter counts, shapes and dtypes (reads only headers).
+    Inspect(inspect_cmd::Args),
+    /// Generate text, streaming it to stdout.
+    Generate(run::GenerateArgs),
+    /// Measure load time, prefill and decode speed, and peak memory.
+    Bench(bench::BenchArgs),
+}
+
+mod inspect_cmd {
+    use anyhow::Result;
+    use clap::Args as ClapArgs;
+    use hubscope_core::ModelConfig;
+    use hubscope_core::structure::{model_tree, torch_repr};
+    use serde_json::json;
+
+    use crate::folder::ModelFolder;
+    use crate::inspect::{Dtypes, group, human_bytes, render_annotated, tree_json};
+
+    #[derive(ClapArgs)]
+    pub struct Args {
+        /// Model folder (Hugging Face layout).
+        pub model: String,
+        /// Print the annotated tree as JSON.
+        #[arg(long)]
+        pub json: bool,
+        /// Print exactly what `print(model)` prints in transformers, nothing else.
+        #[arg(long)]
+        pub plain: bool,
+        /// Show the tree down to this depth.
+        #[arg(long, default_value_t = usize::MAX)]
+        pub depth: usize,
+    }
+
+    pub fn run(a: Args) -> Result<()> {
+        let folder = ModelFolder::open(&a.model)?;
+        let config = ModelConfig::from_json(&folder.read("config.json")?)?;
+        let tree = model_tree(&config);
+        if a.plain {
+            println!("{}", torch_repr(&tree));
+            return Ok(());
+        }
+        let mut dtypes = Dtypes::new();
+        let mut files = vec![];
+        let mut header_bytes = 0u64;
+        let mut stored_bytes = 0u64;
+        for f in folder.weight_files()? {
+            let (h, read) = folder.read_header(&f)?;
+            header_bytes += read;
+            stored_bytes += h.data_len as u64;
+            for (name, t) in &h.tensors {
+                dtypes.insert(name.clone(), t.dtype.clone());
+            }
+            files.push(json!({"file": f, "tensors": h.tensors.len(), "data_bytes": h.data_len}));
+        }
+        let total = tree.num_params();
+        let per = |b: u64| json!({"bytes": total as u64 * b / 8, "human": human_bytes(total as u64 * b / 8)});
+        if a.json {
+            let out = json!({
+                "architecture": tree.class,
+                "model_type": config.model_type,
+                "total_parameters": total,
+                "stored_bytes": stored_bytes,
+                "header_bytes_read": header_bytes,
+                "bytes_by_dtype": {"f32": per(32), "f16": per(16), "bf16": per(16), "int8": per(8), "int4": per(4)},
+                "files": files,
+                "tree": tree_json(&tree, &dtypes),
+            });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            return Ok(());
+        }
+        print!("{}", render_annotated(&config, &dtypes, a.depth));
+        println!();
+        println!(
+            "Total parameters: {} (tied weights counted once)",
+            group(total)
+        );
+        println!(
+            "Stored weights:   {} in {} file(s)",
+            human_bytes(stored_bytes),
+            files.len()
+        );
+        println!(
+            "Weights as f32: {} · f16/bf16: {} · int8: {} · int4: {}",
+            human_bytes(total as u64 * 4),
+            human_bytes(total as u64 * 2),
+            human_bytes(total as u64),
+            human_bytes(total as u64 / 2)
+        );
+        println!(
+            "KV cache: {} per token in f16 ({} layers × {} kv heads × head_dim {})",
+            human_bytes(config.kv_bytes_per_token(2) as u64),
+            config.num_hidden_layers,
+            config.num_key_value_heads,
+            config.head_dim
+        );
+        Ok(())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Inspect(a) => inspect_cmd::run(a),
+        Command::Generate(a) => run::generate_cmd(a),
+        Command::Bench(a) => bench::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the outermost context first, then its causes.
+            let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            eprintln!("error: {}", msg.join(": "));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! `hubscope generate` and the shared model-loading path of the native binary.
+
+use std::io::Write;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use hubscope_core::burn::tensor::Device;
+use hubscope_core::generate::Step;
+use hubscope_core::generate::{Generation, RunOptions};
+use hubscope_core::sampling::{GenerationConfig, Sampler};
+use hubscope_core::text::{Message, Tokenizer};
+use hubscope_core::{ComputeDtype, Model, ModelConfig};
+use serde_json::json;
+
+use crate::folder::ModelFolder;
+
+#[derive(Args)]
+pub struct GenerateArgs {
+    /// Model folder (Hugging Face layout).
+    pub model: String,
+    #[arg(long)]
+    pub prompt: String,
+    /// Wrap the prompt as a user message in the model's chat template.
+    #[arg(long)]
+    pub chat: bool,
+    /// System message (with --chat).
+    #[arg(long)]
+    pub system: Option<String>,
+    #[arg(long)]
+    pub max_new_tokens: Option<usize>,
+    /// 0 means greedy. Defaults come from generation_config.json.
+    #[arg(long)]
+    pub temperature: Option<f32>,
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    #[arg(long)]
+    pub top_p: Option<f32>,
+    #[arg(long)]
+    pub repetition_penalty: Option<f32>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    #[command(flatten)]
+    pub dev: DeviceArgs,
+    /// Report the top K log-probabilities of every step (with --json).
+    #[arg(long, default_value_t = 0)]
+    pub logprobs: usize,
+    /// Print one JSON object instead of streaming text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Clone)]
+pub struct DeviceArgs {
+    /// cpu, wgpu or cuda[:N].
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Compute dtype: f32, f16 or bf16.
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+}
+
+impl DeviceArgs {
+    pub fn device(&self) -> Result<Device> {
+        match self.device.as_str() {
+            "cpu" => Ok(Device::flex()),
+            d if d == "wgpu" || d.starts_with("cuda") => {
+                bail!(
+                    "--device {d}: this build of hubscope has only the cpu device (GPU backends are not built in yet)"
+                )
+            }
+            other => bail!("--device {other}: unknown device (cpu, wgpu, cuda[:N])"),
+        }
+    }
+    pub fn dtype(&self) -> Result<ComputeDtype> {
+        Ok(ComputeDtype::parse(&self.dtype)?)
+    }
+}
+
+pub struct Loaded {
+    pub model: Model,
+    pub tokenizer: Tokenizer,
+    pub generation: GenerationConfig,
+    pub load_s: f64,
+}
+
+/// Load everything `generate` needs from a folder.
+pub fn load(path: &str, dev: &DeviceArgs) -> Result<Loaded> {
+    let t0 = Instant::now();
+    let folder = ModelFolder::open(path)?;
+    let config = ModelConfig::from_json(&folder.read("config.json")?)?;
+    let generation = GenerationConfig::from_model(
+        &config,
+        folder.read_optional("generation_config.json")?.as_deref(),
+    )?;
+    let tok_bytes = folder.read_optional("tokenizer.json")?.with_context(|| {
+        format!(
+            "{}: missing (hubscope needs tokenizer.json to turn text into tokens)",
+            folder.path("tokenizer.json").display()
+        )
+    })?;
+    let tokenizer = Tokenizer::from_bytes(
+        &tok_bytes,
+        folder.read_optional("tokenizer_config.json")?.as_deref(),
+    )?;
+    let device = dev.device()?;
+    let dtype = dev.dtype()?;
+    let names = folder.weight_files()?;
+    let mut bufs = vec![];
+    for n in &names {
+        // Validate the header first: a clear message for truncated or corrupt files.
+        folder.read_header(n)?;
+        bufs.push((n.clone(), folder.read(n)?));
+    }
+    let files: Vec<(String, &[u8])> = bufs
+        .iter()
+        .map(|(n, b)| (n.clone(), b.as_slice()))
+        .collect();
+    let model = Model::from_safetensors(config, &files, dtype, &device)?;
+    let mut generation = generation;
+    if let Some(id) = tokenizer.eos_token_id {
+        if !generation.eos_token_ids.contains(&id) && generation.eos_token_ids.is_empty() {
+            generation.eos_token_ids.push(id);
+        }
+    }
+    Ok(Loaded {
+        model,
+        tokenizer,
+        generation,
+        load_s: t0.elapsed().as_secs_f64(),
+    })
+}
+
+pub fn prompt_ids(
+    tokenizer: &Tokenizer,
+    prompt: &str,
+    chat: bool,
+    system: Option<&str>,
+) -> Result<Vec<u32>> {
+    if chat {
+        let mut messages = vec![];
+        if let Some(s) = system {
+            messages.push(Message::new("system", s));
+        }
+        messages.push(Message::new("user", prompt));
+        let text = tokenizer.apply_chat_template(&messages, true)?;
+        Ok(tokenizer.encode(&text, false)?)
+    } else {
+        Ok(tokenizer.encode(prompt, true)?)
+    }
+}
+
+pub fn generate_cmd(a: GenerateArgs) -> Result<()> {
+    let loaded = load(&a.model, &a.dev)?;
+    let mut g = loaded.generation.clone();
+    if let Some(t) = a.temperature {
+        g = g.with_temperature(t);
+    }
+    if let Some(k) = a.top_k {
+        g.top_k = k;
+    }
+    if let Some(p) = a.top_p {
+        g.top_p = p;
+    }
+    if let Some(r) = a.repetition_penalty {
+        g.repetition_penalty = r;
+    }
+    if let Some(n) = a.max_new_tokens {
+        g.max_new_tokens = n;
+    }
+    g.seed = a.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0)
+    });
+    if a.system.is_some() && !a.chat {
+        bail!("--system needs --chat");
+    }
+    let ids = prompt_ids(&loaded.tokenizer, &a.prompt, a.chat, a.system.as_deref())?;
+    let mut sampler = Sampler::new(g);
+    let start = Instant::now();
+    let clock = move || start.elapsed().as_secs_f64();
+    let stream = !a.json;
+    let mut out = std::io::stdout();
+    let result: Generation = pollster::block_on(hubscope_core::generate(
+        &loaded.model,
+        Some(&loaded.tokenizer),
+        &ids,
+        &mut sampler,
+        RunOptions {
+            logprobs: a.logprobs,
+            clock: &clock,
+        },
+        |step: Step<'_>| {
+            if stream {
+                let _ = out.write_all(step.text.as_bytes());
+                let _ = out.flush();
+            }
+            true
+        },
+    ))?;
+    let mut result = result;
+    result.timings.load_s = loaded.load_s;
+    if a.json {
+        let v = json!({
+            "prompt_tokens": result.prompt_tokens,
+            "tokens": result.tokens,
+            "text": result.text,
+            "logprobs": result.logprobs,
+            "finish_reason": result.finish_reason,
+            "timings": result.timings,
+        });
+        println!("{}", serde_json::to_string(&v)?);
+    } else {
+        println!();
+    }
+    Ok(())
+}
