@@ -236,9 +236,11 @@ pub async fn generate(
         }
         history.push(id);
         tokens.push(id);
+        let is_eos = gcfg.eos_token_ids.contains(&id);
+        // The end-of-sequence token ends the text; its own text (`<|im_end|>`) is not shown.
         let delta = match tokenizer {
-            Some(t) => stream.push(t, id)?,
-            None => String::new(),
+            Some(t) if !is_eos => stream.push(t, id)?,
+            _ => String::new(),
         };
         text.push_str(&delta);
         if !on_step(Step {
@@ -249,7 +251,7 @@ pub async fn generate(
             finish = FinishReason::Stop;
             break;
         }
-        if gcfg.eos_token_ids.contains(&id) {
+        if is_eos {
             finish = FinishReason::Eos;
             break;
         }

@@ -10,7 +10,8 @@ use hubscope_core::sampling::{GenerationConfig, Sampler};
 use hubscope_core::{Model, ModelConfig, generate};
 use serde_json::json;
 
-use crate::run::{DeviceArgs, load};
+use crate::folder::ModelFolder;
+use crate::run::{DeviceArgs, load_model};
 
 /// Published configs of the shapes `--shape` builds with random weights.
 pub fn shape_config(name: &str) -> Result<&'static str> {
@@ -79,7 +80,11 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let rss_before = rss().1;
     let t0 = Instant::now();
     let (model, name) = match (&a.model, &a.shape) {
-        (Some(path), None) => (load(path, &a.dev)?.model, path.clone()),
+        (Some(path), None) => {
+            let folder = ModelFolder::open(path)?;
+            let config = ModelConfig::from_json(&folder.read("config.json")?)?;
+            (load_model(&folder, config, &a.dev)?, path.clone())
+        }
         (None, Some(shape)) => {
             let config = ModelConfig::from_json(shape_config(shape)?.as_bytes())?;
             let m = Model::random(config, a.dev.dtype()?, &a.dev.device()?, 42)?;

@@ -103,25 +103,11 @@ pub fn load(path: &str, dev: &DeviceArgs) -> Result<Loaded> {
         &tok_bytes,
         folder.read_optional("tokenizer_config.json")?.as_deref(),
     )?;
-    let device = dev.device()?;
-    let dtype = dev.dtype()?;
-    let names = folder.weight_files()?;
-    let mut bufs = vec![];
-    for n in &names {
-        // Validate the header first: a clear message for truncated or corrupt files.
-        folder.read_header(n)?;
-        bufs.push((n.clone(), folder.read(n)?));
-    }
-    let files: Vec<(String, &[u8])> = bufs
-        .iter()
-        .map(|(n, b)| (n.clone(), b.as_slice()))
-        .collect();
-    let model = Model::from_safetensors(config, &files, dtype, &device)?;
+    let model = load_model(&folder, config, dev)?;
     let mut generation = generation;
-    if let Some(id) = tokenizer.eos_token_id {
-        if !generation.eos_token_ids.contains(&id) && generation.eos_token_ids.is_empty() {
-            generation.eos_token_ids.push(id);
-        }
+    if generation.eos_token_ids.is_empty() {
+        // No eos_token_id in config.json or generation_config.json: stop on the tokenizer's.
+        generation.eos_token_ids.extend(tokenizer.eos_token_id);
     }
     Ok(Loaded {
         model,
@@ -129,6 +115,24 @@ pub fn load(path: &str, dev: &DeviceArgs) -> Result<Loaded> {
         generation,
         load_s: t0.elapsed().as_secs_f64(),
     })
+}
+
+/// Load the weights of a folder (single file or shards) onto the device.
+pub fn load_model(folder: &ModelFolder, config: ModelConfig, dev: &DeviceArgs) -> Result<Model> {
+    let device = dev.device()?;
+    let dtype = dev.dtype()?;
+    let mut bufs = vec![];
+    for n in folder.weight_files()? {
+        // Validate the header first: a clear message for truncated or corrupt files.
+        folder.read_header(&n)?;
+        let bytes = folder.read(&n)?;
+        bufs.push((n, bytes));
+    }
+    let files: Vec<(String, &[u8])> = bufs
+        .iter()
+        .map(|(n, b)| (n.clone(), b.as_slice()))
+        .collect();
+    Ok(Model::from_safetensors(config, &files, dtype, &device)?)
 }
 
 pub fn prompt_ids(

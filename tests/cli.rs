@@ -1,0 +1,289 @@
+//! The `hubscope` binary: inspect totals and `print(model)` output per fixture, generate's
+//! JSON, and bad input (one-line error naming the file or field, non-zero exit, no panic).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn hubscope(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hubscope"))
+        .args(args)
+        .output()
+        .expect("run hubscope")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn inspect_total_and_plain_print_match_transformers() {
+    for dir in common::model_fixtures() {
+        let d = dir.to_str().unwrap();
+        let plain = hubscope(&["inspect", "--plain", d]);
+        assert!(plain.status.success(), "{}", stderr(&plain));
+        let want = std::fs::read_to_string(dir.join("print_model.txt")).unwrap();
+        assert_eq!(
+            stdout(&plain).trim_end_matches('\n'),
+            want.trim_end_matches('\n'),
+            "{d}: --plain"
+        );
+
+        let json = hubscope(&["inspect", "--json", d]);
+        assert!(json.status.success(), "{}", stderr(&json));
+        let v: Value = serde_json::from_str(&stdout(&json)).unwrap();
+        let summary: Value =
+            serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
+        assert_eq!(
+            v["total_parameters"], summary["parameter_count"],
+            "{d}: parameter total"
+        );
+        // Headers only: far less than the weight file was read.
+        let size = std::fs::metadata(dir.join("model.safetensors"))
+            .unwrap()
+            .len();
+        assert!(v["header_bytes_read"].as_u64().unwrap() < 64 * 1024 && size > 1_000_000);
+
+        let text = hubscope(&["inspect", d]);
+        assert!(text.status.success());
+        let total = summary["parameter_count"].as_u64().unwrap();
+        assert!(
+            stdout(&text).contains(&format!("Total parameters: {}", group(total))),
+            "{}",
+            stdout(&text)
+        );
+    }
+}
+
+fn group(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[test]
+fn generate_json_gives_reference_continuation() {
+    let dir = common::fixtures().join("tiny-llama");
+    let reference: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("reference.json")).unwrap()).unwrap();
+    let p = &reference["prompts"][0];
+    let o = hubscope(&[
+        "generate",
+        dir.to_str().unwrap(),
+        "--prompt",
+        p["text"].as_str().unwrap(),
+        "--temperature",
+        "0",
+        "--max-new-tokens",
+        "16",
+        "--logprobs",
+        "3",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["prompt_tokens"], p["input_ids"]);
+    assert_eq!(v["tokens"], p["greedy"]["new_ids"]);
+    assert_eq!(v["text"], p["greedy"]["text"]);
+    assert_eq!(v["finish_reason"], "length");
+    assert_eq!(v["logprobs"].as_array().unwrap().len(), 16);
+    assert_eq!(v["logprobs"][0][0]["id"], p["greedy"]["new_ids"][0]);
+    assert!(v["timings"]["decode_tok_s"].as_f64().unwrap() > 0.0);
+
+    // Chat mode renders the template; streaming text mode prints the same text.
+    let chat = &reference["prompts"][2];
+    let o = hubscope(&[
+        "generate",
+        dir.to_str().unwrap(),
+        "--chat",
+        "--system",
+        &chat["messages"][0]["content"].as_str().unwrap(),
+        "--prompt",
+        &chat["messages"][1]["content"].as_str().unwrap(),
+        "--temperature",
+        "0",
+        "--max-new-tokens",
+        "16",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let eos = chat["greedy"]["first_eos_index"].is_null();
+    if eos {
+        assert_eq!(
+            stdout(&o).trim_end_matches('\n'),
+            chat["greedy"]["text"].as_str().unwrap()
+        );
+    }
+}
+
+/// A copy of a fixture folder to break.
+fn copy_fixture(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dst = tmp.path().join(name);
+    std::fs::create_dir(&dst).unwrap();
+    for e in std::fs::read_dir(common::fixtures().join(name)).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+        let mut perm = std::fs::metadata(dst.join(e.file_name()))
+            .unwrap()
+            .permissions();
+        #[allow(clippy::permissions_set_readonly_false)]
+        perm.set_readonly(false);
+        std::fs::set_permissions(dst.join(e.file_name()), perm).unwrap();
+    }
+    (tmp, dst)
+}
+
+/// Runs `generate` (and `inspect` where it reads the broken file) and checks the failure.
+fn assert_fails(dir: &Path, must_name: &[&str], also_inspect: bool) {
+    let d = dir.to_str().unwrap();
+    let mut runs = vec![hubscope(&[
+        "generate",
+        d,
+        "--prompt",
+        "hi",
+        "--max-new-tokens",
+        "2",
+        "--temperature",
+        "0",
+    ])];
+    if also_inspect {
+        runs.push(hubscope(&["inspect", d]));
+    }
+    for o in runs {
+        let err = stderr(&o);
+        assert!(
+            !o.status.success(),
+            "expected failure, got success: {}",
+            stdout(&o)
+        );
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "exit code (a panic exits 101): {err}"
+        );
+        assert!(!err.contains("panicked"), "panic: {err}");
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "one-line error expected: {err}"
+        );
+        for m in must_name {
+            assert!(err.contains(m), "error should name `{m}`: {err}");
+        }
+    }
+}
+
+#[test]
+fn truncated_safetensors() {
+    let (_t, dir) = copy_fixture("tiny-qwen2");
+    let p = dir.join("model.safetensors");
+    let bytes = std::fs::read(&p).unwrap();
+    std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
+    assert_fails(&dir, &["model.safetensors", "truncated"], true);
+}
+
+#[test]
+fn header_length_past_end_of_file() {
+    let (_t, dir) = copy_fixture("tiny-qwen2");
+    let p = dir.join("model.safetensors");
+    let mut bytes = std::fs::read(&p).unwrap();
+    bytes[..8].copy_from_slice(&(10_000_000u64).to_le_bytes());
+    bytes.truncate(4096);
+    std::fs::write(&p, &bytes).unwrap();
+    assert_fails(&dir, &["model.safetensors", "header length"], true);
+}
+
+#[test]
+fn tensor_of_the_wrong_shape() {
+    let (_t, dir) = copy_fixture("tiny-qwen3");
+    let p = dir.join("model.safetensors");
+    let bytes = std::fs::read(&p).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let name = "model.layers.1.mlp.up_proj.weight";
+    let mut tensors: Vec<(String, safetensors::tensor::TensorView)> = vec![];
+    for (n, v) in st.tensors() {
+        if n == name {
+            // [128, 32] -> [64, 64]: same bytes, wrong shape.
+            let w =
+                safetensors::tensor::TensorView::new(v.dtype(), vec![64, 64], v.data()).unwrap();
+            tensors.push((n, w));
+        } else {
+            tensors.push((n, v));
+        }
+    }
+    let out = safetensors::serialize(tensors, None).unwrap();
+    std::fs::write(&p, out).unwrap();
+    assert_fails(&dir, &[name, "[64, 64]", "[128, 32]"], false);
+}
+
+#[test]
+fn unknown_model_type() {
+    let (_t, dir) = copy_fixture("tiny-llama");
+    let p = dir.join("config.json");
+    let s = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace("\"llama\"", "\"mamba\"");
+    std::fs::write(&p, s).unwrap();
+    assert_fails(&dir, &["config.json", "model_type", "mamba"], true);
+}
+
+#[test]
+fn missing_tokenizer_json() {
+    let (_t, dir) = copy_fixture("tiny-llama");
+    std::fs::remove_file(dir.join("tokenizer.json")).unwrap();
+    assert_fails(&dir, &["tokenizer.json"], false);
+}
+
+#[test]
+fn invalid_json() {
+    for file in [
+        "config.json",
+        "tokenizer_config.json",
+        "generation_config.json",
+        "tokenizer.json",
+    ] {
+        let (_t, dir) = copy_fixture("tiny-qwen2");
+        std::fs::write(dir.join(file), "{\"vocab_size\": 12,").unwrap();
+        assert_fails(&dir, &[file], file == "config.json");
+    }
+}
+
+#[test]
+fn missing_tensor_and_unknown_device() {
+    let (_t, dir) = copy_fixture("tiny-qwen2");
+    let p = dir.join("model.safetensors");
+    let bytes = std::fs::read(&p).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let gone = "model.layers.0.self_attn.k_proj.bias";
+    let tensors: Vec<_> = st
+        .tensors()
+        .into_iter()
+        .filter(|(n, _)| n != gone)
+        .collect();
+    std::fs::write(&p, safetensors::serialize(tensors, None).unwrap()).unwrap();
+    assert_fails(&dir, &[gone], false);
+
+    let o = hubscope(&[
+        "generate",
+        common::fixtures().join("tiny-qwen2").to_str().unwrap(),
+        "--prompt",
+        "x",
+        "--device",
+        "tpu",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--device tpu"));
+}

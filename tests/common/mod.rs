@@ -1,0 +1,35 @@
+//! Helpers shared by the integration tests: where the reference fixtures live.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+/// `../shared/fixtures` beside the checkout, or `HUBSCOPE_FIXTURES`.
+pub fn fixtures() -> PathBuf {
+    let dir = std::env::var_os("HUBSCOPE_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")
+        });
+    assert!(
+        dir.join("tiny-qwen2").is_dir(),
+        "reference fixtures not found at {} (set HUBSCOPE_FIXTURES)",
+        dir.display()
+    );
+    dir
+}
+
+/// The decoder fixtures (folders with a reference.json and a config.json).
+pub fn model_fixtures() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(fixtures())
+        .expect("read fixtures")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.join("config.json").is_file() && p.join("reference.json").is_file())
+        .collect();
+    v.sort();
+    assert!(
+        v.len() >= 3,
+        "expected the three decoder fixtures, found {v:?}"
+    );
+    v
+}
