@@ -7,7 +7,7 @@ use burn::module::Param;
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use half::{bf16, f16};
 use safetensors::SafeTensors;
-use safetensors::tensor::{Dtype, Metadata};
+use safetensors::tensor::Metadata;
 use serde::{Deserialize, Serialize};
 
 use crate::config::ModelConfig;
@@ -252,116 +252,104 @@ fn convert(bytes: &[u8], from: StoredDtype, to: ComputeDtype, shape: Vec<usize>)
     }
 }
 
-fn stored_dtype(file: &str, name: &str, d: Dtype) -> Result<StoredDtype> {
-    match d {
-        Dtype::F32 => Ok(StoredDtype::F32),
-        Dtype::F16 => Ok(StoredDtype::F16),
-        Dtype::BF16 => Ok(StoredDtype::BF16),
-        other => Err(Error::UnsupportedDtype {
-            file: file.into(),
-            name: name.into(),
-            dtype: format!("{other:?}"),
-        }),
-    }
-}
-
 /// Buffers that checkpoints sometimes carry and transformers ignores.
 fn is_ignored_buffer(name: &str) -> bool {
     name.ends_with("rotary_emb.inv_freq")
 }
 
-/// Take every parameter of the tree from the given safetensors files (name, full bytes).
-/// Missing, unused or wrongly shaped tensors are errors naming the tensor.
+/// Match the checkpoint's tensors (from headers alone) to the module tree: the load report.
+/// Missing, unused or wrongly shaped tensors and unloadable dtypes are errors naming the tensor.
+pub fn plan_load(config: &ModelConfig, headers: &[FileHeader]) -> Result<LoadReport> {
+    let tree = model_tree(config);
+    let mut tensors: HashMap<&str, &TensorHeader> = HashMap::new();
+    for h in headers {
+        for (name, t) in &h.tensors {
+            tensors.insert(name, t);
+        }
+    }
+    let module_of = |path: &str| path.rsplit_once('.').map_or("", |(m, _)| m).to_string();
+    let mut report = LoadReport::default();
+    for spec in tree.all_params() {
+        let found = tensors.remove(spec.path.as_str());
+        if let Some(target) = &spec.tied_to {
+            // A tied head saved anyway is ignored: transformers ties it to the embedding.
+            report.entries.push(LoadEntry {
+                tensor: spec.path.clone(),
+                file: found.map(|t| t.file.clone()).unwrap_or_default(),
+                module: module_of(&spec.path),
+                shape: spec.shape.clone(),
+                stored_dtype: found.map(|t| t.dtype.clone()).unwrap_or_default(),
+                status: if found.is_some() { format!("ignored (tied to {target})") } else { format!("tied to {target}") },
+            });
+            continue;
+        }
+        let t = found.ok_or_else(|| Error::MissingTensor {
+            name: spec.path.clone(),
+            module: module_of(&spec.path),
+            expected: spec.shape.clone(),
+        })?;
+        check_shape(&t.file, spec, &t.shape)?;
+        stored_dtype_name(&t.file, &spec.path, &t.dtype)?;
+        report.entries.push(LoadEntry {
+            tensor: spec.path.clone(),
+            file: t.file.clone(),
+            module: module_of(&spec.path),
+            shape: spec.shape.clone(),
+            stored_dtype: t.dtype.clone(),
+            status: "loaded".into(),
+        });
+    }
+    let mut rest: Vec<_> = tensors.into_iter().collect();
+    rest.sort_by(|a, b| a.0.cmp(b.0));
+    for (name, t) in rest {
+        if !is_ignored_buffer(name) {
+            return Err(Error::UnusedTensor { file: t.file.clone(), name: name.to_string(), shape: t.shape.clone(), arch: tree.class });
+        }
+        report.entries.push(LoadEntry {
+            tensor: name.to_string(),
+            file: t.file.clone(),
+            module: String::new(),
+            shape: t.shape.clone(),
+            stored_dtype: t.dtype.clone(),
+            status: "ignored (buffer)".into(),
+        });
+    }
+    Ok(report)
+}
+
+fn stored_dtype_name(file: &str, name: &str, dtype: &str) -> Result<StoredDtype> {
+    match dtype {
+        "F32" => Ok(StoredDtype::F32),
+        "F16" => Ok(StoredDtype::F16),
+        "BF16" => Ok(StoredDtype::BF16),
+        other => Err(Error::UnsupportedDtype { file: file.into(), name: name.into(), dtype: other.into() }),
+    }
+}
+
+/// Take every parameter of the tree from the given safetensors files (name, full bytes),
+/// converted to the compute dtype, with the load report.
 pub fn read_checkpoint(
     config: &ModelConfig,
     files: &[(String, &[u8])],
     dtype: ComputeDtype,
 ) -> Result<(HashMap<String, TensorData>, LoadReport)> {
-    let tree = model_tree(config);
-    let arch = tree.class.clone();
+    let headers = files
+        .iter()
+        .map(|(file, bytes)| FileHeader::parse(file, bytes, Some(bytes.len() as u64)))
+        .collect::<Result<Vec<_>>>()?;
+    let report = plan_load(config, &headers)?;
     let mut views = HashMap::new();
     for (file, bytes) in files {
-        // A precise message for the two commonest corruptions before the library's own checks.
-        FileHeader::parse(file, bytes, Some(bytes.len() as u64))?;
-        let st =
-            SafeTensors::deserialize(bytes).map_err(|e| safetensors_err(file, e.to_string()))?;
+        let st = SafeTensors::deserialize(bytes).map_err(|e| safetensors_err(file, e.to_string()))?;
         for (name, view) in st.tensors() {
-            views.insert(name, (file.clone(), view));
+            views.insert(name, view);
         }
     }
     let mut out = HashMap::new();
-    let mut report = LoadReport::default();
-    for spec in tree.all_params() {
-        let module = spec
-            .path
-            .rsplit_once('.')
-            .map_or("", |(m, _)| m)
-            .to_string();
-        if let Some(target) = &spec.tied_to {
-            if let Some((file, view)) = views.remove(&spec.path) {
-                // A tied head saved anyway: transformers ties it to the embedding and drops it.
-                report.entries.push(LoadEntry {
-                    tensor: spec.path.clone(),
-                    file,
-                    module,
-                    shape: view.shape().to_vec(),
-                    stored_dtype: format!("{:?}", view.dtype()),
-                    status: format!("ignored (tied to {target})"),
-                });
-            } else {
-                report.entries.push(LoadEntry {
-                    tensor: spec.path.clone(),
-                    file: String::new(),
-                    module,
-                    shape: spec.shape.clone(),
-                    stored_dtype: String::new(),
-                    status: format!("tied to {target}"),
-                });
-            }
-            continue;
-        }
-        let (file, view) = views
-            .remove(&spec.path)
-            .ok_or_else(|| Error::MissingTensor {
-                name: spec.path.clone(),
-                module: module.clone(),
-                expected: spec.shape.clone(),
-            })?;
-        check_shape(&file, spec, view.shape())?;
-        let sd = stored_dtype(&file, &spec.path, view.dtype())?;
-        out.insert(
-            spec.path.clone(),
-            convert(view.data(), sd, dtype, spec.shape.clone()),
-        );
-        report.entries.push(LoadEntry {
-            tensor: spec.path.clone(),
-            file,
-            module,
-            shape: spec.shape.clone(),
-            stored_dtype: sd.name().to_string(),
-            status: "loaded".into(),
-        });
-    }
-    let mut rest: Vec<_> = views.into_iter().collect();
-    rest.sort_by(|a, b| a.0.cmp(&b.0));
-    for (name, (file, view)) in rest {
-        if is_ignored_buffer(&name) {
-            report.entries.push(LoadEntry {
-                tensor: name,
-                file,
-                module: String::new(),
-                shape: view.shape().to_vec(),
-                stored_dtype: format!("{:?}", view.dtype()),
-                status: "ignored (buffer)".into(),
-            });
-            continue;
-        }
-        return Err(Error::UnusedTensor {
-            file,
-            name,
-            shape: view.shape().to_vec(),
-            arch,
-        });
+    for e in report.entries.iter().filter(|e| e.status == "loaded") {
+        let view = views.remove(&e.tensor).ok_or_else(|| safetensors_err(&e.file, format!("tensor `{}` vanished", e.tensor)))?;
+        let sd = stored_dtype_name(&e.file, &e.tensor, &e.stored_dtype)?;
+        out.insert(e.tensor.clone(), convert(view.data(), sd, dtype, e.shape.clone()));
     }
     Ok((out, report))
 }
@@ -517,5 +505,33 @@ impl Loader<'_> {
             weight: self.param(&format!("{path}.weight"))?,
             eps,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn half_precision_storage_converts_exactly() {
+        let vals = [1.0f32, -2.5, 0.099_975_586, 65504.0];
+        let f16b: Vec<u8> = vals.iter().flat_map(|v| f16::from_f32(*v).to_le_bytes()).collect();
+        let bf16b: Vec<u8> = vals.iter().flat_map(|v| bf16::from_f32(*v).to_le_bytes()).collect();
+        let a = convert(&f16b, StoredDtype::F16, ComputeDtype::F32, vec![4]).to_vec::<f32>().unwrap();
+        assert_eq!(a, vals.iter().map(|v| f16::from_f32(*v).to_f32()).collect::<Vec<_>>());
+        let b = convert(&bf16b, StoredDtype::BF16, ComputeDtype::F32, vec![4]).to_vec::<f32>().unwrap();
+        assert_eq!(b, vals.iter().map(|v| bf16::from_f32(*v).to_f32()).collect::<Vec<_>>());
+        let c = convert(&bf16b, StoredDtype::BF16, ComputeDtype::BF16, vec![4]).to_vec::<bf16>().unwrap();
+        assert_eq!(c[1], bf16::from_f32(-2.5));
+    }
+
+    #[test]
+    fn header_errors_name_the_file() {
+        let e = FileHeader::parse("x.safetensors", &[1, 2, 3], None).unwrap_err();
+        assert!(e.to_string().contains("x.safetensors"));
+        let mut b = 100u64.to_le_bytes().to_vec();
+        b.extend_from_slice(b"{}");
+        let e = FileHeader::parse("x.safetensors", &b, None).unwrap_err();
+        assert!(e.to_string().contains("runs past the end"), "{e}");
     }
 }

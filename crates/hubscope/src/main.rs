@@ -65,6 +65,7 @@ mod inspect_cmd {
         }
         let mut dtypes = Dtypes::new();
         let mut files = vec![];
+        let mut headers = vec![];
         let mut header_bytes = 0u64;
         let mut stored_bytes = 0u64;
         for f in folder.weight_files()? {
@@ -75,7 +76,10 @@ mod inspect_cmd {
                 dtypes.insert(name.clone(), t.dtype.clone());
             }
             files.push(json!({"file": f, "tensors": h.tensors.len(), "data_bytes": h.data_len}));
+            headers.push(h);
         }
+        // The same check the loader makes, from the headers: every tensor has its module.
+        let report = hubscope_core::weights::plan_load(&config, &headers)?;
         let total = tree.num_params();
         let per = |b: u64| json!({"bytes": total as u64 * b / 8, "human": human_bytes(total as u64 * b / 8)});
         if a.json {
@@ -87,6 +91,7 @@ mod inspect_cmd {
                 "header_bytes_read": header_bytes,
                 "bytes_by_dtype": {"f32": per(32), "f16": per(16), "bf16": per(16), "int8": per(8), "int4": per(4)},
                 "files": files,
+                "load_report": report.entries,
                 "tree": tree_json(&tree, &dtypes),
             });
             println!("{}", serde_json::to_string_pretty(&out)?);
@@ -94,9 +99,14 @@ mod inspect_cmd {
         }
         print!("{}", render_annotated(&config, &dtypes, a.depth));
         println!();
+        let loaded = report.entries.iter().filter(|e| e.status == "loaded").count();
+        println!("Total parameters: {} (tied weights counted once)", group(total));
         println!(
-            "Total parameters: {} (tied weights counted once)",
-            group(total)
+            "Checkpoint:       {loaded} tensors, each mapped to its module{}",
+            match report.entries.len() - loaded {
+                0 => String::new(),
+                n => format!("; {n} tied or ignored"),
+            }
         );
         println!(
             "Stored weights:   {} in {} file(s)",
