@@ -9,5 +9,11 @@ export CARGO_TERM_COLOR=never
 rustup target add wasm32-unknown-unknown
 cargo check --locked --target wasm32-unknown-unknown -p hubscope-core
 
+# Python peers the tests talk to (safetensors, huggingface_hub), in a venv of our own.
+py_env="$CARGO_TARGET_DIR/pyenv"
+[ -x "$py_env/bin/python" ] || python3 -m venv "$py_env"
+"$py_env/bin/pip" install -q --disable-pip-version-check safetensors numpy huggingface_hub
+export HUBSCOPE_PYTHON="$py_env/bin/python"
+
 # Unit tests, the transformers reference tests on ../shared/fixtures, and the CLI tests.
 cargo test --locked --release --workspace

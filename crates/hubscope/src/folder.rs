@@ -71,6 +71,13 @@ impl ModelFolder {
         )
     }
 
+    /// A folder written by `export --format burnpack`: `model.bpk` and no safetensors.
+    pub fn is_burnpack(&self) -> bool {
+        self.path(hubscope_core::export::BURNPACK_FILE).is_file()
+            && !self.path("model.safetensors").is_file()
+            && !self.path("model.safetensors.index.json").is_file()
+    }
+
     /// Parse a safetensors header reading only its first `8 + n` bytes, never weight data.
     pub fn read_header(&self, name: &str) -> Result<(FileHeader, u64)> {
         let p = self.path(name);

@@ -1,6 +1,7 @@
 //! `hubscope`: look inside, run and benchmark Hugging Face decoder models from the command line.
 
 mod bench;
+mod export;
 mod folder;
 mod inspect;
 mod run;
@@ -26,6 +27,8 @@ enum Command {
     Inspect(inspect_cmd::Args),
     /// Generate text, streaming it to stdout.
     Generate(run::GenerateArgs),
+    /// Save the weights as safetensors (dtype, shards) or burnpack.
+    Export(export::ExportArgs),
     /// Measure load time, prefill and decode speed, and peak memory.
     Bench(bench::BenchArgs),
 }
@@ -68,7 +71,21 @@ mod inspect_cmd {
         let mut headers = vec![];
         let mut header_bytes = 0u64;
         let mut stored_bytes = 0u64;
-        for f in folder.weight_files()? {
+        if folder.is_burnpack() {
+            let name = hubscope_core::export::BURNPACK_FILE;
+            let bytes = folder.read(name)?;
+            let size = bytes.len();
+            let (h, _) = hubscope_core::export::read_burnpack(name, bytes)?;
+            for (n, t) in &h.tensors {
+                dtypes.insert(n.clone(), t.dtype.clone());
+            }
+            stored_bytes += size as u64;
+            header_bytes += size as u64;
+            files.push(json!({"file": name, "tensors": h.tensors.len(), "data_bytes": size}));
+            headers.push(h);
+        }
+        let weight_files = if folder.is_burnpack() { vec![] } else { folder.weight_files()? };
+        for f in weight_files {
             let (h, read) = folder.read_header(&f)?;
             header_bytes += read;
             stored_bytes += h.data_len as u64;
@@ -137,6 +154,7 @@ fn main() -> ExitCode {
         Command::Inspect(a) => inspect_cmd::run(a),
         Command::Generate(a) => run::generate_cmd(a),
         Command::Bench(a) => bench::run(a),
+        Command::Export(a) => export::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

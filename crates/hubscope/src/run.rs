@@ -6,6 +6,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use hubscope_core::burn::tensor::Device;
+use hubscope_core::export::BURNPACK_FILE;
 use hubscope_core::generate::Step;
 use hubscope_core::generate::{Generation, RunOptions};
 use hubscope_core::sampling::{GenerationConfig, Sampler};
@@ -121,6 +122,11 @@ pub fn load(path: &str, dev: &DeviceArgs) -> Result<Loaded> {
 pub fn load_model(folder: &ModelFolder, config: ModelConfig, dev: &DeviceArgs) -> Result<Model> {
     let device = dev.device()?;
     let dtype = dev.dtype()?;
+    if folder.is_burnpack() {
+        let bytes = folder.read(BURNPACK_FILE)?;
+        return Ok(Model::from_burnpack(config, bytes, dtype, &device)
+            .with_context(|| folder.path(BURNPACK_FILE).display().to_string())?);
+    }
     let mut bufs = vec![];
     for n in folder.weight_files()? {
         // Validate the header first: a clear message for truncated or corrupt files.
