@@ -298,7 +298,10 @@ fn sharded_checkpoint_with_index_loads_and_matches() {
     all.sort_by(|a, b| a.0.cmp(&b.0));
     let half = all.len() / 2;
     let mut weight_map = serde_json::Map::new();
-    for (k, part) in [all[..half].to_vec(), all[half..].to_vec()].into_iter().enumerate() {
+    for (k, part) in [all[..half].to_vec(), all[half..].to_vec()]
+        .into_iter()
+        .enumerate()
+    {
         let name = format!("model-0000{}-of-00002.safetensors", k + 1);
         for (n, _) in &part {
             weight_map.insert(n.clone(), Value::String(name.clone()));
@@ -306,13 +309,25 @@ fn sharded_checkpoint_with_index_loads_and_matches() {
         std::fs::write(dir.join(&name), safetensors::serialize(part, None).unwrap()).unwrap();
     }
     std::fs::remove_file(&p).unwrap();
-    let index = serde_json::json!({"metadata": {"total_size": bytes.len()}, "weight_map": weight_map});
+    let index =
+        serde_json::json!({"metadata": {"total_size": bytes.len()}, "weight_map": weight_map});
     std::fs::write(dir.join("model.safetensors.index.json"), index.to_string()).unwrap();
 
-    let reference: Value = serde_json::from_slice(&std::fs::read(dir.join("reference.json")).unwrap()).unwrap();
+    let reference: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("reference.json")).unwrap()).unwrap();
     let p0 = &reference["prompts"][1];
     let d = dir.to_str().unwrap();
-    let o = hubscope(&["generate", d, "--prompt", p0["text"].as_str().unwrap(), "--temperature", "0", "--max-new-tokens", "16", "--json"]);
+    let o = hubscope(&[
+        "generate",
+        d,
+        "--prompt",
+        p0["text"].as_str().unwrap(),
+        "--temperature",
+        "0",
+        "--max-new-tokens",
+        "16",
+        "--json",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["tokens"], p0["greedy"]["new_ids"]);

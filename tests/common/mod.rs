@@ -37,11 +37,17 @@ pub fn model_fixtures() -> Vec<PathBuf> {
 /// A Python with `safetensors` (and, for the Hub tests, `huggingface_hub`): `HUBSCOPE_PYTHON`,
 /// which scripts/test.sh sets up in a venv.
 pub fn python() -> PathBuf {
-    let p = std::env::var_os("HUBSCOPE_PYTHON").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("python3"));
+    let p = std::env::var_os("HUBSCOPE_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("python3"));
     let ok = std::process::Command::new(&p)
         .args(["-c", "import safetensors"])
         .status()
         .is_ok_and(|s| s.success());
-    assert!(ok, "{} lacks the safetensors package: run scripts/test.sh, or set HUBSCOPE_PYTHON", p.display());
+    assert!(
+        ok,
+        "{} lacks the safetensors package: run scripts/test.sh, or set HUBSCOPE_PYTHON",
+        p.display()
+    );
     p
 }

@@ -37,7 +37,10 @@ impl ModuleVisitor for Collect {
 
 /// The model's parameters named as the checkpoint names them, in `dtype`, in module order.
 /// A tied head is not a parameter of its own and is not listed (transformers does the same).
-pub async fn named_tensors(lm: &CausalLm, dtype: ComputeDtype) -> Result<Vec<(String, TensorData)>> {
+pub async fn named_tensors(
+    lm: &CausalLm,
+    dtype: ComputeDtype,
+) -> Result<Vec<(String, TensorData)>> {
     let mut c = Collect::default();
     lm.visit(&mut c);
     let mut out = Vec::with_capacity(c.out.len());
@@ -47,7 +50,10 @@ pub async fn named_tensors(lm: &CausalLm, dtype: ComputeDtype) -> Result<Vec<(St
             .into_data_async()
             .await
             .map_err(|e| Error::Device(format!("{e:?}")))?;
-        out.push((name, TensorData::from_bytes(data.into_bytes(), shape, dtype.burn())));
+        out.push((
+            name,
+            TensorData::from_bytes(data.into_bytes(), shape, dtype.burn()),
+        ));
     }
     Ok(out)
 }
@@ -57,7 +63,9 @@ fn st_dtype(d: DType) -> Result<safetensors::Dtype> {
         DType::F32 => Ok(safetensors::Dtype::F32),
         DType::F16 => Ok(safetensors::Dtype::F16),
         DType::BF16 => Ok(safetensors::Dtype::BF16),
-        other => Err(Error::Invalid(format!("cannot write dtype {other:?} to safetensors"))),
+        other => Err(Error::Invalid(format!(
+            "cannot write dtype {other:?} to safetensors"
+        ))),
     }
 }
 
@@ -70,7 +78,10 @@ pub struct OutFile {
 /// Safetensors the way `save_pretrained` writes them: `model.safetensors`, or
 /// `model-0000N-of-0000M.safetensors` shards of at most `max_shard_bytes` (a tensor larger than
 /// the limit gets a shard of its own) plus `model.safetensors.index.json`.
-pub fn to_safetensors(tensors: &[(String, TensorData)], max_shard_bytes: u64) -> Result<Vec<OutFile>> {
+pub fn to_safetensors(
+    tensors: &[(String, TensorData)],
+    max_shard_bytes: u64,
+) -> Result<Vec<OutFile>> {
     let mut shards: Vec<Vec<usize>> = vec![vec![]];
     let mut size = 0u64;
     for (i, (_, d)) in tensors.iter().enumerate() {
@@ -96,12 +107,17 @@ pub fn to_safetensors(tensors: &[(String, TensorData)], max_shard_bytes: u64) ->
         let mut views = vec![];
         for &i in shard {
             let (n, d) = &tensors[i];
-            let view = safetensors::tensor::TensorView::new(st_dtype(d.dtype())?, d.shape().to_vec(), d.as_bytes())
-                .map_err(|e| Error::Invalid(format!("{n}: {e}")))?;
+            let view = safetensors::tensor::TensorView::new(
+                st_dtype(d.dtype())?,
+                d.shape().to_vec(),
+                d.as_bytes(),
+            )
+            .map_err(|e| Error::Invalid(format!("{n}: {e}")))?;
             views.push((n.clone(), view));
             weight_map.insert(n.clone(), Value::String(name.clone()));
         }
-        let bytes = safetensors::serialize(views, Some(meta.clone())).map_err(|e| Error::Invalid(e.to_string()))?;
+        let bytes = safetensors::serialize(views, Some(meta.clone()))
+            .map_err(|e| Error::Invalid(e.to_string()))?;
         files.push(OutFile { name, bytes });
     }
     if count > 1 {
@@ -134,8 +150,14 @@ pub fn to_burnpack(tensors: Vec<(String, TensorData)>) -> Result<Vec<u8>> {
 }
 
 /// Read a burnpack checkpoint: its tensor list as a header (for the load plan) and the data.
-pub fn read_burnpack(file: &str, bytes: Vec<u8>) -> Result<(FileHeader, HashMap<String, TensorData>)> {
-    let bad = |e: burn_pack::Error| Error::Safetensors { file: file.to_string(), message: format!("not a valid burnpack file: {e}") };
+pub fn read_burnpack(
+    file: &str,
+    bytes: Vec<u8>,
+) -> Result<(FileHeader, HashMap<String, TensorData>)> {
+    let bad = |e: burn_pack::Error| Error::Safetensors {
+        file: file.to_string(),
+        message: format!("not a valid burnpack file: {e}"),
+    };
     let reader = burn_pack::Reader::from_bytes(Bytes::from_bytes_vec(bytes)).map_err(bad)?;
     let mut tensors = BTreeMap::new();
     let mut data = HashMap::new();
@@ -149,11 +171,21 @@ pub fn read_burnpack(file: &str, bytes: Vec<u8>) -> Result<(FileHeader, HashMap<
         };
         tensors.insert(
             name.clone(),
-            TensorHeader { file: file.to_string(), dtype: dname.to_string(), shape: shape.to_vec(), data_offsets: (0, bytes.len()) },
+            TensorHeader {
+                file: file.to_string(),
+                dtype: dname.to_string(),
+                shape: shape.to_vec(),
+                data_offsets: (0, bytes.len()),
+            },
         );
         data.insert(name, TensorData::from_bytes(bytes, shape, dtype));
     }
-    let header = FileHeader { file: file.to_string(), data_start: 0, tensors, data_len: 0 };
+    let header = FileHeader {
+        file: file.to_string(),
+        data_start: 0,
+        tensors,
+        data_len: 0,
+    };
     Ok((header, data))
 }
 
@@ -167,7 +199,11 @@ pub fn export_config(config: &ModelConfig, dtype: ComputeDtype) -> Vec<u8> {
         ComputeDtype::BF16 => "bfloat16",
     };
     if let Some(o) = raw.as_object_mut() {
-        let key = if o.contains_key("dtype") && !o.contains_key("torch_dtype") { "dtype" } else { "torch_dtype" };
+        let key = if o.contains_key("dtype") && !o.contains_key("torch_dtype") {
+            "dtype"
+        } else {
+            "torch_dtype"
+        };
         o.insert(key.to_string(), Value::String(name.into()));
     }
     let mut bytes = serde_json::to_vec_pretty(&raw).expect("json");

@@ -45,7 +45,12 @@ impl Model {
     }
 
     /// Load from a burnpack file (what `hubscope export --format burnpack` writes).
-    pub fn from_burnpack(config: ModelConfig, bytes: Vec<u8>, dtype: ComputeDtype, device: &Device) -> Result<Self> {
+    pub fn from_burnpack(
+        config: ModelConfig,
+        bytes: Vec<u8>,
+        dtype: ComputeDtype,
+        device: &Device,
+    ) -> Result<Self> {
         let (header, mut data) = crate::export::read_burnpack(crate::export::BURNPACK_FILE, bytes)?;
         let report = crate::weights::plan_load(&config, &[header])?;
         let mut tensors = std::collections::HashMap::new();
@@ -55,7 +60,14 @@ impl Model {
             }
         }
         let lm = build_model(&config, tensors, dtype, device)?;
-        Ok(Model { rope: Rope::new(&config), config, lm, dtype, device: device.clone(), report })
+        Ok(Model {
+            rope: Rope::new(&config),
+            config,
+            lm,
+            dtype,
+            device: device.clone(),
+            report,
+        })
     }
 
     /// A model of this config with random weights (benchmarks of a shape, no download).

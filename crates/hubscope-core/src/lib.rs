@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod export;
 pub mod generate;
+pub mod hub;
 pub mod model;
 pub mod rope;
 pub mod sampling;

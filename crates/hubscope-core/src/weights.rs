@@ -279,7 +279,11 @@ pub fn plan_load(config: &ModelConfig, headers: &[FileHeader]) -> Result<LoadRep
                 module: module_of(&spec.path),
                 shape: spec.shape.clone(),
                 stored_dtype: found.map(|t| t.dtype.clone()).unwrap_or_default(),
-                status: if found.is_some() { format!("ignored (tied to {target})") } else { format!("tied to {target}") },
+                status: if found.is_some() {
+                    format!("ignored (tied to {target})")
+                } else {
+                    format!("tied to {target}")
+                },
             });
             continue;
         }
@@ -303,7 +307,12 @@ pub fn plan_load(config: &ModelConfig, headers: &[FileHeader]) -> Result<LoadRep
     rest.sort_by(|a, b| a.0.cmp(b.0));
     for (name, t) in rest {
         if !is_ignored_buffer(name) {
-            return Err(Error::UnusedTensor { file: t.file.clone(), name: name.to_string(), shape: t.shape.clone(), arch: tree.class });
+            return Err(Error::UnusedTensor {
+                file: t.file.clone(),
+                name: name.to_string(),
+                shape: t.shape.clone(),
+                arch: tree.class,
+            });
         }
         report.entries.push(LoadEntry {
             tensor: name.to_string(),
@@ -322,7 +331,11 @@ fn stored_dtype_name(file: &str, name: &str, dtype: &str) -> Result<StoredDtype>
         "F32" => Ok(StoredDtype::F32),
         "F16" => Ok(StoredDtype::F16),
         "BF16" => Ok(StoredDtype::BF16),
-        other => Err(Error::UnsupportedDtype { file: file.into(), name: name.into(), dtype: other.into() }),
+        other => Err(Error::UnsupportedDtype {
+            file: file.into(),
+            name: name.into(),
+            dtype: other.into(),
+        }),
     }
 }
 
@@ -340,16 +353,22 @@ pub fn read_checkpoint(
     let report = plan_load(config, &headers)?;
     let mut views = HashMap::new();
     for (file, bytes) in files {
-        let st = SafeTensors::deserialize(bytes).map_err(|e| safetensors_err(file, e.to_string()))?;
+        let st =
+            SafeTensors::deserialize(bytes).map_err(|e| safetensors_err(file, e.to_string()))?;
         for (name, view) in st.tensors() {
             views.insert(name, view);
         }
     }
     let mut out = HashMap::new();
     for e in report.entries.iter().filter(|e| e.status == "loaded") {
-        let view = views.remove(&e.tensor).ok_or_else(|| safetensors_err(&e.file, format!("tensor `{}` vanished", e.tensor)))?;
+        let view = views
+            .remove(&e.tensor)
+            .ok_or_else(|| safetensors_err(&e.file, format!("tensor `{}` vanished", e.tensor)))?;
         let sd = stored_dtype_name(&e.file, &e.tensor, &e.stored_dtype)?;
-        out.insert(e.tensor.clone(), convert(view.data(), sd, dtype, e.shape.clone()));
+        out.insert(
+            e.tensor.clone(),
+            convert(view.data(), sd, dtype, e.shape.clone()),
+        );
     }
     Ok((out, report))
 }
@@ -515,13 +534,35 @@ mod tests {
     #[test]
     fn half_precision_storage_converts_exactly() {
         let vals = [1.0f32, -2.5, 0.099_975_586, 65504.0];
-        let f16b: Vec<u8> = vals.iter().flat_map(|v| f16::from_f32(*v).to_le_bytes()).collect();
-        let bf16b: Vec<u8> = vals.iter().flat_map(|v| bf16::from_f32(*v).to_le_bytes()).collect();
-        let a = convert(&f16b, StoredDtype::F16, ComputeDtype::F32, vec![4]).to_vec::<f32>().unwrap();
-        assert_eq!(a, vals.iter().map(|v| f16::from_f32(*v).to_f32()).collect::<Vec<_>>());
-        let b = convert(&bf16b, StoredDtype::BF16, ComputeDtype::F32, vec![4]).to_vec::<f32>().unwrap();
-        assert_eq!(b, vals.iter().map(|v| bf16::from_f32(*v).to_f32()).collect::<Vec<_>>());
-        let c = convert(&bf16b, StoredDtype::BF16, ComputeDtype::BF16, vec![4]).to_vec::<bf16>().unwrap();
+        let f16b: Vec<u8> = vals
+            .iter()
+            .flat_map(|v| f16::from_f32(*v).to_le_bytes())
+            .collect();
+        let bf16b: Vec<u8> = vals
+            .iter()
+            .flat_map(|v| bf16::from_f32(*v).to_le_bytes())
+            .collect();
+        let a = convert(&f16b, StoredDtype::F16, ComputeDtype::F32, vec![4])
+            .to_vec::<f32>()
+            .unwrap();
+        assert_eq!(
+            a,
+            vals.iter()
+                .map(|v| f16::from_f32(*v).to_f32())
+                .collect::<Vec<_>>()
+        );
+        let b = convert(&bf16b, StoredDtype::BF16, ComputeDtype::F32, vec![4])
+            .to_vec::<f32>()
+            .unwrap();
+        assert_eq!(
+            b,
+            vals.iter()
+                .map(|v| bf16::from_f32(*v).to_f32())
+                .collect::<Vec<_>>()
+        );
+        let c = convert(&bf16b, StoredDtype::BF16, ComputeDtype::BF16, vec![4])
+            .to_vec::<bf16>()
+            .unwrap();
         assert_eq!(c[1], bf16::from_f32(-2.5));
     }
 

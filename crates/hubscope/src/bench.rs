@@ -34,8 +34,10 @@ pub fn shape_config(name: &str) -> Result<&'static str> {
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Model folder; or use --shape.
+    /// Model folder or Hub repo id; or use --shape.
     pub model: Option<String>,
+    #[command(flatten)]
+    pub hub: crate::hub::HubArgs,
     /// Build this shape with random weights instead of loading a model.
     #[arg(long)]
     pub shape: Option<String>,
@@ -81,7 +83,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let t0 = Instant::now();
     let (model, name) = match (&a.model, &a.shape) {
         (Some(path), None) => {
-            let folder = ModelFolder::open(path)?;
+            let folder =
+                ModelFolder::open(&crate::hub::local_or_download(path, &a.hub)?.to_string_lossy())?;
             let config = ModelConfig::from_json(&folder.read("config.json")?)?;
             (load_model(&folder, config, &a.dev)?, path.clone())
         }

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use hubscope_core::export::{BURNPACK_FILE, export_config, named_tensors, to_burnpack, to_safetensors};
+use hubscope_core::export::{
+    BURNPACK_FILE, export_config, named_tensors, to_burnpack, to_safetensors,
+};
 use hubscope_core::{ComputeDtype, ModelConfig};
 use serde_json::json;
 
@@ -14,8 +16,10 @@ use crate::run::{DeviceArgs, load_model};
 
 #[derive(Args)]
 pub struct ExportArgs {
-    /// Model folder (safetensors or burnpack).
+    /// Model folder (safetensors or burnpack) or Hub repo id.
     pub model: String,
+    #[command(flatten)]
+    pub hub: crate::hub::HubArgs,
     /// Output folder (must not exist, or be empty).
     #[arg(long)]
     pub out: PathBuf,
@@ -37,7 +41,10 @@ pub fn parse_size(s: &str) -> Result<u64> {
     let t = s.trim();
     let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let num: f64 = num.trim().parse().with_context(|| format!("--max-shard-size {s}: not a size"))?;
+    let num: f64 = num
+        .trim()
+        .parse()
+        .with_context(|| format!("--max-shard-size {s}: not a size"))?;
     let mult: u64 = match unit.to_ascii_uppercase().as_str() {
         "" | "B" => 1,
         "KB" => 1_000,
@@ -46,7 +53,9 @@ pub fn parse_size(s: &str) -> Result<u64> {
         "KIB" => 1 << 10,
         "MIB" => 1 << 20,
         "GIB" => 1 << 30,
-        other => bail!("--max-shard-size {s}: unknown unit `{other}` (B, KB, MB, GB, KiB, MiB, GiB)"),
+        other => {
+            bail!("--max-shard-size {s}: unknown unit `{other}` (B, KB, MB, GB, KiB, MiB, GiB)")
+        }
     };
     if num <= 0.0 {
         bail!("--max-shard-size {s}: must be positive");
@@ -67,11 +76,16 @@ const SIDE_FILES: [&str; 8] = [
 ];
 
 pub fn run(a: ExportArgs) -> Result<()> {
-    let folder = ModelFolder::open(&a.model)?;
+    let folder =
+        ModelFolder::open(&crate::hub::local_or_download(&a.model, &a.hub)?.to_string_lossy())?;
     let config = ModelConfig::from_json(&folder.read("config.json")?)?;
     let dtype = match &a.dtype {
         Some(d) => ComputeDtype::parse(d)?,
-        None => config.torch_dtype.as_deref().and_then(|d| ComputeDtype::parse(d).ok()).unwrap_or(ComputeDtype::F32),
+        None => config
+            .torch_dtype
+            .as_deref()
+            .and_then(|d| ComputeDtype::parse(d).ok())
+            .unwrap_or(ComputeDtype::F32),
     };
     let burnpack = match a.format.as_str() {
         "safetensors" => false,
@@ -79,26 +93,48 @@ pub fn run(a: ExportArgs) -> Result<()> {
         other => bail!("--format {other}: unknown format (safetensors, burnpack)"),
     };
     let max_shard = parse_size(&a.max_shard_size)?;
-    if a.out.exists() && std::fs::read_dir(&a.out).map(|mut d| d.next().is_some()).unwrap_or(true) {
-        bail!("{}: already exists and is not an empty folder", a.out.display());
+    if a.out.exists()
+        && std::fs::read_dir(&a.out)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        bail!(
+            "{}: already exists and is not an empty folder",
+            a.out.display()
+        );
     }
-    let dev = DeviceArgs { device: "cpu".into(), dtype: dtype.name().into() };
+    let dev = DeviceArgs {
+        device: "cpu".into(),
+        dtype: dtype.name().into(),
+    };
     let model = load_model(&folder, config.clone(), &dev)?;
     let tensors = pollster::block_on(named_tensors(&model.lm, dtype))?;
     drop(model);
     let mut files = if burnpack {
-        vec![hubscope_core::export::OutFile { name: BURNPACK_FILE.into(), bytes: to_burnpack(tensors)? }]
+        vec![hubscope_core::export::OutFile {
+            name: BURNPACK_FILE.into(),
+            bytes: to_burnpack(tensors)?,
+        }]
     } else {
         to_safetensors(&tensors, max_shard)?
     };
-    files.push(hubscope_core::export::OutFile { name: "config.json".into(), bytes: export_config(&config, dtype) });
+    files.push(hubscope_core::export::OutFile {
+        name: "config.json".into(),
+        bytes: export_config(&config, dtype),
+    });
     for f in SIDE_FILES {
         if let Some(bytes) = folder.read_optional(f)? {
-            files.push(hubscope_core::export::OutFile { name: f.into(), bytes });
+            files.push(hubscope_core::export::OutFile {
+                name: f.into(),
+                bytes,
+            });
         }
     }
     write_atomically(&a.out, &files)?;
-    let listing: Vec<_> = files.iter().map(|f| json!({"name": f.name, "bytes": f.bytes.len()})).collect();
+    let listing: Vec<_> = files
+        .iter()
+        .map(|f| json!({"name": f.name, "bytes": f.bytes.len()}))
+        .collect();
     if a.json {
         println!(
             "{}",
@@ -117,18 +153,27 @@ pub fn run(a: ExportArgs) -> Result<()> {
 /// Write every file into `<out>.partial-<pid>`, then rename it to `out`: an interrupted
 /// export never leaves a folder that looks complete.
 fn write_atomically(out: &Path, files: &[hubscope_core::export::OutFile]) -> Result<()> {
-    let name = out.file_name().with_context(|| format!("{}: not a folder name", out.display()))?;
-    let tmp = out.with_file_name(format!("{}.partial-{}", name.to_string_lossy(), std::process::id()));
+    let name = out
+        .file_name()
+        .with_context(|| format!("{}: not a folder name", out.display()))?;
+    let tmp = out.with_file_name(format!(
+        "{}.partial-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     std::fs::create_dir_all(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
     let result = (|| -> Result<()> {
         for f in files {
             let p = tmp.join(&f.name);
-            std::fs::write(&p, &f.bytes).with_context(|| format!("{}: cannot write", p.display()))?;
+            std::fs::write(&p, &f.bytes)
+                .with_context(|| format!("{}: cannot write", p.display()))?;
         }
         if out.exists() {
-            std::fs::remove_dir(out).with_context(|| format!("{}: cannot replace", out.display()))?;
+            std::fs::remove_dir(out)
+                .with_context(|| format!("{}: cannot replace", out.display()))?;
         }
-        std::fs::rename(&tmp, out).with_context(|| format!("{}: cannot move into place", out.display()))?;
+        std::fs::rename(&tmp, out)
+            .with_context(|| format!("{}: cannot move into place", out.display()))?;
         Ok(())
     })();
     if result.is_err() {

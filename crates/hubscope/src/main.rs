@@ -3,6 +3,7 @@
 mod bench;
 mod export;
 mod folder;
+mod hub;
 mod inspect;
 mod run;
 
@@ -27,6 +28,12 @@ enum Command {
     Inspect(inspect_cmd::Args),
     /// Generate text, streaming it to stdout.
     Generate(run::GenerateArgs),
+    /// Download a repo into the shared cache or a folder (resumable, verified).
+    Download(hub::download::DownloadArgs),
+    /// Serve model folders and the HF cache over a Hub-compatible API (and the web app).
+    Serve(hub::serve::ServeArgs),
+    /// List or delete what the shared cache holds.
+    Cache(hub::cache::CacheArgs),
     /// Save the weights as safetensors (dtype, shards) or burnpack.
     Export(export::ExportArgs),
     /// Measure load time, prefill and decode speed, and peak memory.
@@ -40,13 +47,14 @@ mod inspect_cmd {
     use hubscope_core::structure::{model_tree, torch_repr};
     use serde_json::json;
 
-    use crate::folder::ModelFolder;
     use crate::inspect::{Dtypes, group, human_bytes, render_annotated, tree_json};
 
     #[derive(ClapArgs)]
     pub struct Args {
-        /// Model folder (Hugging Face layout).
+        /// Model folder (Hugging Face layout) or Hub repo id (`org/name[@rev]`; headers only).
         pub model: String,
+        #[command(flatten)]
+        pub hub: crate::hub::HubArgs,
         /// Print the annotated tree as JSON.
         #[arg(long)]
         pub json: bool,
@@ -59,55 +67,37 @@ mod inspect_cmd {
     }
 
     pub fn run(a: Args) -> Result<()> {
-        let folder = ModelFolder::open(&a.model)?;
-        let config = ModelConfig::from_json(&folder.read("config.json")?)?;
-        let tree = model_tree(&config);
         if a.plain {
-            println!("{}", torch_repr(&tree));
+            let h = crate::hub::read_headers(&a.model, &a.hub)?;
+            let config = ModelConfig::from_json(&h.config)?;
+            println!("{}", torch_repr(&model_tree(&config)));
             return Ok(());
         }
+        let h = crate::hub::read_headers(&a.model, &a.hub)?;
+        let config = ModelConfig::from_json(&h.config)?;
+        let tree = model_tree(&config);
         let mut dtypes = Dtypes::new();
-        let mut files = vec![];
-        let mut headers = vec![];
-        let mut header_bytes = 0u64;
-        let mut stored_bytes = 0u64;
-        if folder.is_burnpack() {
-            let name = hubscope_core::export::BURNPACK_FILE;
-            let bytes = folder.read(name)?;
-            let size = bytes.len();
-            let (h, _) = hubscope_core::export::read_burnpack(name, bytes)?;
-            for (n, t) in &h.tensors {
-                dtypes.insert(n.clone(), t.dtype.clone());
-            }
-            stored_bytes += size as u64;
-            header_bytes += size as u64;
-            files.push(json!({"file": name, "tensors": h.tensors.len(), "data_bytes": size}));
-            headers.push(h);
-        }
-        let weight_files = if folder.is_burnpack() { vec![] } else { folder.weight_files()? };
-        for f in weight_files {
-            let (h, read) = folder.read_header(&f)?;
-            header_bytes += read;
-            stored_bytes += h.data_len as u64;
-            for (name, t) in &h.tensors {
+        for fh in &h.headers {
+            for (name, t) in &fh.tensors {
                 dtypes.insert(name.clone(), t.dtype.clone());
             }
-            files.push(json!({"file": f, "tensors": h.tensors.len(), "data_bytes": h.data_len}));
-            headers.push(h);
         }
         // The same check the loader makes, from the headers: every tensor has its module.
-        let report = hubscope_core::weights::plan_load(&config, &headers)?;
+        let report = hubscope_core::weights::plan_load(&config, &h.headers)?;
         let total = tree.num_params();
         let per = |b: u64| json!({"bytes": total as u64 * b / 8, "human": human_bytes(total as u64 * b / 8)});
         if a.json {
             let out = json!({
+                "source": h.source,
                 "architecture": tree.class,
                 "model_type": config.model_type,
                 "total_parameters": total,
-                "stored_bytes": stored_bytes,
-                "header_bytes_read": header_bytes,
+                "stored_bytes": h.stored_bytes,
+                "header_bytes_read": h.header_bytes,
+                "bytes_fetched": h.total_bytes,
                 "bytes_by_dtype": {"f32": per(32), "f16": per(16), "bf16": per(16), "int8": per(8), "int4": per(4)},
-                "files": files,
+                "kv_cache_bytes_per_token_f16": config.kv_bytes_per_token(2),
+                "files": h.files,
                 "load_report": report.entries,
                 "tree": tree_json(&tree, &dtypes),
             });
@@ -116,8 +106,16 @@ mod inspect_cmd {
         }
         print!("{}", render_annotated(&config, &dtypes, a.depth));
         println!();
-        let loaded = report.entries.iter().filter(|e| e.status == "loaded").count();
-        println!("Total parameters: {} (tied weights counted once)", group(total));
+        let loaded = report
+            .entries
+            .iter()
+            .filter(|e| e.status == "loaded")
+            .count();
+        println!("Source:           {}", h.source);
+        println!(
+            "Total parameters: {} (tied weights counted once)",
+            group(total)
+        );
         println!(
             "Checkpoint:       {loaded} tensors, each mapped to its module{}",
             match report.entries.len() - loaded {
@@ -127,8 +125,8 @@ mod inspect_cmd {
         );
         println!(
             "Stored weights:   {} in {} file(s)",
-            human_bytes(stored_bytes),
-            files.len()
+            human_bytes(h.stored_bytes),
+            h.files.len()
         );
         println!(
             "Weights as f32: {} · f16/bf16: {} · int8: {} · int4: {}",
@@ -155,6 +153,9 @@ fn main() -> ExitCode {
         Command::Generate(a) => run::generate_cmd(a),
         Command::Bench(a) => bench::run(a),
         Command::Export(a) => export::run(a),
+        Command::Download(a) => hub::download::run(a),
+        Command::Serve(a) => hub::serve::run(a),
+        Command::Cache(a) => hub::cache::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -18,8 +18,10 @@ use crate::folder::ModelFolder;
 
 #[derive(Args)]
 pub struct GenerateArgs {
-    /// Model folder (Hugging Face layout).
+    /// Model folder or Hub repo id (`org/name[@rev]`, downloaded into the cache first).
     pub model: String,
+    #[command(flatten)]
+    pub hub: crate::hub::HubArgs,
     #[arg(long)]
     pub prompt: String,
     /// Wrap the prompt as a user message in the model's chat template.
@@ -161,7 +163,8 @@ pub fn prompt_ids(
 }
 
 pub fn generate_cmd(a: GenerateArgs) -> Result<()> {
-    let loaded = load(&a.model, &a.dev)?;
+    let dir = crate::hub::local_or_download(&a.model, &a.hub)?;
+    let loaded = load(&dir.to_string_lossy(), &a.dev)?;
     let mut g = loaded.generation.clone();
     if let Some(t) = a.temperature {
         g = g.with_temperature(t);

@@ -1,0 +1,161 @@
+//! Hugging Face Hub addressing shared by the native binary and the browser: repo ids with an
+//! optional `@revision`, and the URLs of the Hub's file and API endpoints (also served by
+//! `hubscope serve` and mirrors such as hf-mirror.com).
+
+use crate::error::{Error, Result};
+
+pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
+
+/// `org/name` or `name`, at a revision (branch, tag or commit; default `main`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoRef {
+    pub id: String,
+    pub revision: String,
+}
+
+fn valid_part(s: &str) -> bool {
+    !s.is_empty()
+        && s != "."
+        && s != ".."
+        && s.len() <= 96
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && !s.starts_with(['-', '.'])
+}
+
+impl RepoRef {
+    /// Parse `org/name[@revision]`; `revision` (e.g. from `--revision`) wins over `@`.
+    pub fn parse(s: &str, revision: Option<&str>) -> Result<Self> {
+        let (id, at) = match s.split_once('@') {
+            Some((id, rev)) => (id, Some(rev)),
+            None => (s, None),
+        };
+        let parts: Vec<&str> = id.split('/').collect();
+        if parts.is_empty() || parts.len() > 2 || !parts.iter().all(|p| valid_part(p)) {
+            return Err(Error::Invalid(format!(
+                "`{s}` is not a Hub repo id (expected `org/name`, optionally `@revision`)"
+            )));
+        }
+        let revision = revision.or(at).unwrap_or("main");
+        if revision.is_empty() || revision.contains("..") || revision.starts_with('/') {
+            return Err(Error::Invalid(format!(
+                "`{revision}` is not a valid revision"
+            )));
+        }
+        Ok(RepoRef {
+            id: id.to_string(),
+            revision: revision.to_string(),
+        })
+    }
+
+    /// The folder name the shared cache uses: `models--org--name`.
+    pub fn cache_folder(&self) -> String {
+        format!("models--{}", self.id.replace('/', "--"))
+    }
+}
+
+/// Percent-encode one path segment or query value (RFC 3986 unreserved kept).
+pub fn encode_component(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Encode a file path, keeping its `/` separators.
+pub fn encode_path(p: &str) -> String {
+    p.split('/')
+        .map(encode_component)
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn base(endpoint: &str) -> &str {
+    endpoint.trim_end_matches('/')
+}
+
+/// `{endpoint}/{repo}/resolve/{revision}/{file}`: a file's bytes (HEAD gives ETag and commit).
+pub fn resolve_url(endpoint: &str, repo: &RepoRef, file: &str) -> String {
+    format!(
+        "{}/{}/resolve/{}/{}",
+        base(endpoint),
+        repo.id,
+        encode_component(&repo.revision),
+        encode_path(file)
+    )
+}
+
+/// `{endpoint}/api/models/{repo}/revision/{revision}`: commit `sha` and `siblings`.
+pub fn info_url(endpoint: &str, repo: &RepoRef) -> String {
+    format!(
+        "{}/api/models/{}/revision/{}",
+        base(endpoint),
+        repo.id,
+        encode_component(&repo.revision)
+    )
+}
+
+/// `{endpoint}/api/models/{repo}/tree/{revision}`: files with sizes and LFS hashes.
+pub fn tree_url(endpoint: &str, repo: &RepoRef) -> String {
+    format!(
+        "{}/api/models/{}/tree/{}?recursive=true",
+        base(endpoint),
+        repo.id,
+        encode_component(&repo.revision)
+    )
+}
+
+/// Normalize an ETag header value: drop `W/` and quotes.
+pub fn clean_etag(v: &str) -> String {
+    v.trim()
+        .trim_start_matches("W/")
+        .trim_matches('"')
+        .to_string()
+}
+
+/// A 64-hex-digit ETag is the sha256 of an LFS file's content; git blob ids have 40.
+pub fn is_sha256(etag: &str) -> bool {
+    etag.len() == 64 && etag.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+/// What to tell the user for an HTTP error status from the Hub.
+pub fn status_hint(status: u16, repo: &RepoRef, what: &str) -> String {
+    match status {
+        401 | 403 => format!(
+            "{what}: HTTP {status}: {} is gated or private: accept its terms on the Hub and pass a token (--token or HF_TOKEN)",
+            repo.id
+        ),
+        404 => format!(
+            "{what}: HTTP 404: no repo `{}` at revision `{}` (check the repo id and revision; mirrors need HF_ENDPOINT)",
+            repo.id, repo.revision
+        ),
+        429 => format!("{what}: HTTP 429: rate limited by the Hub; try again later"),
+        s => format!("{what}: HTTP {s} from the Hub"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repo_ids_and_urls() {
+        let r = RepoRef::parse("Qwen/Qwen2.5-0.5B-Instruct@v1.0", None).unwrap();
+        assert_eq!(r.revision, "v1.0");
+        assert_eq!(r.cache_folder(), "models--Qwen--Qwen2.5-0.5B-Instruct");
+        assert_eq!(
+            resolve_url("https://hf-mirror.com/", &r, "sub dir/model.safetensors"),
+            "https://hf-mirror.com/Qwen/Qwen2.5-0.5B-Instruct/resolve/v1.0/sub%20dir/model.safetensors"
+        );
+        assert_eq!(RepoRef::parse("gpt2", Some("abc")).unwrap().revision, "abc");
+        for bad in ["../x", "a/b/c", "", "a/..", "/abs", "a b/c"] {
+            assert!(RepoRef::parse(bad, None).is_err(), "{bad}");
+        }
+        assert_eq!(clean_etag("W/\"abc\""), "abc");
+    }
+}

@@ -1,0 +1,296 @@
+//! HTTP to the Hub (or a mirror, or `hubscope serve`): repo info through hf-hub, and our own
+//! HEAD and ranged GET with retries, which hf-hub lacks.
+
+use std::io::Read;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use hf_hub::api::sync::{Api, ApiBuilder};
+use hf_hub::{Repo, RepoType};
+use hubscope_core::hub::{RepoRef, clean_etag, resolve_url, status_hint};
+use serde::Deserialize;
+
+/// Where and as whom to talk to the Hub: `--endpoint`/`HF_ENDPOINT`, `--token`/`HF_TOKEN`.
+#[derive(Clone)]
+pub struct HubClient {
+    pub endpoint: String,
+    token: Option<String>,
+    api: Api,
+    agent: ureq::Agent,
+    retry_base: Duration,
+    pub max_attempts: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Lfs {
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Sibling {
+    pub rfilename: String,
+    #[serde(default)]
+    pub size: Option<u64>,
+    #[serde(default)]
+    pub lfs: Option<Lfs>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RepoInfo {
+    pub sha: String,
+    #[serde(default)]
+    pub siblings: Vec<Sibling>,
+}
+
+/// What a HEAD on a file's resolve URL tells.
+#[derive(Debug, Clone)]
+pub struct FileMeta {
+    /// sha256 for LFS files (`X-Linked-Etag`), the git blob id otherwise.
+    pub etag: String,
+    pub size: u64,
+}
+
+/// An HTTP failure worth telling apart.
+#[derive(Debug)]
+pub enum Failure {
+    Status(u16, Option<u64>),
+    Transport(String),
+}
+
+fn retry_after(r: &ureq::Response) -> Option<u64> {
+    r.header("Retry-After").and_then(|v| v.trim().parse().ok())
+}
+
+impl HubClient {
+    pub fn new(endpoint: Option<String>, token: Option<String>) -> Result<Self> {
+        let endpoint = endpoint
+            .or_else(|| std::env::var("HF_ENDPOINT").ok())
+            .unwrap_or_else(|| hubscope_core::hub::DEFAULT_ENDPOINT.to_string())
+            .trim_end_matches('/')
+            .to_string();
+        let token = token
+            .or_else(|| std::env::var("HF_TOKEN").ok())
+            .filter(|t| !t.is_empty());
+        let api = ApiBuilder::new()
+            .with_endpoint(endpoint.clone())
+            .with_token(token.clone())
+            .with_progress(false)
+            .build()
+            .context("cannot set up the Hub client")?;
+        let agent = ureq::AgentBuilder::new()
+            .redirects(0)
+            .timeout_connect(Duration::from_secs(20))
+            .timeout_read(Duration::from_secs(60))
+            .user_agent(concat!("hubscope/", env!("CARGO_PKG_VERSION")))
+            .build();
+        let retry_base = Duration::from_millis(
+            std::env::var("HUBSCOPE_RETRY_BASE_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1000),
+        );
+        Ok(HubClient {
+            endpoint,
+            token,
+            api,
+            agent,
+            retry_base,
+            max_attempts: 6,
+        })
+    }
+
+    fn auth(&self, req: ureq::Request) -> ureq::Request {
+        match &self.token {
+            Some(t) => req.set("Authorization", &format!("Bearer {t}")),
+            None => req,
+        }
+    }
+
+    /// Run `op` until it succeeds, retrying connection errors, 5xx and 429 with exponential
+    /// backoff (honouring `Retry-After`).
+    pub fn retrying<T>(
+        &self,
+        what: &str,
+        mut op: impl FnMut() -> std::result::Result<T, Failure>,
+    ) -> std::result::Result<T, Failure> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match op() {
+                Ok(v) => return Ok(v),
+                Err(f) => {
+                    let wait = match &f {
+                        Failure::Status(s, ra) if *s == 429 || *s >= 500 => ra
+                            .map(Duration::from_secs)
+                            .unwrap_or(self.retry_base * 2u32.pow(attempt - 1)),
+                        Failure::Transport(_) => self.retry_base * 2u32.pow(attempt - 1),
+                        _ => return Err(f),
+                    };
+                    if attempt >= self.max_attempts {
+                        return Err(f);
+                    }
+                    let wait = wait.min(Duration::from_secs(60));
+                    eprintln!(
+                        "{what}: {}; retrying in {:.1} s",
+                        describe(&f),
+                        wait.as_secs_f64()
+                    );
+                    std::thread::sleep(wait);
+                }
+            }
+        }
+    }
+
+    /// Commit and files of a repo at a revision (`/api/models/{id}/revision/{rev}?blobs=true`).
+    pub fn info(&self, repo: &RepoRef) -> Result<RepoInfo> {
+        let api_repo = self.api.repo(Repo::with_revision(
+            repo.id.clone(),
+            RepoType::Model,
+            repo.revision.clone(),
+        ));
+        let what = format!("{}@{}", repo.id, repo.revision);
+        let body = self
+            .retrying(&what, || {
+                let req = api_repo.info_request().query("blobs", "true");
+                match req.call() {
+                    Ok(r) => r
+                        .into_string()
+                        .map_err(|e| Failure::Transport(e.to_string())),
+                    Err(ureq::Error::Status(s, r)) => Err(Failure::Status(s, retry_after(&r))),
+                    Err(ureq::Error::Transport(t)) => Err(Failure::Transport(t.to_string())),
+                }
+            })
+            .map_err(|f| self.failure(f, repo, &what))?;
+        serde_json::from_str(&body)
+            .with_context(|| format!("{what}: the Hub's repo info is not valid JSON"))
+    }
+
+    /// The error message for a final failure.
+    pub fn failure(&self, f: Failure, repo: &RepoRef, what: &str) -> anyhow::Error {
+        match f {
+            Failure::Status(s, _) => anyhow!("{}", status_hint(s, repo, what)),
+            Failure::Transport(t) => anyhow!("{what}: cannot reach {} ({t})", self.endpoint),
+        }
+    }
+
+    /// HEAD a file: its ETag (the `X-Linked-Etag` of an LFS redirect wins), size and commit.
+    pub fn head(&self, repo: &RepoRef, file: &str) -> Result<FileMeta> {
+        let url = resolve_url(&self.endpoint, repo, file);
+        let what = format!("{}: {file}", repo.id);
+        let resp = self
+            .retrying(&what, || {
+                match self
+                    .auth(self.agent.head(&url).set("Accept-Encoding", "identity"))
+                    .call()
+                {
+                    Ok(r) => Ok(r),
+                    // A redirect to a CDN carries the metadata on the 3xx itself.
+                    Err(ureq::Error::Status(s, r)) if (300..400).contains(&s) => Ok(r),
+                    Err(ureq::Error::Status(s, r)) => Err(Failure::Status(s, retry_after(&r))),
+                    Err(ureq::Error::Transport(t)) => Err(Failure::Transport(t.to_string())),
+                }
+            })
+            .map_err(|f| self.failure(f, repo, &what))?;
+        let etag = resp
+            .header("X-Linked-Etag")
+            .or_else(|| resp.header("ETag"))
+            .map(clean_etag)
+            .with_context(|| format!("{what}: the server sent no ETag"))?;
+        let size = resp
+            .header("X-Linked-Size")
+            .or_else(|| resp.header("Content-Length"))
+            .and_then(|v| v.trim().parse().ok())
+            .with_context(|| format!("{what}: the server sent no size"))?;
+        Ok(FileMeta { etag, size })
+    }
+
+    /// GET a file from byte `from` (a Range request when `from > 0`). Returns whether the
+    /// server honoured the range (206) and the body reader.
+    pub fn get_from(
+        &self,
+        repo: &RepoRef,
+        file: &str,
+        from: u64,
+    ) -> std::result::Result<(bool, Box<dyn Read + Send>), Failure> {
+        let mut url = resolve_url(&self.endpoint, repo, file);
+        for _hop in 0..5 {
+            let mut req = self.agent.get(&url).set("Accept-Encoding", "identity");
+            // The token goes only to the endpoint, never to a CDN it redirects to.
+            if url.starts_with(&self.endpoint) {
+                req = self.auth(req);
+            }
+            if from > 0 {
+                req = req.set("Range", &format!("bytes={from}-"));
+            }
+            match req.call() {
+                Ok(r) => {
+                    let partial = r.status() == 206;
+                    return Ok((partial, Box::new(r.into_reader())));
+                }
+                Err(ureq::Error::Status(s, r)) if (300..400).contains(&s) => {
+                    let loc = r.header("Location").ok_or(Failure::Status(s, None))?;
+                    url = if loc.starts_with('/') {
+                        format!("{}{loc}", self.endpoint)
+                    } else {
+                        loc.to_string()
+                    };
+                }
+                Err(ureq::Error::Status(s, r)) => return Err(Failure::Status(s, retry_after(&r))),
+                Err(ureq::Error::Transport(t)) => return Err(Failure::Transport(t.to_string())),
+            }
+        }
+        Err(Failure::Transport("too many redirects".into()))
+    }
+
+    /// GET a byte range `[start, end]` (inclusive) of a file, or a whole small file.
+    pub fn get_bytes(
+        &self,
+        repo: &RepoRef,
+        file: &str,
+        range: Option<(u64, u64)>,
+    ) -> Result<Vec<u8>> {
+        let url = resolve_url(&self.endpoint, repo, file);
+        let what = format!("{}: {file}", repo.id);
+        self.retrying(&what, || {
+            let mut req = self.auth(self.agent.get(&url).set("Accept-Encoding", "identity"));
+            if let Some((a, b)) = range {
+                req = req.set("Range", &format!("bytes={a}-{b}"));
+            }
+            let agent_follow = ureq::AgentBuilder::new().build();
+            let resp = match req.call() {
+                Ok(r) => r,
+                Err(ureq::Error::Status(s, r)) if (300..400).contains(&s) => {
+                    let loc = r.header("Location").unwrap_or_default().to_string();
+                    let mut again = agent_follow.get(&loc);
+                    if let Some((a, b)) = range {
+                        again = again.set("Range", &format!("bytes={a}-{b}"));
+                    }
+                    again.call().map_err(|e| match e {
+                        ureq::Error::Status(s, r) => Failure::Status(s, retry_after(&r)),
+                        ureq::Error::Transport(t) => Failure::Transport(t.to_string()),
+                    })?
+                }
+                Err(ureq::Error::Status(s, r)) => return Err(Failure::Status(s, retry_after(&r))),
+                Err(ureq::Error::Transport(t)) => return Err(Failure::Transport(t.to_string())),
+            };
+            if range.is_some() && resp.status() != 206 {
+                return Err(Failure::Transport(
+                    "the server ignored the Range request".into(),
+                ));
+            }
+            let mut buf = vec![];
+            resp.into_reader()
+                .read_to_end(&mut buf)
+                .map_err(|e| Failure::Transport(e.to_string()))?;
+            Ok(buf)
+        })
+        .map_err(|f| self.failure(f, repo, &what))
+    }
+}
+
+pub fn describe(f: &Failure) -> String {
+    match f {
+        Failure::Status(s, _) => format!("HTTP {s}"),
+        Failure::Transport(t) => t.clone(),
+    }
+}

@@ -1,0 +1,449 @@
+//! `hubscope download`: a repo snapshot into the shared cache or a plain folder, resumable
+//! (a partial file continues with a Range request), verified (sha256 for LFS files, size for
+//! the rest), retried, and never visible at its final path before it is complete.
+
+use std::fs::{File, OpenOptions};
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use hubscope_core::hub::{RepoRef, is_sha256};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::cache::{RepoCache, cache_dir, offline};
+use super::client::{Failure, FileMeta, HubClient};
+
+#[derive(Args, Clone)]
+pub struct HubArgs {
+    /// Hub endpoint or mirror (default: HF_ENDPOINT, else https://huggingface.co).
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// Access token for gated or private repos (default: HF_TOKEN).
+    #[arg(long)]
+    pub token: Option<String>,
+    /// Revision (branch, tag or commit); `org/name@rev` works too.
+    #[arg(long)]
+    pub revision: Option<String>,
+    /// The shared cache (default: HF_HUB_CACHE, HF_HOME/hub or ~/.cache/huggingface/hub).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct DownloadArgs {
+    /// `org/name` or `org/name@revision`.
+    pub repo: String,
+    #[command(flatten)]
+    pub hub: HubArgs,
+    /// Only files matching (glob, repeatable).
+    #[arg(long)]
+    pub include: Vec<String>,
+    /// Skip files matching (glob, repeatable).
+    #[arg(long)]
+    pub exclude: Vec<String>,
+    /// Write plain files into this folder instead of the shared cache.
+    #[arg(long)]
+    pub local_dir: Option<PathBuf>,
+    /// Show what would be downloaded, write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FileStatus {
+    Downloaded,
+    Resumed,
+    Cached,
+    /// --dry-run: would be downloaded.
+    Planned,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FileResult {
+    pub file: String,
+    pub path: PathBuf,
+    pub size: u64,
+    pub status: FileStatus,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Snapshot {
+    pub repo: String,
+    pub revision: String,
+    pub commit: String,
+    pub folder: PathBuf,
+    pub files: Vec<FileResult>,
+}
+
+fn globs(patterns: &[String], flag: &str) -> Result<Option<GlobSet>> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    let mut b = GlobSetBuilder::new();
+    for p in patterns {
+        b.add(Glob::new(p).with_context(|| format!("{flag} {p}: not a glob pattern"))?);
+    }
+    Ok(Some(b.build()?))
+}
+
+/// Where a file goes: the partial it grows in and its final path.
+struct Placement {
+    partial: PathBuf,
+    final_path: PathBuf,
+}
+
+enum Target {
+    Cache(RepoCache),
+    LocalDir(PathBuf),
+}
+
+impl Target {
+    fn place(&self, file: &str, meta: &FileMeta) -> Placement {
+        match self {
+            Target::Cache(rc) => Placement {
+                partial: rc.blob(&format!("{}.incomplete", meta.etag)),
+                final_path: rc.blob(&meta.etag),
+            },
+            Target::LocalDir(d) => Placement {
+                partial: d
+                    .join(".cache/huggingface/download")
+                    .join(format!("{file}.incomplete")),
+                final_path: d.join(file),
+            },
+        }
+    }
+    /// Is this file already complete at its final place, at this version?
+    fn complete(&self, file: &str, meta: &FileMeta) -> bool {
+        let p = self.place(file, meta);
+        let size_ok = std::fs::metadata(&p.final_path)
+            .map(|m| m.len() == meta.size)
+            .unwrap_or(false);
+        match self {
+            Target::Cache(_) => size_ok,
+            Target::LocalDir(d) => {
+                size_ok
+                    && std::fs::read_to_string(metadata_path(d, file))
+                        .map(|m| m.lines().nth(1) == Some(meta.etag.as_str()))
+                        .unwrap_or(false)
+            }
+        }
+    }
+}
+
+/// huggingface_hub's record of a local-dir file: commit, etag, timestamp.
+fn metadata_path(dir: &Path, file: &str) -> PathBuf {
+    dir.join(".cache/huggingface/download")
+        .join(format!("{file}.metadata"))
+}
+
+fn sha256_file(p: &Path) -> Result<String> {
+    let mut f = File::open(p)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Download one file into its partial (resuming), verify it, move it to its final path.
+fn fetch(
+    client: &HubClient,
+    repo: &RepoRef,
+    file: &str,
+    meta: &FileMeta,
+    place: &Placement,
+    bar: &ProgressBar,
+) -> Result<FileStatus> {
+    if let Some(dir) = place.partial.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("{}: cannot create", dir.display()))?;
+    }
+    let have = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    if have(&place.partial) > meta.size {
+        std::fs::remove_file(&place.partial)?;
+    }
+    let status = if have(&place.partial) > 0 {
+        FileStatus::Resumed
+    } else {
+        FileStatus::Downloaded
+    };
+    let what = format!("{}: {file}", repo.id);
+    client
+        .retrying(&what, || {
+            let from = have(&place.partial);
+            if from == meta.size {
+                return Ok(());
+            }
+            let (ranged, mut body) = client.get_from(repo, file, from)?;
+            let mut out = if from > 0 && ranged {
+                OpenOptions::new().append(true).open(&place.partial)
+            } else {
+                File::create(&place.partial) // no range support: start over
+            }
+            .map_err(|e| Failure::Transport(format!("{}: {e}", place.partial.display())))?;
+            let mut pos = if ranged { from } else { 0 };
+            bar.set_position(pos);
+            let mut buf = vec![0u8; 256 * 1024];
+            loop {
+                let n = match body.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) => {
+                        return Err(Failure::Transport(format!(
+                            "connection lost after {pos} bytes: {e}"
+                        )));
+                    }
+                };
+                out.write_all(&buf[..n])
+                    .map_err(|e| Failure::Transport(format!("{}: {e}", place.partial.display())))?;
+                pos += n as u64;
+                bar.set_position(pos);
+            }
+            out.flush().map_err(|e| Failure::Transport(e.to_string()))?;
+            if pos < meta.size {
+                return Err(Failure::Transport(format!(
+                    "connection closed after {pos} of {} bytes",
+                    meta.size
+                )));
+            }
+            Ok(())
+        })
+        .map_err(|f| client.failure(f, repo, &what))?;
+    let size = have(&place.partial);
+    if size != meta.size {
+        std::fs::remove_file(&place.partial)?;
+        bail!(
+            "{what}: got {size} bytes, expected {}; deleted the partial file, run again",
+            meta.size
+        );
+    }
+    if is_sha256(&meta.etag) {
+        let got = sha256_file(&place.partial)?;
+        if got != meta.etag {
+            std::fs::remove_file(&place.partial)?;
+            bail!(
+                "{what}: sha256 mismatch (expected {}, got {got}); deleted the partial file, run again",
+                meta.etag
+            );
+        }
+    }
+    if let Some(dir) = place.final_path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::rename(&place.partial, &place.final_path)
+        .with_context(|| format!("{}: cannot move into place", place.final_path.display()))?;
+    Ok(status)
+}
+
+/// Resolve and download (or find in the cache) the files of `repo` that pass the filters.
+pub fn snapshot(
+    client: &HubClient,
+    repo: &RepoRef,
+    cache: &Path,
+    local_dir: Option<&Path>,
+    include: &[String],
+    exclude: &[String],
+    dry_run: bool,
+    show_progress: bool,
+) -> Result<Snapshot> {
+    let inc = globs(include, "--include")?;
+    let exc = globs(exclude, "--exclude")?;
+    let wanted = |f: &str| {
+        inc.as_ref().is_none_or(|g| g.is_match(f)) && !exc.as_ref().is_some_and(|g| g.is_match(f))
+    };
+    let rc = RepoCache::new(cache, repo);
+
+    if offline() {
+        // No network: what the cache (or the folder) already holds.
+        let folder = match local_dir {
+            Some(d) if d.is_dir() => d.to_path_buf(),
+            Some(d) => bail!(
+                "{}: HF_HUB_OFFLINE is set and the folder does not exist",
+                d.display()
+            ),
+            None => {
+                let commit = rc.resolve(&repo.revision).with_context(|| {
+                    format!(
+                        "{}@{}: HF_HUB_OFFLINE is set and the revision is not in the cache ({})",
+                        repo.id,
+                        repo.revision,
+                        cache.display()
+                    )
+                })?;
+                rc.snapshot(&commit)
+            }
+        };
+        let commit = folder
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        return Ok(Snapshot {
+            repo: repo.id.clone(),
+            revision: repo.revision.clone(),
+            commit,
+            folder,
+            files: vec![],
+        });
+    }
+
+    let info = client.info(repo)?;
+    let commit = info.sha.clone();
+    let pinned = RepoRef {
+        id: repo.id.clone(),
+        revision: commit.clone(),
+    };
+    let files: Vec<_> = info
+        .siblings
+        .iter()
+        .filter(|s| wanted(&s.rfilename))
+        .collect();
+    let target = match local_dir {
+        Some(d) => Target::LocalDir(d.to_path_buf()),
+        None => Target::Cache(RepoCache::new(cache, repo)),
+    };
+    let folder = match &target {
+        Target::Cache(rc) => rc.snapshot(&commit),
+        Target::LocalDir(d) => d.clone(),
+    };
+
+    let multi = MultiProgress::with_draw_target(if show_progress {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    });
+    let style = ProgressStyle::with_template(
+        "{msg:30!} {bar:30} {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12} ETA {eta}",
+    )
+    .expect("template");
+    let total_size: u64 = files
+        .iter()
+        .map(|s| s.lfs.as_ref().map(|l| l.size).or(s.size).unwrap_or(0))
+        .sum();
+    let total = multi.add(
+        ProgressBar::new(total_size)
+            .with_style(style.clone())
+            .with_message(format!("{} (total)", repo.id)),
+    );
+    let mut results = vec![];
+    let mut done_bytes = 0u64;
+    for s in files {
+        let file = s.rfilename.as_str();
+        if file.split('/').any(|p| p == ".." || p.is_empty()) || file.starts_with('/') {
+            bail!(
+                "{}: the server listed an unsafe file name `{file}`",
+                repo.id
+            );
+        }
+        let meta = client.head(&pinned, file)?;
+        let place = target.place(file, &meta);
+        let status = if target.complete(file, &meta) {
+            FileStatus::Cached
+        } else if dry_run {
+            FileStatus::Planned
+        } else {
+            let bar = multi.add(
+                ProgressBar::new(meta.size)
+                    .with_style(style.clone())
+                    .with_message(file.to_string()),
+            );
+            let t = total.clone();
+            let base = done_bytes;
+            let tick = bar.clone();
+            // Mirror the file bar onto the total bar.
+            let watcher = std::thread::spawn(move || {
+                while !tick.is_finished() {
+                    t.set_position(base + tick.position());
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+            });
+            let r = fetch(client, &pinned, file, &meta, &place, &bar);
+            bar.finish_and_clear();
+            let _ = watcher.join();
+            r?
+        };
+        done_bytes += meta.size;
+        total.set_position(done_bytes);
+        let path = match (&target, status) {
+            (_, FileStatus::Planned) => folder.join(file),
+            (Target::Cache(rc), _) => rc.link(&commit, file, &meta.etag)?,
+            (Target::LocalDir(d), _) => {
+                let mp = metadata_path(d, file);
+                std::fs::create_dir_all(mp.parent().expect("metadata dir"))?;
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs_f64())
+                    .unwrap_or(0.0);
+                std::fs::write(&mp, format!("{commit}\n{}\n{now}\n", meta.etag))?;
+                d.join(file)
+            }
+        };
+        results.push(FileResult {
+            file: file.to_string(),
+            path,
+            size: meta.size,
+            status,
+        });
+    }
+    total.finish_and_clear();
+    if !dry_run {
+        if let Target::Cache(rc) = &target {
+            std::fs::create_dir_all(rc.snapshot(&commit))?;
+            rc.write_ref(&repo.revision, &commit)?;
+        }
+    }
+    Ok(Snapshot {
+        repo: repo.id.clone(),
+        revision: repo.revision.clone(),
+        commit,
+        folder,
+        files: results,
+    })
+}
+
+pub fn run(a: DownloadArgs) -> Result<()> {
+    let repo = RepoRef::parse(&a.repo, a.hub.revision.as_deref())?;
+    let client = HubClient::new(a.hub.endpoint.clone(), a.hub.token.clone())?;
+    let cache = cache_dir(a.hub.cache_dir.as_deref());
+    let show = std::io::stdout().is_terminal() && !a.json;
+    let snap = snapshot(
+        &client,
+        &repo,
+        &cache,
+        a.local_dir.as_deref(),
+        &a.include,
+        &a.exclude,
+        a.dry_run,
+        show,
+    )?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&json!(snap))?);
+        return Ok(());
+    }
+    for f in &snap.files {
+        let st = match f.status {
+            FileStatus::Downloaded => "downloaded",
+            FileStatus::Resumed => "resumed",
+            FileStatus::Cached => "cached",
+            FileStatus::Planned => "would download",
+        };
+        println!("{st:>14}  {:>12}  {}", f.size, f.file);
+    }
+    if !snap.files.is_empty() {
+        println!("{} @ {} ({})", snap.repo, snap.revision, snap.commit);
+    }
+    println!("{}", snap.folder.display());
+    Ok(())
+}
