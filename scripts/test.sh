@@ -5,6 +5,16 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/hubscope-target}"
 export CARGO_TERM_COLOR=never
 
+# System packages: Vulkan on the CPU (lavapipe) so the GPU code paths run without a GPU; curl.
+need=()
+for pkg in mesa-vulkan-drivers libvulkan1 curl; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+export HUBSCOPE_EXPECT_LAVAPIPE=1
+
 # The model crate must build for the browser (no filesystem, threads or blocking reads).
 rustup target add wasm32-unknown-unknown
 cargo check --locked --target wasm32-unknown-unknown -p hubscope-core

@@ -13,6 +13,7 @@ pub mod export;
 pub mod generate;
 pub mod hub;
 pub mod model;
+pub mod plan;
 pub mod rope;
 pub mod sampling;
 pub mod structure;

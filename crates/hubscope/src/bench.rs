@@ -97,6 +97,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
     };
     let load_s = t0.elapsed().as_secs_f64();
     let rss_loaded = rss().1;
+    // Reset the peak (VmHWM) so the next peak is the generation's alone (Linux >= 4.0).
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
     // A fixed pseudo-random prompt of ordinary tokens; EOS never stops a bench run.
     let vocab = model.config.vocab_size as u64;
     let prompt: Vec<u32> = (0..a.prompt_len as u64)
@@ -138,6 +140,17 @@ pub fn run(a: BenchArgs) -> Result<()> {
         decode.push(g.timings.decode_tok_s);
     }
     let (peak, _) = rss();
+    let gen_growth = peak.saturating_sub(rss_loaded);
+    let dtype = a.dev.dtype()?;
+    let plan_dtype = hubscope_core::plan::PlanDtype::parse(dtype.name()).expect("f32/f16/bf16");
+    let context = a.prompt_len + a.gen_tokens;
+    let est = hubscope_core::plan::plan(&model.config, context, 1, 8, plan_dtype);
+    let est = est
+        .inference
+        .iter()
+        .find(|r| r.dtype == plan_dtype)
+        .expect("row")
+        .clone();
     let (ttft_m, _, _) = median_spread(ttft);
     let (pre_m, pre_lo, pre_hi) = median_spread(prefill);
     let (dec_m, dec_lo, dec_hi) = median_spread(decode);
@@ -154,7 +167,10 @@ pub fn run(a: BenchArgs) -> Result<()> {
                 "prefill_tok_s": {"median": pre_m, "min": pre_lo, "max": pre_hi},
                 "decode_tok_s": {"median": dec_m, "min": dec_lo, "max": dec_hi},
                 "rss_load_growth_bytes": rss_loaded.saturating_sub(rss_before),
+                "rss_generation_peak_growth_bytes": gen_growth,
                 "peak_rss_bytes": peak,
+                "context": context,
+                "planned": {"weights": est.weights, "kv_cache": est.kv_cache, "activations": est.activations},
             })
         );
     } else {
@@ -170,10 +186,17 @@ pub fn run(a: BenchArgs) -> Result<()> {
             "decode    {dec_m:.1} tok/s (min {dec_lo:.1}, max {dec_hi:.1}) over {} tokens, {} runs",
             a.gen_tokens, a.runs
         );
+        let mib = |b: u64| b as f64 / 1048576.0;
         println!(
-            "memory    peak RSS {:.0} MiB, load grew RSS by {:.0} MiB",
-            peak as f64 / 1048576.0,
-            rss_loaded.saturating_sub(rss_before) as f64 / 1048576.0
+            "memory    load grew RSS by {:.0} MiB (planned weights {:.0} MiB)",
+            mib(rss_loaded.saturating_sub(rss_before)),
+            mib(est.weights)
+        );
+        println!(
+            "          generating at context {context} grew it by {:.0} MiB more at peak (planned KV {:.0} + activations {:.0} MiB)",
+            mib(gen_growth),
+            mib(est.kv_cache),
+            mib(est.activations)
         );
     }
     Ok(())

@@ -3,8 +3,10 @@
 mod bench;
 mod export;
 mod folder;
+mod gpu;
 mod hub;
 mod inspect;
+mod mem;
 mod run;
 
 use std::process::ExitCode;
@@ -34,6 +36,10 @@ enum Command {
     Serve(hub::serve::ServeArgs),
     /// List or delete what the shared cache holds.
     Cache(hub::cache::CacheArgs),
+    /// List GPUs and adapters with their memory and limits (the nvidia-smi step).
+    Gpu(gpu::GpuArgs),
+    /// Will it fit? Memory to run and to fine-tune, per dtype, against your GPUs and the browser.
+    Mem(mem::MemArgs),
     /// Save the weights as safetensors (dtype, shards) or burnpack.
     Export(export::ExportArgs),
     /// Measure load time, prefill and decode speed, and peak memory.
@@ -153,6 +159,8 @@ fn main() -> ExitCode {
         Command::Generate(a) => run::generate_cmd(a),
         Command::Bench(a) => bench::run(a),
         Command::Export(a) => export::run(a),
+        Command::Gpu(a) => gpu::run(a),
+        Command::Mem(a) => mem::run(a),
         Command::Download(a) => hub::download::run(a),
         Command::Serve(a) => hub::serve::run(a),
         Command::Cache(a) => hub::cache::run(a),

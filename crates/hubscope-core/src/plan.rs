@@ -1,0 +1,316 @@
+//! The memory planner: what a model needs to run and to fine-tune, per dtype, from its config
+//! alone (parameter counts come from the module tree, exact), beside the rule of thumb people
+//! use and how far that is off; and which tensors exceed the browser's WebGPU limits.
+
+use serde::Serialize;
+
+use crate::config::ModelConfig;
+use crate::structure::model_tree;
+
+/// WebGPU's default `maxStorageBufferBindingSize` (128 MiB) and `maxBufferSize` (256 MiB).
+pub const WEBGPU_DEFAULT_BINDING: u64 = 128 << 20;
+pub const WEBGPU_DEFAULT_BUFFER: u64 = 256 << 20;
+
+/// Weight formats the planner knows. int8/int4 are block formats with an f16 scale per 32
+/// weights (llama.cpp's Q8_0 and Q4_0: 8.5 and 4.5 bits per weight).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlanDtype {
+    F32,
+    F16,
+    Bf16,
+    Int8,
+    Int4,
+}
+
+impl PlanDtype {
+    pub const ALL: [PlanDtype; 5] = [
+        PlanDtype::F32,
+        PlanDtype::F16,
+        PlanDtype::Bf16,
+        PlanDtype::Int8,
+        PlanDtype::Int4,
+    ];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "f32" | "float32" => Self::F32,
+            "f16" | "float16" | "fp16" => Self::F16,
+            "bf16" | "bfloat16" => Self::Bf16,
+            "int8" | "q8" | "q8_0" => Self::Int8,
+            "int4" | "q4" | "q4_0" => Self::Int4,
+            _ => return None,
+        })
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::F16 => "f16",
+            Self::Bf16 => "bf16",
+            Self::Int8 => "int8",
+            Self::Int4 => "int4",
+        }
+    }
+    /// Bits per stored weight, block scales included.
+    pub fn weight_bits(self) -> f64 {
+        match self {
+            Self::F32 => 32.0,
+            Self::F16 | Self::Bf16 => 16.0,
+            Self::Int8 => 8.5,
+            Self::Int4 => 4.5,
+        }
+    }
+    /// Bytes of one activation / KV value: quantized weights still compute in f16.
+    pub fn act_bytes(self) -> u64 {
+        match self {
+            Self::F32 => 4,
+            _ => 2,
+        }
+    }
+    /// The rule of thumb's bytes per parameter ("params × 2 for fp16, × 4 for fp32").
+    pub fn thumb_bytes(self) -> f64 {
+        self.weight_bits() / 8.0
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Inference {
+    pub dtype: PlanDtype,
+    pub weights: u64,
+    pub kv_cache: u64,
+    pub activations: u64,
+    pub total: u64,
+    /// params × bytes per parameter.
+    pub rule_of_thumb: u64,
+    /// (rule_of_thumb − total) / total, in percent.
+    pub thumb_off_pct: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FineTune {
+    pub method: String,
+    pub trainable_params: u64,
+    pub weights: u64,
+    pub gradients: u64,
+    pub optimizer: u64,
+    pub master_weights: u64,
+    pub activations: u64,
+    pub total: u64,
+    /// Inference memory × 4 ("fine-tuning takes 3–4× inference").
+    pub rule_of_thumb: u64,
+    pub thumb_off_pct: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BigTensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub bytes: u64,
+    /// Which default WebGPU limit it exceeds, and the limit it needs.
+    pub exceeds: String,
+    pub needs: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub architecture: String,
+    pub parameters: u64,
+    pub context: usize,
+    pub batch: usize,
+    pub lora_rank: usize,
+    pub kv_bytes_per_token_f16: u64,
+    pub inference: Vec<Inference>,
+    pub fine_tuning: Vec<FineTune>,
+    /// Tensors over WebGPU's default limits in the dtype asked for.
+    pub webgpu_dtype: PlanDtype,
+    pub webgpu_big_tensors: Vec<BigTensor>,
+}
+
+/// Trainable parameters of LoRA rank `r` on q/k/v/o/gate/up/down: r × (in + out) each.
+pub fn lora_params(c: &ModelConfig, r: usize) -> u64 {
+    let (h, hd, i) = (c.hidden_size, c.head_dim, c.intermediate_size);
+    let (q, kv) = (c.num_attention_heads * hd, c.num_key_value_heads * hd);
+    let per_layer = (h + q) + 2 * (h + kv) + (q + h) + 2 * (h + i) + (i + h);
+    (r * per_layer * c.num_hidden_layers) as u64
+}
+
+/// Peak working memory of a forward pass over `ctx` new tokens, besides weights and cache:
+/// the largest live set is the MLP (gate, up and their product) plus the residual stream and
+/// its norm, the attention scores of one layer, and the f32 logits of the last position.
+pub fn activation_bytes(c: &ModelConfig, ctx: usize, batch: usize, act: u64) -> u64 {
+    let (b, s) = (batch as u64, ctx as u64);
+    let hidden = (c.hidden_size as u64) * 3; // residual, normed, layer output
+    let mlp = (c.intermediate_size as u64) * 3;
+    let qkv = ((c.num_attention_heads + 2 * c.num_key_value_heads) * c.head_dim) as u64;
+    let per_token = (hidden + mlp.max(qkv)) * act;
+    // Scores: full matrix while it is small, else tiles of 256 keys (flash attention).
+    let scores = b * c.num_attention_heads as u64 * s * s.min(512) * 4;
+    let logits = b * c.vocab_size as u64 * 4;
+    b * s * per_token + scores + logits
+}
+
+fn off(thumb: u64, total: u64) -> f64 {
+    if total == 0 {
+        0.0
+    } else {
+        (thumb as f64 - total as f64) / total as f64 * 100.0
+    }
+}
+
+/// The plan for `context` tokens at `batch`, LoRA rank `lora_rank`.
+pub fn plan(
+    c: &ModelConfig,
+    context: usize,
+    batch: usize,
+    lora_rank: usize,
+    webgpu_dtype: PlanDtype,
+) -> Plan {
+    let tree = model_tree(c);
+    let params = tree.num_params() as u64;
+    let embed = (c.vocab_size * c.hidden_size) as u64;
+    let head_untied = if c.tie_word_embeddings { 0 } else { embed };
+    let kv_per_token = |bytes: u64| c.kv_bytes_per_token(bytes as usize) as u64;
+
+    let inference = PlanDtype::ALL
+        .iter()
+        .map(|&d| {
+            // Quantized formats keep embeddings (and an untied head) in f16, as llama.cpp and
+            // bitsandbytes do for the embedding table.
+            let weights = match d {
+                PlanDtype::Int8 | PlanDtype::Int4 => {
+                    let q = params - embed - head_untied;
+                    (q as f64 * d.weight_bits() / 8.0) as u64 + (embed + head_untied) * 2
+                }
+                _ => (params as f64 * d.weight_bits() / 8.0) as u64,
+            };
+            let kv_cache = kv_per_token(d.act_bytes()) * (context * batch) as u64;
+            let activations = activation_bytes(c, context, batch, d.act_bytes());
+            let total = weights + kv_cache + activations;
+            let rule_of_thumb = (params as f64 * d.thumb_bytes()) as u64;
+            Inference {
+                dtype: d,
+                weights,
+                kv_cache,
+                activations,
+                total,
+                rule_of_thumb,
+                thumb_off_pct: off(rule_of_thumb, total),
+            }
+        })
+        .collect::<Vec<_>>();
+
+    // Training keeps activations of every layer for the backward pass (no checkpointing;
+    // memory-efficient attention, so no seq² score matrices), plus f32 logits and their
+    // gradient for the loss.
+    let train_acts = |act: u64| {
+        let (b, s) = (batch as u64, context as u64);
+        let per_layer_token = (6 * c.hidden_size
+            + 4 * c.intermediate_size
+            + 2 * (c.num_attention_heads + 2 * c.num_key_value_heads) * c.head_dim)
+            as u64
+            * act;
+        c.num_hidden_layers as u64 * b * s * per_layer_token + b * s * c.vocab_size as u64 * 4 * 2
+    };
+    let bf16_inference = inference
+        .iter()
+        .find(|i| i.dtype == PlanDtype::Bf16)
+        .map_or(0, |i| i.total);
+    let lora = lora_params(c, lora_rank);
+    let int4_weights = inference
+        .iter()
+        .find(|i| i.dtype == PlanDtype::Int4)
+        .map_or(0, |i| i.weights);
+    let ft = |method: &str,
+              trainable: u64,
+              weights: u64,
+              gradients: u64,
+              optimizer: u64,
+              master: u64,
+              acts: u64| {
+        let total = weights + gradients + optimizer + master + acts;
+        let rule_of_thumb = bf16_inference * 4;
+        FineTune {
+            method: method.into(),
+            trainable_params: trainable,
+            weights,
+            gradients,
+            optimizer,
+            master_weights: master,
+            activations: acts,
+            total,
+            rule_of_thumb,
+            thumb_off_pct: off(rule_of_thumb, total),
+        }
+    };
+    let fine_tuning = vec![
+        // Mixed precision AdamW: bf16 weights and gradients, f32 master copy and two moments.
+        ft(
+            "full (AdamW, bf16 mixed precision)",
+            params,
+            params * 2,
+            params * 2,
+            params * 8,
+            params * 4,
+            train_acts(2),
+        ),
+        // LoRA: frozen bf16 base, f32 adapters with f32 gradients and two moments.
+        ft(
+            &format!("LoRA r={lora_rank} (bf16 base)"),
+            lora,
+            params * 2 + lora * 4,
+            lora * 4,
+            lora * 8,
+            0,
+            train_acts(2),
+        ),
+        ft(
+            &format!("QLoRA r={lora_rank} (4-bit base)"),
+            lora,
+            int4_weights + lora * 4,
+            lora * 4,
+            lora * 8,
+            0,
+            train_acts(2),
+        ),
+    ];
+
+    let bytes = webgpu_dtype.weight_bits() / 8.0;
+    let mut big = vec![];
+    for p in tree.all_params() {
+        if p.tied_to.is_some() {
+            continue;
+        }
+        let b = (p.numel() as f64 * bytes) as u64;
+        if b > WEBGPU_DEFAULT_BINDING {
+            let exceeds = if b > WEBGPU_DEFAULT_BUFFER {
+                "maxBufferSize (256 MiB) and maxStorageBufferBindingSize (128 MiB)"
+            } else {
+                "maxStorageBufferBindingSize (128 MiB)"
+            };
+            big.push(BigTensor {
+                name: p.path.clone(),
+                shape: p.shape.clone(),
+                bytes: b,
+                exceeds: exceeds.into(),
+                needs: b,
+            });
+        }
+    }
+    Plan {
+        architecture: tree.class.clone(),
+        parameters: params,
+        context,
+        batch,
+        lora_rank,
+        kv_bytes_per_token_f16: kv_per_token(2),
+        inference,
+        fine_tuning,
+        webgpu_dtype,
+        webgpu_big_tensors: big,
+    }
+}
+
+/// Fits or not on a device with `capacity` bytes (e.g. free GPU memory), with the headroom.
+pub fn verdict(total: u64, capacity: u64) -> (bool, i64) {
+    (total <= capacity, capacity as i64 - total as i64)
+}

@@ -1,0 +1,182 @@
+//! `hubscope gpu`: the nvidia-smi step. Every adapter wgpu sees (name, vendor, backend, type,
+//! driver, the limits that bound a model, f16 support), plus NVIDIA memory and utilisation
+//! through NVML loaded at run time. Missing drivers or NVML are reported, never fatal.
+
+use anyhow::Result;
+use clap::Args;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::inspect::human_bytes;
+
+#[derive(Args)]
+pub struct GpuArgs {
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Adapter {
+    pub name: String,
+    pub vendor: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    pub driver_info: String,
+    pub max_buffer_size: u64,
+    pub max_storage_buffer_binding_size: u64,
+    pub shader_f16: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NvidiaGpu {
+    pub index: u32,
+    pub name: String,
+    pub memory_total: u64,
+    pub memory_used: u64,
+    pub memory_free: u64,
+    pub utilization_gpu_pct: Option<u32>,
+    pub utilization_memory_pct: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Gpus {
+    pub adapters: Vec<Adapter>,
+    pub nvidia: Vec<NvidiaGpu>,
+    pub nvidia_driver: Option<String>,
+    pub cuda_version: Option<String>,
+    /// Why NVML gave nothing (no NVIDIA driver on this machine, usually).
+    pub nvml_note: Option<String>,
+}
+
+fn vendor_name(id: u32) -> String {
+    match id {
+        0x10de => "NVIDIA".into(),
+        0x1002 => "AMD".into(),
+        0x8086 => "Intel".into(),
+        0x106b => "Apple".into(),
+        0x13b5 => "ARM".into(),
+        0x5143 => "Qualcomm".into(),
+        0x10005 => "Mesa".into(),
+        0 => "unknown".into(),
+        v => format!("0x{v:04x}"),
+    }
+}
+
+#[cfg(feature = "wgpu")]
+fn adapters() -> Vec<Adapter> {
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    // Vulkan/Metal/DX12 first; OpenGL only where none of those exists.
+    let mut list = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::PRIMARY));
+    if list.is_empty() {
+        list = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::GL));
+    }
+    list.into_iter()
+        .map(|a| {
+            let info = a.get_info();
+            let limits = a.limits();
+            Adapter {
+                name: info.name,
+                vendor: vendor_name(info.vendor),
+                backend: format!("{:?}", info.backend),
+                device_type: format!("{:?}", info.device_type),
+                driver: info.driver,
+                driver_info: info.driver_info,
+                max_buffer_size: limits.max_buffer_size,
+                max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size as u64,
+                shader_f16: a.features().contains(wgpu::Features::SHADER_F16),
+            }
+        })
+        .collect()
+}
+
+#[cfg(not(feature = "wgpu"))]
+fn adapters() -> Vec<Adapter> {
+    vec![]
+}
+
+pub fn detect() -> Gpus {
+    let adapters = adapters();
+    let mut g = Gpus {
+        adapters,
+        nvidia: vec![],
+        nvidia_driver: None,
+        cuda_version: None,
+        nvml_note: None,
+    };
+    match nvml_wrapper::Nvml::init() {
+        Err(e) => {
+            g.nvml_note = Some(format!(
+                "NVML not available ({e}): no NVIDIA driver on this machine"
+            ))
+        }
+        Ok(nvml) => {
+            g.nvidia_driver = nvml.sys_driver_version().ok();
+            g.cuda_version = nvml
+                .sys_cuda_driver_version()
+                .ok()
+                .map(|v| format!("{}.{}", v / 1000, (v % 1000) / 10));
+            for i in 0..nvml.device_count().unwrap_or(0) {
+                let Ok(d) = nvml.device_by_index(i) else {
+                    continue;
+                };
+                let Ok(m) = d.memory_info() else { continue };
+                let u = d.utilization_rates().ok();
+                g.nvidia.push(NvidiaGpu {
+                    index: i,
+                    name: d.name().unwrap_or_default(),
+                    memory_total: m.total,
+                    memory_used: m.used,
+                    memory_free: m.free,
+                    utilization_gpu_pct: u.as_ref().map(|u| u.gpu),
+                    utilization_memory_pct: u.as_ref().map(|u| u.memory),
+                });
+            }
+        }
+    }
+    g
+}
+
+pub fn run(a: GpuArgs) -> Result<()> {
+    let g = detect();
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&json!(g))?);
+        return Ok(());
+    }
+    if let (Some(d), Some(c)) = (&g.nvidia_driver, &g.cuda_version) {
+        println!("NVIDIA driver {d} · CUDA {c}");
+    }
+    for n in &g.nvidia {
+        let util = n
+            .utilization_gpu_pct
+            .map_or("-".into(), |u| format!("{u}%"));
+        println!(
+            "GPU {}  {:<32} {:>10} / {:>10} used, {:>10} free, util {util}",
+            n.index,
+            n.name,
+            human_bytes(n.memory_used),
+            human_bytes(n.memory_total),
+            human_bytes(n.memory_free)
+        );
+    }
+    if let Some(note) = &g.nvml_note {
+        println!("{note}");
+    }
+    if g.adapters.is_empty() {
+        println!("no wgpu adapters (no Vulkan/Metal/DX12/GL driver found)");
+    }
+    for ad in &g.adapters {
+        println!(
+            "{:<8} {:<14} {} ({}, driver {} {})",
+            ad.backend, ad.device_type, ad.name, ad.vendor, ad.driver, ad.driver_info
+        );
+        println!(
+            "         max buffer {} · max storage binding {} · shader-f16 {}",
+            human_bytes(ad.max_buffer_size),
+            human_bytes(ad.max_storage_buffer_binding_size),
+            if ad.shader_f16 { "yes" } else { "no" }
+        );
+    }
+    Ok(())
+}

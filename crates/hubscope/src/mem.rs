@@ -1,0 +1,208 @@
+//! `hubscope mem`: will it fit? The planner's figures per dtype for inference and
+//! fine-tuning, the rule of thumb beside each, verdicts per detected GPU, and the tensors
+//! a browser's default WebGPU limits cannot hold. Headers only, no weights.
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use hubscope_core::ModelConfig;
+use hubscope_core::plan::{PlanDtype, plan, verdict};
+use serde_json::json;
+
+use crate::hub::{HubArgs, read_headers};
+use crate::inspect::{group, human_bytes};
+
+#[derive(Args)]
+pub struct MemArgs {
+    /// Model folder, Hub repo id, or a config.json file (only the config is needed).
+    pub model: String,
+    #[command(flatten)]
+    pub hub: HubArgs,
+    /// Tokens of context (prompt + generation).
+    #[arg(long, default_value_t = 4096)]
+    pub context: usize,
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Show only this dtype: f32, f16, bf16, int8, int4 (also the dtype of the WebGPU check).
+    #[arg(long)]
+    pub dtype: Option<String>,
+    #[arg(long, default_value_t = 8)]
+    pub lora_rank: usize,
+    /// Also judge against a GPU of this many GB (e.g. 8 for an RTX 4060).
+    #[arg(long)]
+    pub gpu_gb: Option<f64>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn pct(p: f64) -> String {
+    format!("{p:+.0}%")
+}
+
+pub fn run(a: MemArgs) -> Result<()> {
+    let config_bytes = if a.model.ends_with(".json") && std::path::Path::new(&a.model).is_file() {
+        std::fs::read(&a.model).with_context(|| format!("{}: cannot read", a.model))?
+    } else if std::path::Path::new(&a.model).is_dir() {
+        crate::folder::ModelFolder::open(&a.model)?.read("config.json")?
+    } else {
+        read_headers(&a.model, &a.hub)?.config
+    };
+    let config = ModelConfig::from_json(&config_bytes)?;
+    let only =
+        match &a.dtype {
+            Some(d) => Some(PlanDtype::parse(d).ok_or_else(|| {
+                anyhow::anyhow!("--dtype {d}: unknown (f32, f16, bf16, int8, int4)")
+            })?),
+            None => None,
+        };
+    if a.context == 0 || a.batch == 0 {
+        bail!("--context and --batch must be at least 1");
+    }
+    let p = plan(
+        &config,
+        a.context,
+        a.batch,
+        a.lora_rank,
+        only.unwrap_or(PlanDtype::F16),
+    );
+    let gpus = crate::gpu::detect();
+    let mut targets: Vec<(String, u64)> = gpus
+        .nvidia
+        .iter()
+        .map(|g| (format!("GPU {} {} (free)", g.index, g.name), g.memory_free))
+        .collect();
+    if let Some(gb) = a.gpu_gb {
+        targets.push((format!("{gb} GB GPU"), (gb * 1e9) as u64));
+    }
+    let rows: Vec<_> = p
+        .inference
+        .iter()
+        .filter(|r| only.is_none_or(|d| d == r.dtype))
+        .collect();
+    if a.json {
+        let verdicts: Vec<_> = targets
+            .iter()
+            .map(|(name, cap)| {
+                json!({"device": name, "capacity": cap, "inference": rows.iter().map(|r| {
+                    let (fits, headroom) = verdict(r.total, *cap);
+                    json!({"dtype": r.dtype, "fits": fits, "headroom": headroom})
+                }).collect::<Vec<_>>(), "fine_tuning": p.fine_tuning.iter().map(|f| {
+                    let (fits, headroom) = verdict(f.total, *cap);
+                    json!({"method": f.method, "fits": fits, "headroom": headroom})
+                }).collect::<Vec<_>>()})
+            })
+            .collect();
+        let mut v = json!(p);
+        v["inference"] = json!(rows);
+        v["verdicts"] = json!(verdicts);
+        v["webgpu_adapters"] = json!(gpus.adapters);
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    let hb = |b: u64| human_bytes(b);
+    println!(
+        "{} · {} parameters · context {} × batch {} · KV {} per token (f16)",
+        p.architecture,
+        group(p.parameters as usize),
+        p.context,
+        p.batch,
+        hb(p.kv_bytes_per_token_f16)
+    );
+    println!();
+    println!(
+        "Inference        weights       KV cache    activations        total   rule of thumb (params × bytes)"
+    );
+    for r in &rows {
+        println!(
+            "  {:<6} {:>14} {:>14} {:>14} {:>12}   {:>10} ({})",
+            r.dtype.name(),
+            hb(r.weights),
+            hb(r.kv_cache),
+            hb(r.activations),
+            hb(r.total),
+            hb(r.rule_of_thumb),
+            pct(r.thumb_off_pct)
+        );
+    }
+    println!();
+    println!(
+        "Fine-tuning (context {})      trainable      weights    grads+optim   activations        total   rule of thumb (bf16 × 4)",
+        p.context
+    );
+    for f in &p.fine_tuning {
+        println!(
+            "  {:<34} {:>12} {:>12} {:>12} {:>13} {:>12}   {:>10} ({})",
+            f.method,
+            group(f.trainable_params as usize),
+            hb(f.weights + f.master_weights),
+            hb(f.gradients + f.optimizer),
+            hb(f.activations),
+            hb(f.total),
+            hb(f.rule_of_thumb),
+            pct(f.thumb_off_pct)
+        );
+    }
+    if !targets.is_empty() {
+        println!();
+        for (name, cap) in &targets {
+            let line: Vec<String> = rows
+                .iter()
+                .map(|r| {
+                    let (fits, head) = verdict(r.total, *cap);
+                    format!(
+                        "{} {} ({}{})",
+                        r.dtype.name(),
+                        if fits { "fits" } else { "does not fit" },
+                        if head >= 0 { "+" } else { "-" },
+                        hb(head.unsigned_abs())
+                    )
+                })
+                .collect();
+            println!("{name}, {}: {}", hb(*cap), line.join(" · "));
+        }
+    } else {
+        println!();
+        println!("No NVIDIA GPU detected (use --gpu-gb 8 to judge against a card of that size).");
+    }
+    println!();
+    if p.webgpu_big_tensors.is_empty() {
+        println!(
+            "Browser (WebGPU defaults, {}): every tensor fits the 128 MiB binding limit.",
+            p.webgpu_dtype.name()
+        );
+    } else {
+        println!(
+            "Browser (WebGPU defaults, {}): tensors over the default limits — the adapter must grant more:",
+            p.webgpu_dtype.name()
+        );
+        for t in &p.webgpu_big_tensors {
+            println!(
+                "  {} {:?}: {} exceeds {}",
+                t.name,
+                t.shape,
+                hb(t.bytes),
+                t.exceeds
+            );
+        }
+    }
+    for ad in &gpus.adapters {
+        let worst = p
+            .webgpu_big_tensors
+            .iter()
+            .map(|t| t.bytes)
+            .max()
+            .unwrap_or(0);
+        let ok = worst <= ad.max_storage_buffer_binding_size && worst <= ad.max_buffer_size;
+        println!(
+            "  {} ({}): max binding {} → {}",
+            ad.name,
+            ad.backend,
+            hb(ad.max_storage_buffer_binding_size),
+            if ok {
+                "every tensor fits"
+            } else {
+                "some tensors need splitting"
+            }
+        );
+    }
+    Ok(())
+}
