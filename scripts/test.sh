@@ -5,9 +5,10 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/hubscope-target}"
 export CARGO_TERM_COLOR=never
 
-# System packages: Vulkan on the CPU (lavapipe) so the GPU code paths run without a GPU; curl.
+# System packages: Vulkan on the CPU (lavapipe) so the GPU code paths run without a GPU; curl;
+# Debian's Chromium and chromedriver for the browser tests (never a test tool's own browser).
 need=()
-for pkg in mesa-vulkan-drivers libvulkan1 curl; do
+for pkg in mesa-vulkan-drivers libvulkan1 curl chromium chromium-driver; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -19,6 +20,9 @@ export HUBSCOPE_EXPECT_LAVAPIPE=1
 rustup target add wasm32-unknown-unknown
 cargo check --locked --target wasm32-unknown-unknown -p hubscope-core
 
+# The browser app (dist/), served by `hubscope serve --web dist` in the browser tests.
+bash scripts/build-web.sh
+
 # Python peers the tests talk to (safetensors, huggingface_hub), in a venv of our own.
 py_env="$CARGO_TARGET_DIR/pyenv"
 [ -x "$py_env/bin/python" ] || python3 -m venv "$py_env"
@@ -26,4 +30,4 @@ py_env="$CARGO_TARGET_DIR/pyenv"
 export HUBSCOPE_PYTHON="$py_env/bin/python"
 
 # Unit tests, the transformers reference tests on ../shared/fixtures, and the CLI tests.
-cargo test --locked --release --workspace
+cargo test --locked --release --workspace --exclude hubscope-web

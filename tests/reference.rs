@@ -211,6 +211,7 @@ fn check_against_reference(f: &Fixture, tol: f32) {
                 RunOptions {
                     logprobs: 0,
                     clock: &clock,
+                    tick: None,
                 },
                 |_| true,
             ))
@@ -307,6 +308,7 @@ fn streaming_never_splits_a_character_and_seeded_sampling_repeats() {
             RunOptions {
                 logprobs: 2,
                 clock: &clock,
+                tick: None,
             },
             |s| {
                 pieces.push(s.text.to_string());
@@ -352,6 +354,7 @@ fn context_limit_is_an_error_or_a_clean_stop() {
         RunOptions {
             logprobs: 0,
             clock: &clock,
+            tick: None,
         },
         |_| true,
     ));
@@ -374,6 +377,7 @@ fn context_limit_is_an_error_or_a_clean_stop() {
         RunOptions {
             logprobs: 0,
             clock: &clock,
+            tick: None,
         },
         |_| true,
     ))

@@ -209,12 +209,18 @@ pub struct Generation {
     pub timings: Timings,
 }
 
+/// A future the generation loop awaits after every token (a page yields to its event loop
+/// there, so the text appears and a stop button can be clicked).
+pub type Tick<'a> = &'a dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
+
 /// Options of one generation call besides sampling.
 pub struct RunOptions<'a> {
     /// Top-K logprobs per step (0 = none).
     pub logprobs: usize,
     /// Seconds since some fixed point (`Instant` natively, `performance.now()` in a page).
     pub clock: &'a dyn Fn() -> f64,
+    /// Awaited after every token when set.
+    pub tick: Option<Tick<'a>>,
 }
 
 /// Generate after `prompt`. `on_step` sees each token as it is produced and returns false
@@ -280,6 +286,9 @@ pub async fn generate(
         if is_eos {
             finish = FinishReason::Eos;
             break;
+        }
+        if let Some(tick) = opts.tick {
+            tick().await;
         }
         if i + 1 == gcfg.max_new_tokens || cache.len() >= model.config.max_position_embeddings {
             break;

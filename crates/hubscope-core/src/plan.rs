@@ -11,6 +11,11 @@ use crate::structure::model_tree;
 pub const WEBGPU_DEFAULT_BINDING: u64 = 128 << 20;
 pub const WEBGPU_DEFAULT_BUFFER: u64 = 256 << 20;
 
+/// Memory the runtime itself takes besides tensors (thread pool, allocator arenas, code),
+/// measured as the resident-set growth of loading the tiny fixtures beyond their weights
+/// (docs/BENCHMARKS.md).
+pub const RUNTIME_OVERHEAD: u64 = 3 << 20;
+
 /// Weight formats the planner knows. int8/int4 are block formats with an f16 scale per 32
 /// weights (llama.cpp's Q8_0 and Q4_0: 8.5 and 4.5 bits per weight).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -79,6 +84,8 @@ pub struct Inference {
     pub weights: u64,
     pub kv_cache: u64,
     pub activations: u64,
+    /// The runtime's own memory ([`RUNTIME_OVERHEAD`]).
+    pub runtime: u64,
     pub total: u64,
     /// params × bytes per parameter.
     pub rule_of_thumb: u64,
@@ -185,13 +192,14 @@ pub fn plan(
             };
             let kv_cache = kv_per_token(d.act_bytes()) * (context * batch) as u64;
             let activations = activation_bytes(c, context, batch, d.act_bytes());
-            let total = weights + kv_cache + activations;
+            let total = weights + kv_cache + activations + RUNTIME_OVERHEAD;
             let rule_of_thumb = (params as f64 * d.thumb_bytes()) as u64;
             Inference {
                 dtype: d,
                 weights,
                 kv_cache,
                 activations,
+                runtime: RUNTIME_OVERHEAD,
                 total,
                 rule_of_thumb,
                 thumb_off_pct: off(rule_of_thumb, total),

@@ -129,6 +129,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             RunOptions {
                 logprobs: 0,
                 clock: &clock,
+                tick: None,
             },
             |_| true,
         ))?;
@@ -170,7 +171,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
                 "rss_generation_peak_growth_bytes": gen_growth,
                 "peak_rss_bytes": peak,
                 "context": context,
-                "planned": {"weights": est.weights, "kv_cache": est.kv_cache, "activations": est.activations},
+                "planned": {"weights": est.weights, "kv_cache": est.kv_cache, "activations": est.activations, "runtime": est.runtime, "total": est.total},
             })
         );
     } else {

@@ -22,8 +22,11 @@ pub struct GenerateArgs {
     pub model: String,
     #[command(flatten)]
     pub hub: crate::hub::HubArgs,
-    #[arg(long)]
-    pub prompt: String,
+    #[arg(long, required_unless_present = "prompt_ids")]
+    pub prompt: Option<String>,
+    /// Token ids instead of text, e.g. 785,3974,13876 (no tokenizer needed).
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["prompt", "chat"])]
+    pub prompt_ids: Option<Vec<u32>>,
     /// Wrap the prompt as a user message in the model's chat template.
     #[arg(long)]
     pub chat: bool,
@@ -119,13 +122,14 @@ pub fn open_device(name: &str) -> Result<Device> {
 
 pub struct Loaded {
     pub model: Model,
-    pub tokenizer: Tokenizer,
+    /// None only when the folder has no tokenizer.json and ids are given directly.
+    pub tokenizer: Option<Tokenizer>,
     pub generation: GenerationConfig,
     pub load_s: f64,
 }
 
 /// Load everything `generate` needs from a folder.
-pub fn load(path: &str, dev: &DeviceArgs) -> Result<Loaded> {
+pub fn load(path: &str, dev: &DeviceArgs, need_tokenizer: bool) -> Result<Loaded> {
     let t0 = Instant::now();
     let folder = ModelFolder::open(path)?;
     let config = ModelConfig::from_json(&folder.read("config.json")?)?;
@@ -133,21 +137,24 @@ pub fn load(path: &str, dev: &DeviceArgs) -> Result<Loaded> {
         &config,
         folder.read_optional("generation_config.json")?.as_deref(),
     )?;
-    let tok_bytes = folder.read_optional("tokenizer.json")?.with_context(|| {
-        format!(
+    let tokenizer = match folder.read_optional("tokenizer.json")? {
+        Some(bytes) => Some(Tokenizer::from_bytes(
+            &bytes,
+            folder.read_optional("tokenizer_config.json")?.as_deref(),
+        )?),
+        None if !need_tokenizer => None,
+        None => anyhow::bail!(
             "{}: missing (hubscope needs tokenizer.json to turn text into tokens)",
             folder.path("tokenizer.json").display()
-        )
-    })?;
-    let tokenizer = Tokenizer::from_bytes(
-        &tok_bytes,
-        folder.read_optional("tokenizer_config.json")?.as_deref(),
-    )?;
+        ),
+    };
     let model = load_model(&folder, config, dev)?;
     let mut generation = generation;
     if generation.eos_token_ids.is_empty() {
         // No eos_token_id in config.json or generation_config.json: stop on the tokenizer's.
-        generation.eos_token_ids.extend(tokenizer.eos_token_id);
+        generation
+            .eos_token_ids
+            .extend(tokenizer.as_ref().and_then(|t| t.eos_token_id));
     }
     Ok(Loaded {
         model,
@@ -201,7 +208,7 @@ pub fn prompt_ids(
 
 pub fn generate_cmd(a: GenerateArgs) -> Result<()> {
     let dir = crate::hub::local_or_download(&a.model, &a.hub)?;
-    let loaded = load(&dir.to_string_lossy(), &a.dev)?;
+    let loaded = load(&dir.to_string_lossy(), &a.dev, a.prompt_ids.is_none())?;
     let mut g = loaded.generation.clone();
     if let Some(t) = a.temperature {
         g = g.with_temperature(t);
@@ -227,7 +234,11 @@ pub fn generate_cmd(a: GenerateArgs) -> Result<()> {
     if a.system.is_some() && !a.chat {
         bail!("--system needs --chat");
     }
-    let ids = prompt_ids(&loaded.tokenizer, &a.prompt, a.chat, a.system.as_deref())?;
+    let ids = match (&a.prompt_ids, &loaded.tokenizer, &a.prompt) {
+        (Some(ids), _, _) => ids.clone(),
+        (None, Some(tok), Some(p)) => prompt_ids(tok, p, a.chat, a.system.as_deref())?,
+        _ => bail!("give --prompt (with a tokenizer.json) or --prompt-ids"),
+    };
     let mut sampler = Sampler::new(g);
     let start = Instant::now();
     let clock = move || start.elapsed().as_secs_f64();
@@ -235,12 +246,13 @@ pub fn generate_cmd(a: GenerateArgs) -> Result<()> {
     let mut out = std::io::stdout();
     let result: Generation = pollster::block_on(hubscope_core::generate(
         &loaded.model,
-        Some(&loaded.tokenizer),
+        loaded.tokenizer.as_ref(),
         &ids,
         &mut sampler,
         RunOptions {
             logprobs: a.logprobs,
             clock: &clock,
+            tick: None,
         },
         |step: Step<'_>| {
             if stream {

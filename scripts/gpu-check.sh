@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# GPU side-by-side check for an NVIDIA machine (issue 6), to run there in one call (< 8 min):
+#   1. make a Qwen2.5-0.5B-shaped random-weight model with transformers (bf16, saved as safetensors),
+#   2. time transformers' greedy generate on the GPU (bf16, batch 1, prompt 128, 128 new tokens),
+#   3. run `hubscope bench` on the same weights on the GPU,
+#   4. check logits agreement in f32 on one prompt (transformers vs `hubscope generate --logprobs`).
+# Needs: a hubscope binary built here and carried (HUBSCOPE_BIN, default dist-gpu/hubscope), and
+# python3 with torch + transformers on the GPU machine. Results go to $OUT (or ./gpu-check-out).
+#   scripts/gpu-check.sh            run everything
+#   scripts/gpu-check.sh --dry-run  check the binary, the scripts and the arguments only
+# DEVICE=cuda needs a hubscope built with --features cuda; DEVICE=wgpu uses Vulkan on the NVIDIA driver.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${HUBSCOPE_BIN:-dist-gpu/hubscope}
+DEVICE=${DEVICE:-cuda}
+DTYPE=${DTYPE:-bf16}
+OUTDIR=${OUT:-gpu-check-out}
+WORK=${WORK:-/tmp/hubscope-gpu}
+mkdir -p "$OUTDIR" "$WORK"
+[ -x "$BIN" ] || { echo "no hubscope binary at $BIN (set HUBSCOPE_BIN)"; exit 1; }
+"$BIN" --version
+if [ "${1:-}" = "--dry-run" ]; then
+  "$BIN" bench --shape smollm2-135m --prompt-len 8 --gen 4 --runs 1 --json > "$OUTDIR/dry-run-bench.json"
+  python3 - <<'PY'
+import ast, sys
+ast.parse(open(sys.argv[0] if False else "scripts/gpu-check.sh").read().split("cat > \"$WORK/peer.py\" <<'PY2'")[1].split("PY2")[0])
+print("dry run: binary runs, peer script parses")
+PY
+  exit 0
+fi
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUTDIR/gpu.txt"
+cat > "$WORK/peer.py" <<'PY2'
+import json, os, sys, time
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM
+work, out = sys.argv[1], sys.argv[2]
+cfg = dict(architectures=["Qwen2ForCausalLM"], model_type="qwen2", vocab_size=151936, hidden_size=896,
+    intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
+    max_position_embeddings=32768, rms_norm_eps=1e-6, rope_theta=1e6, tie_word_embeddings=True,
+    torch_dtype="bfloat16", bos_token_id=151643, eos_token_id=151645)
+path = os.path.join(work, "qwen05-shape")
+if not os.path.exists(os.path.join(path, "model.safetensors")):
+    torch.manual_seed(0)
+    config = AutoConfig.for_model(**cfg)
+    model = AutoModelForCausalLM.from_config(config, torch_dtype=torch.bfloat16)
+    model.save_pretrained(path)
+model = AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch.bfloat16).cuda().eval()
+vocab = cfg["vocab_size"]
+prompt = [((i * 2654435761 + 1000) % (vocab - 1000)) + 100 for i in range(128)]  # = hubscope bench
+ids = torch.tensor([prompt], device="cuda")
+res = {}
+with torch.no_grad():
+    model.generate(ids, max_new_tokens=8, do_sample=False)  # warm-up
+    times = []
+    for _ in range(3):
+        torch.cuda.synchronize(); t = time.time()
+        model.generate(ids, max_new_tokens=128, min_new_tokens=128, do_sample=False)
+        torch.cuda.synchronize(); times.append(time.time() - t)
+    res["transformers_bf16_s_per_128"] = sorted(times)[1]
+    res["transformers_decode_tok_s"] = 128 / sorted(times)[1]
+    # f32 logits of the last prompt position, for the agreement check.
+    m32 = AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch.float32).cuda().eval()
+    logits = m32(ids).logits[0, -1].float()
+    lp = torch.log_softmax(logits, -1)
+    top = torch.topk(lp, 5)
+    res["f32_top5"] = [[int(i), float(v)] for v, i in zip(top.values, top.indices)]
+json.dump(res, open(os.path.join(out, "transformers.json"), "w"), indent=1)
+print(json.dumps(res))
+PY2
+python3 "$WORK/peer.py" "$WORK" "$OUTDIR"
+"$BIN" bench "$WORK/qwen05-shape" --device "$DEVICE" --dtype "$DTYPE" --prompt-len 128 --gen 128 --runs 3 --json | tee "$OUTDIR/hubscope-bench.json"
+ids=$(python3 -c "print(','.join(str(((i*2654435761+1000)%(151936-1000))+100) for i in range(128)))")
+"$BIN" generate "$WORK/qwen05-shape" --prompt-ids "$ids" --max-new-tokens 1 --temperature 0 --logprobs 5 \
+  --dtype f32 --device "$DEVICE" --json > "$OUTDIR/hubscope-logprobs.json"
+python3 - "$OUTDIR" <<'PY'
+import json, sys
+out = sys.argv[1]
+ref = json.load(open(f"{out}/transformers.json"))
+hub = json.load(open(f"{out}/hubscope-logprobs.json"))["logprobs"][0]
+bench = json.load(open(f"{out}/hubscope-bench.json"))
+worst = max(abs(h["logprob"] - r[1]) for h, r in zip(hub, ref["f32_top5"]))
+same_ids = [h["id"] for h in hub] == [r[0] for r in ref["f32_top5"]]
+ratio = bench["decode_tok_s"]["median"] / ref["transformers_decode_tok_s"]
+summary = {"f32_top5_same_ids": same_ids, "f32_top5_max_abs_logprob_diff": worst,
+           "hubscope_decode_tok_s": bench["decode_tok_s"]["median"],
+           "transformers_decode_tok_s": ref["transformers_decode_tok_s"], "ratio": ratio}
+json.dump(summary, open(f"{out}/summary.json", "w"), indent=1)
+print(json.dumps(summary))
+sys.exit(0 if same_ids and worst < 1e-3 else 1)
+PY

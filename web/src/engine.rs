@@ -1,0 +1,310 @@
+//! The page's model work: the Hub (through `hubscope_core::hub`), headers for structure and
+//! memory, the device (WebGPU when the browser has an adapter, else CPU in wasm), loading the
+//! weights, and generation with the same core as the native binary.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use burn::tensor::Device;
+use hubscope_core::hub::{RepoRef, info_url, resolve_url};
+use hubscope_core::weights::{ComputeDtype, FileHeader, ShardIndex, header_len};
+use hubscope_core::{Model, ModelConfig};
+use serde_json::Value;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+
+use crate::fetch::{FetchError, download, get, get_json};
+
+/// Where the model comes from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Source {
+    pub endpoint: String,
+    pub repo: String,
+    pub revision: String,
+    pub token: String,
+}
+
+impl Source {
+    fn token(&self) -> Option<&str> {
+        Some(self.token.as_str()).filter(|t| !t.is_empty())
+    }
+}
+
+/// A repo read header-only: config, file list, safetensors headers.
+#[derive(Clone)]
+pub struct RepoView {
+    pub repo: RepoRef,
+    pub commit: String,
+    pub config: ModelConfig,
+    pub headers: Vec<FileHeader>,
+    pub fetched_bytes: u64,
+    pub stored_bytes: u64,
+}
+
+#[derive(Debug, Clone)]
+pub enum AppError {
+    Fetch(FetchError),
+    Model(String),
+    TooBig(String),
+}
+
+impl From<FetchError> for AppError {
+    fn from(e: FetchError) -> Self {
+        AppError::Fetch(e)
+    }
+}
+
+impl From<hubscope_core::Error> for AppError {
+    fn from(e: hubscope_core::Error) -> Self {
+        AppError::Model(e.to_string())
+    }
+}
+
+fn sizes(info: &Value) -> Vec<(String, Option<u64>)> {
+    info["siblings"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| {
+                    let name = s["rfilename"].as_str()?.to_string();
+                    let size = s["lfs"]["size"].as_u64().or(s["size"].as_u64());
+                    Some((name, size))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Repo info, config.json and per shard two Range reads (length, then JSON header).
+pub async fn open_repo(src: &Source) -> Result<RepoView, AppError> {
+    let repo = RepoRef::parse(
+        src.repo.trim(),
+        Some(src.revision.trim()).filter(|r| !r.is_empty()),
+    )?;
+    let endpoint = src.endpoint.trim();
+    let info = get_json(&info_url(endpoint, &repo), src.token()).await?;
+    let commit = info["sha"].as_str().unwrap_or(&repo.revision).to_string();
+    let pinned = RepoRef {
+        id: repo.id.clone(),
+        revision: commit.clone(),
+    };
+    let files = sizes(&info);
+    let has = |n: &str| files.iter().any(|(f, _)| f == n);
+    let config_bytes = get(
+        &resolve_url(endpoint, &pinned, "config.json"),
+        src.token(),
+        None,
+    )
+    .await?;
+    let mut fetched = config_bytes.len() as u64;
+    let config = ModelConfig::from_json(&config_bytes)?;
+    let shards = if has("model.safetensors.index.json") {
+        let idx = get(
+            &resolve_url(endpoint, &pinned, "model.safetensors.index.json"),
+            src.token(),
+            None,
+        )
+        .await?;
+        fetched += idx.len() as u64;
+        ShardIndex::from_json(&idx)?.shards()
+    } else if has("model.safetensors") {
+        vec!["model.safetensors".to_string()]
+    } else {
+        return Err(AppError::Model(format!(
+            "{}: no model.safetensors in the repo",
+            repo.id
+        )));
+    };
+    let mut headers = vec![];
+    let mut stored = 0;
+    for s in shards {
+        let url = resolve_url(endpoint, &pinned, &s);
+        let size = files.iter().find(|(f, _)| *f == s).and_then(|(_, n)| *n);
+        let mut first = get(&url, src.token(), Some((0, 7))).await?;
+        let n = header_len(&s, &first)? as u64;
+        let json = get(&url, src.token(), Some((8, 8 + n - 1))).await?;
+        first.extend_from_slice(&json);
+        fetched += first.len() as u64;
+        let h = FileHeader::parse(&s, &first, size)?;
+        stored += h.data_len as u64;
+        headers.push(h);
+    }
+    // Fails here, before any download, for a checkpoint whose tensors do not fit the config.
+    hubscope_core::weights::plan_load(&config, &headers)?;
+    Ok(RepoView {
+        repo,
+        commit,
+        config,
+        headers,
+        fetched_bytes: fetched,
+        stored_bytes: stored,
+    })
+}
+
+/// The WebGPU adapter's limits, if the browser has one: (maxBufferSize,
+/// maxStorageBufferBindingSize, shader-f16).
+pub async fn adapter_limits() -> Option<(f64, f64, bool)> {
+    use js_sys::{Function, Promise, Reflect};
+    let nav = web_sys::window()?.navigator();
+    let gpu = Reflect::get(&nav, &"gpu".into()).ok()?;
+    if gpu.is_undefined() || gpu.is_null() {
+        return None;
+    }
+    let request: Function = Reflect::get(&gpu, &"requestAdapter".into())
+        .ok()?
+        .dyn_into()
+        .ok()?;
+    let promise: Promise = request.call0(&gpu).ok()?.dyn_into().ok()?;
+    let adapter = JsFuture::from(promise).await.ok()?;
+    if adapter.is_null() || adapter.is_undefined() {
+        return None;
+    }
+    let limits = Reflect::get(&adapter, &"limits".into()).ok()?;
+    let num = |k: &str| {
+        Reflect::get(&limits, &k.into())
+            .ok()
+            .and_then(|v| v.as_f64())
+    };
+    let features = Reflect::get(&adapter, &"features".into()).ok()?;
+    let has: Function = Reflect::get(&features, &"has".into())
+        .ok()?
+        .dyn_into()
+        .ok()?;
+    let f16 = has
+        .call1(&features, &"shader-f16".into())
+        .ok()
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    Some((
+        num("maxBufferSize")?,
+        num("maxStorageBufferBindingSize")?,
+        f16,
+    ))
+}
+
+thread_local! {
+    static WEBGPU: RefCell<Option<Device>> = const { RefCell::new(None) };
+    static LOADED: RefCell<Option<(String, Rc<Loaded>)>> = const { RefCell::new(None) };
+}
+
+/// Burn's WebGPU device (initialized once per page; cubecl requests the adapter's limits and
+/// features, shader-f16 included when offered).
+pub async fn webgpu_device() -> Result<Device, String> {
+    if let Some(d) = WEBGPU.with(|w| w.borrow().clone()) {
+        return Ok(d);
+    }
+    let d = Device::wgpu_options()
+        .graphics_api(burn::tensor::wgpu::WgpuBackend::WebGpu)
+        .init_async()
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    WEBGPU.with(|w| *w.borrow_mut() = Some(d.clone()));
+    Ok(d)
+}
+
+pub struct Loaded {
+    pub model: Model,
+    pub tokenizer: hubscope_core::text::Tokenizer,
+    pub generation: hubscope_core::sampling::GenerationConfig,
+    pub from_cache: bool,
+}
+
+/// Download (or take from Cache Storage) what generation needs and build the model.
+pub async fn load(
+    src: &Source,
+    view: &RepoView,
+    device: &Device,
+    device_label: &str,
+    dtype: ComputeDtype,
+    progress: &dyn Fn(u64, u64),
+    cancel: &dyn Fn() -> bool,
+) -> Result<Rc<Loaded>, AppError> {
+    let key = format!(
+        "{}|{}|{}|{}|{}",
+        src.endpoint,
+        view.repo.id,
+        view.commit,
+        device_label,
+        dtype.name()
+    );
+    if let Some(l) = LOADED.with(|l| {
+        l.borrow()
+            .as_ref()
+            .filter(|(k, _)| *k == key)
+            .map(|(_, v)| v.clone())
+    }) {
+        return Ok(l);
+    }
+    LOADED.with(|l| *l.borrow_mut() = None); // free the previous model first
+    let pinned = RepoRef {
+        id: view.repo.id.clone(),
+        revision: view.commit.clone(),
+    };
+    let endpoint = src.endpoint.trim();
+    let tokenizer_json = small(endpoint, &pinned, src.token(), "tokenizer.json")
+        .await?
+        .ok_or_else(|| AppError::Model("tokenizer.json: missing in the repo".into()))?;
+    let tokenizer_config = small(endpoint, &pinned, src.token(), "tokenizer_config.json").await?;
+    let generation_config = small(endpoint, &pinned, src.token(), "generation_config.json").await?;
+    let total: u64 = view
+        .headers
+        .iter()
+        .map(|h| (h.data_start + h.data_len) as u64)
+        .sum();
+    let mut done = 0u64;
+    let mut bufs = vec![];
+    let mut all_cached = true;
+    for h in &view.headers {
+        let url = resolve_url(endpoint, &pinned, &h.file);
+        let size = (h.data_start + h.data_len) as u64;
+        let base = done;
+        let (bytes, cached) = download(
+            &url,
+            src.token(),
+            Some(size),
+            &|got, _| progress(base + got, total),
+            cancel,
+        )
+        .await?;
+        all_cached &= cached;
+        done += size;
+        bufs.push((h.file.clone(), bytes));
+    }
+    let files: Vec<(String, &[u8])> = bufs
+        .iter()
+        .map(|(n, b)| (n.clone(), b.as_slice()))
+        .collect();
+    let model = Model::from_safetensors(view.config.clone(), &files, dtype, device)?;
+    drop(bufs);
+    let tokenizer =
+        hubscope_core::text::Tokenizer::from_bytes(&tokenizer_json, tokenizer_config.as_deref())?;
+    let mut generation = hubscope_core::sampling::GenerationConfig::from_model(
+        &view.config,
+        generation_config.as_deref(),
+    )?;
+    if generation.eos_token_ids.is_empty() {
+        generation.eos_token_ids.extend(tokenizer.eos_token_id);
+    }
+    let loaded = Rc::new(Loaded {
+        model,
+        tokenizer,
+        generation,
+        from_cache: all_cached,
+    });
+    LOADED.with(|l| *l.borrow_mut() = Some((key, loaded.clone())));
+    Ok(loaded)
+}
+
+/// A small file of the repo, None if the repo lacks it.
+async fn small(
+    endpoint: &str,
+    repo: &RepoRef,
+    token: Option<&str>,
+    name: &str,
+) -> Result<Option<Vec<u8>>, FetchError> {
+    match get(&resolve_url(endpoint, repo, name), token, None).await {
+        Ok(b) => Ok(Some(b)),
+        Err(FetchError::Status(404, _)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,112 @@
+//! Every label in English and Chinese (中文).
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Lang {
+    En,
+    Zh,
+}
+
+impl Lang {
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::Zh => "zh",
+        }
+    }
+    pub fn parse(s: &str) -> Lang {
+        if s.starts_with("zh") {
+            Lang::Zh
+        } else {
+            Lang::En
+        }
+    }
+}
+
+/// The label for `key` in `lang`.
+pub fn t(lang: Lang, key: &str) -> &'static str {
+    let (en, zh) = match key {
+        "title" => (
+            "hubscope — look inside, size up and run open LLMs",
+            "hubscope — 查看、估算并运行开源大模型",
+        ),
+        "tab.model" => ("Model", "模型"),
+        "tab.structure" => ("Structure", "结构"),
+        "tab.memory" => ("Memory", "显存"),
+        "tab.generate" => ("Generate", "生成"),
+        "repo" => ("Repo id", "仓库 ID"),
+        "revision" => ("Revision", "版本"),
+        "endpoint" => ("Endpoint (Hub or mirror)", "服务地址（Hub 或镜像）"),
+        "token" => (
+            "Access token (gated repos; kept in memory, sent only to the endpoint)",
+            "访问令牌（受限仓库；只保存在内存中，只发送给该地址）",
+        ),
+        "load" => ("Load", "加载"),
+        "loading" => ("Loading…", "加载中…"),
+        "device" => ("Device", "设备"),
+        "device.auto" => ("auto", "自动"),
+        "params" => ("parameters", "参数"),
+        "total_params" => ("Total parameters", "参数总数"),
+        "bytes" => ("Stored weights", "权重大小"),
+        "fetched" => ("Fetched (headers only)", "已获取（仅文件头）"),
+        "inference" => ("Inference", "推理"),
+        "finetune" => ("Fine-tuning", "微调"),
+        "weights" => ("weights", "权重"),
+        "kv" => ("KV cache", "KV 缓存"),
+        "acts" => ("activations", "激活"),
+        "total" => ("total", "合计"),
+        "thumb" => ("rule of thumb", "经验估算"),
+        "context" => ("Context (tokens)", "上下文长度"),
+        "gpu_size" => ("GPU memory", "显卡显存"),
+        "fits" => ("fits", "可以放下"),
+        "no_fit" => ("does not fit", "放不下"),
+        "limits" => ("This browser's WebGPU adapter", "此浏览器的 WebGPU 适配器"),
+        "no_webgpu" => (
+            "No WebGPU adapter: the CPU (WebAssembly) is used",
+            "没有 WebGPU 适配器：使用 CPU（WebAssembly）",
+        ),
+        "big_tensors" => (
+            "Tensors over WebGPU's default limits",
+            "超过 WebGPU 默认限制的张量",
+        ),
+        "none_big" => (
+            "Every tensor fits WebGPU's default 128 MiB binding.",
+            "所有张量都在 WebGPU 默认的 128 MiB 限制内。",
+        ),
+        "prompt" => ("Prompt", "提示词"),
+        "chat" => ("Chat template", "对话模板"),
+        "system" => ("System message", "系统消息"),
+        "temperature" => ("Temperature (0 = greedy)", "温度（0 = 贪心）"),
+        "top_k" => ("Top-k", "Top-k"),
+        "top_p" => ("Top-p", "Top-p"),
+        "max_new" => ("Max new tokens", "最多生成 token 数"),
+        "run" => ("Generate", "生成"),
+        "stop" => ("Stop", "停止"),
+        "download" => ("Weights", "权重下载"),
+        "from_cache" => ("from the browser cache", "来自浏览器缓存"),
+        "tok_s" => ("tokens/s", "token/秒"),
+        "output" => ("Output", "输出"),
+        "dtype" => ("Compute dtype", "计算精度"),
+        "lang" => ("中文", "English"),
+        "err.404" => (
+            "Not found: check the repo id and revision (mirrors need the right endpoint).",
+            "未找到：请检查仓库 ID 和版本（镜像需要正确的服务地址）。",
+        ),
+        "err.401" => (
+            "This repo is gated or private: accept its terms on the Hub and enter a token.",
+            "该仓库受限或私有：请在 Hub 上同意条款并填写访问令牌。",
+        ),
+        "err.network" => (
+            "Network error: the server went away or is unreachable. Try again.",
+            "网络错误：服务器断开或无法访问，请重试。",
+        ),
+        "err.arch" => ("Unsupported architecture", "不支持的模型架构"),
+        "err.too_big" => ("Too large for this device", "对此设备来说太大"),
+        "done" => ("done", "完成"),
+        "stopped" => ("stopped", "已停止"),
+        _ => ("?", "?"),
+    };
+    match lang {
+        Lang::En => en,
+        Lang::Zh => zh,
+    }
+}
