@@ -241,9 +241,15 @@ pub async fn load(
         revision: view.commit.clone(),
     };
     let endpoint = src.endpoint.trim();
-    let tokenizer_json = small(endpoint, &pinned, src.token(), "tokenizer.json")
-        .await?
-        .ok_or_else(|| AppError::Model("tokenizer.json: missing in the repo".into()))?;
+    // tokenizer.json is megabytes: kept in Cache Storage like the weights.
+    let tok_url = resolve_url(endpoint, &pinned, "tokenizer.json");
+    let tokenizer_json = match download(&tok_url, src.token(), None, &|_, _| {}, cancel).await {
+        Ok((b, _)) => b,
+        Err(FetchError::Status(404, _)) => {
+            return Err(AppError::Model("tokenizer.json: missing in the repo".into()));
+        }
+        Err(e) => return Err(e.into()),
+    };
     let tokenizer_config = small(endpoint, &pinned, src.token(), "tokenizer_config.json").await?;
     let generation_config = small(endpoint, &pinned, src.token(), "generation_config.json").await?;
     let total: u64 = view

@@ -28,9 +28,14 @@ impl std::fmt::Display for FetchError {
 }
 
 fn js_err(v: JsValue) -> String {
-    v.as_string()
-        .or_else(|| js_sys::JSON::stringify(&v).ok().and_then(|s| s.as_string()))
-        .unwrap_or_else(|| format!("{v:?}"))
+    // Error objects stringify to "{}" as JSON; String(e) gives "TypeError: network error".
+    if let Some(s) = v.as_string() {
+        return s;
+    }
+    match v.dyn_ref::<js_sys::Error>() {
+        Some(e) => String::from(e.to_string()),
+        None => format!("{v:?}"),
+    }
 }
 
 fn window() -> web_sys::Window {
