@@ -12,6 +12,7 @@ pub mod error;
 pub mod export;
 pub mod generate;
 pub mod hub;
+pub mod lora;
 pub mod model;
 pub mod plan;
 pub mod rope;

@@ -14,11 +14,22 @@ use burn::tensor::{Bool, DType, Device, Int, Tensor, TensorData};
 use crate::cache::{KvCache, LayerCache};
 use crate::rope::{Rope, RopeTables};
 
-/// `nn.Linear`: `y = x Wᵀ + b`, `weight: [out, in]`.
+/// `nn.Linear`: `y = x Wᵀ + b`, `weight: [out, in]`, with an optional LoRA adapter
+/// (PEFT's `y += scale · (x Aᵀ) Bᵀ`).
 #[derive(Module, Debug)]
 pub struct Linear {
     pub weight: Param<Tensor<2>>,
     pub bias: Option<Param<Tensor<1>>>,
+    pub lora: Option<Lora>,
+}
+
+/// A LoRA adapter on one linear layer, named as PEFT names it: `lora_A: [r, in]`,
+/// `lora_B: [out, r]`, scaled by `alpha / r` (or `alpha / sqrt(r)` with rsLoRA).
+#[derive(Module, Debug)]
+pub struct Lora {
+    pub lora_a: Param<Tensor<2>>,
+    pub lora_b: Param<Tensor<2>>,
+    pub scale: f64,
 }
 
 impl Linear {
@@ -28,11 +39,15 @@ impl Linear {
         let in_features = dims[D - 1];
         let rows: usize = dims[..D - 1].iter().product();
         // [rows, in] @ [in, out] -> [rows, out]
-        let y = x.reshape([rows, in_features]).matmul(self.weight.val().t());
-        let y = match &self.bias {
-            Some(b) => y + b.val().unsqueeze(),
-            None => y,
-        };
+        let x = x.reshape([rows, in_features]);
+        let mut y = x.clone().matmul(self.weight.val().t());
+        if let Some(b) = &self.bias {
+            y = y + b.val().unsqueeze();
+        }
+        if let Some(l) = &self.lora {
+            // [rows, in] @ [in, r] @ [r, out]
+            y = y + x.matmul(l.lora_a.val().t()).matmul(l.lora_b.val().t()) * l.scale;
+        }
         let mut out = dims;
         out[D - 1] = y.dims()[1];
         y.reshape(out)

@@ -517,6 +517,7 @@ impl Loader<'_> {
             } else {
                 None
             },
+            lora: None,
         })
     }
     fn norm(&mut self, path: &str, eps: f64) -> Result<RmsNorm> {

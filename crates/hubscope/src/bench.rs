@@ -119,6 +119,11 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let mut ttft = vec![];
     let mut prefill = vec![];
     let mut decode = vec![];
+    // Device memory in use (GPU backends report their pools; the CPU reports none): after
+    // loading, and at the last generated token, while the KV cache is alive.
+    let on_device = a.dev.device != "cpu";
+    let device_loaded = if on_device { model.device.memory_pool_usage().map(|u| u.bytes_in_use) } else { None };
+    let mut device_generating: Option<u64> = None;
     for run in 0..=a.runs {
         let mut sampler = Sampler::new(gcfg.clone());
         let g = pollster::block_on(generate(
@@ -131,7 +136,14 @@ pub fn run(a: BenchArgs) -> Result<()> {
                 clock: &clock,
                 tick: None,
             },
-            |_| true,
+            |s| {
+                if on_device && s.index + 1 == a.gen_tokens {
+                    if let Some(u) = model.device.memory_pool_usage() {
+                        device_generating = Some(device_generating.unwrap_or(0).max(u.bytes_in_use));
+                    }
+                }
+                true
+            },
         ))?;
         if run == 0 {
             continue; // warm-up
@@ -170,6 +182,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
                 "rss_load_growth_bytes": rss_loaded.saturating_sub(rss_before),
                 "rss_generation_peak_growth_bytes": gen_growth,
                 "peak_rss_bytes": peak,
+                "device_bytes_after_load": device_loaded,
+                "device_bytes_generating": device_generating,
                 "context": context,
                 "planned": {"weights": est.weights, "kv_cache": est.kv_cache, "activations": est.activations, "runtime": est.runtime, "total": est.total},
             })

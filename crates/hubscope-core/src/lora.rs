@@ -1,0 +1,208 @@
+//! LoRA adapters in PEFT's format: `adapter_config.json` + `adapter_model.safetensors` with keys
+//! `base_model.model.<module>.lora_A.weight` (`[r, in]`) and `.lora_B.weight` (`[out, r]`).
+//! Attach one to the model (generation with an adapter), merge it into the base weights
+//! (export), and the causal-LM loss used to check and train it.
+
+use std::collections::HashMap;
+
+use burn::module::Param;
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{DType, Device, Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::generate::Model;
+use crate::model::{Linear, Lora};
+use crate::weights::FileHeader;
+
+/// The linear layers LoRA can target, by their checkpoint names.
+pub const TARGETS: [&str; 7] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
+
+/// The fields of PEFT's `adapter_config.json` that hubscope reads and writes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdapterConfig {
+    pub r: usize,
+    pub lora_alpha: f64,
+    #[serde(default)]
+    pub lora_dropout: f64,
+    pub target_modules: Vec<String>,
+    #[serde(default)]
+    pub use_rslora: bool,
+    #[serde(default)]
+    pub use_dora: bool,
+    #[serde(default = "default_bias")]
+    pub bias: String,
+    #[serde(default)]
+    pub base_model_name_or_path: Option<String>,
+}
+
+fn default_bias() -> String {
+    "none".into()
+}
+
+impl AdapterConfig {
+    pub fn from_json(bytes: &[u8]) -> Result<Self> {
+        let c: AdapterConfig = serde_json::from_slice(bytes).map_err(|e| Error::json("adapter_config.json", e))?;
+        let bad = |field: &str, message: &str| Error::InvalidField { file: "adapter_config.json".into(), field: field.into(), message: message.into() };
+        if c.use_dora {
+            return Err(bad("use_dora", "DoRA adapters are not supported"));
+        }
+        if c.bias != "none" {
+            return Err(bad("bias", "only bias = \"none\" adapters are supported"));
+        }
+        if c.r == 0 {
+            return Err(bad("r", "must be at least 1"));
+        }
+        for t in &c.target_modules {
+            if !TARGETS.contains(&t.as_str()) {
+                return Err(bad("target_modules", &format!("`{t}` is not a linear layer of this model ({})", TARGETS.join(", "))));
+            }
+        }
+        Ok(c)
+    }
+
+    pub fn scale(&self) -> f64 {
+        if self.use_rslora { self.lora_alpha / (self.r as f64).sqrt() } else { self.lora_alpha / self.r as f64 }
+    }
+
+    /// `adapter_config.json` as PEFT writes it (the keys PEFT needs to load it).
+    pub fn to_json(&self, base: &str) -> Vec<u8> {
+        let mut targets = self.target_modules.clone();
+        targets.sort();
+        let v = serde_json::json!({
+            "peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": base,
+            "r": self.r, "lora_alpha": self.lora_alpha, "lora_dropout": self.lora_dropout,
+            "target_modules": targets, "bias": "none", "use_rslora": self.use_rslora, "use_dora": false,
+            "fan_in_fan_out": false, "init_lora_weights": true, "inference_mode": true,
+            "modules_to_save": null, "layers_to_transform": null, "layers_pattern": null,
+            "rank_pattern": {}, "alpha_pattern": {}, "revision": null,
+        });
+        let mut b = serde_json::to_vec_pretty(&v).expect("json");
+        b.push(b'\n');
+        b
+    }
+}
+
+/// `model.layers.3.self_attn.q_proj` ↔ PEFT's `base_model.model.model.layers.3.self_attn.q_proj`.
+pub fn peft_key(module: &str, which: char) -> String {
+    format!("base_model.model.{module}.lora_{which}.weight")
+}
+
+/// Every (module path, linear) of the decoder that `targets` selects.
+fn targeted<'a>(model: &'a mut Model, targets: &[String]) -> Vec<(String, &'a mut Linear)> {
+    let mut out = vec![];
+    for (i, layer) in model.lm.model.layers.iter_mut().enumerate() {
+        let a = &mut layer.self_attn;
+        let m = &mut layer.mlp;
+        let all: [(&str, &str, &mut Linear); 7] = [
+            ("self_attn", "q_proj", &mut a.q_proj),
+            ("self_attn", "k_proj", &mut a.k_proj),
+            ("self_attn", "v_proj", &mut a.v_proj),
+            ("self_attn", "o_proj", &mut a.o_proj),
+            ("mlp", "gate_proj", &mut m.gate_proj),
+            ("mlp", "up_proj", &mut m.up_proj),
+            ("mlp", "down_proj", &mut m.down_proj),
+        ];
+        for (block, name, lin) in all {
+            if targets.iter().any(|t| t == name) {
+                out.push((format!("model.layers.{i}.{block}.{name}"), lin));
+            }
+        }
+    }
+    out
+}
+
+fn to_f32(file: &str, name: &str, dtype: &str, bytes: &[u8]) -> Result<Vec<f32>> {
+    Ok(match dtype {
+        "F32" => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+        "F16" => bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        "BF16" => bytes.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+        other => return Err(Error::UnsupportedDtype { file: file.into(), name: name.into(), dtype: other.into() }),
+    })
+}
+
+/// Attach a PEFT adapter (config + safetensors bytes) to the model's linear layers. Every
+/// targeted layer must have its A and B with the right shapes; any other tensor is an error.
+pub fn attach(model: &mut Model, config: &AdapterConfig, weights: &[u8]) -> Result<usize> {
+    const FILE: &str = "adapter_model.safetensors";
+    let header = FileHeader::parse(FILE, weights, Some(weights.len() as u64))?;
+    let st = safetensors::SafeTensors::deserialize(weights).map_err(|e| Error::Safetensors { file: FILE.into(), message: e.to_string() })?;
+    let mut left: HashMap<String, ()> = header.tensors.keys().map(|k| (k.clone(), ())).collect();
+    let (device, dtype, r, scale) = (model.device.clone(), model.dtype, config.r, config.scale());
+    let mut count = 0;
+    for (path, lin) in targeted(model, &config.target_modules) {
+        let [out_f, in_f] = lin.weight.val().dims();
+        let mut take = |which: char, shape: [usize; 2]| -> Result<Param<Tensor<2>>> {
+            let key = peft_key(&path, which);
+            left.remove(&key);
+            let view = st.tensor(&key).map_err(|_| Error::MissingTensor { name: key.clone(), module: path.clone(), expected: shape.to_vec() })?;
+            if view.shape() != shape {
+                return Err(Error::ShapeMismatch { file: FILE.into(), name: key, expected: shape.to_vec(), found: view.shape().to_vec() });
+            }
+            let vals = to_f32(FILE, &key, &header.tensors[&key].dtype, view.data())?;
+            let t: Tensor<2> = Tensor::from_data(TensorData::new(vals, shape), (&device, DType::F32));
+            let t = t.cast(dtype.burn());
+            Ok(Param::from_tensor(t))
+        };
+        let lora_a = take('A', [r, in_f])?;
+        let lora_b = take('B', [out_f, r])?;
+        lin.lora = Some(Lora { lora_a, lora_b, scale });
+        count += 1;
+    }
+    if let Some(k) = left.keys().next() {
+        return Err(Error::UnusedTensor { file: FILE.into(), name: k.clone(), shape: header.tensors[k].shape.clone(), arch: "LoRA adapter".into() });
+    }
+    Ok(count)
+}
+
+/// Fold every attached adapter into its base weight (`W + scale · B A`) and drop it.
+pub fn merge(model: &mut Model) {
+    for (_, lin) in targeted(model, &TARGETS.iter().map(|s| s.to_string()).collect::<Vec<_>>()) {
+        if let Some(l) = lin.lora.take() {
+            let delta = l.lora_b.val().cast(DType::F32).matmul(l.lora_a.val().cast(DType::F32)) * l.scale;
+            let w = lin.weight.val();
+            let dtype = w.dtype();
+            lin.weight = Param::from_tensor((w.cast(DType::F32) + delta).cast(dtype));
+        }
+    }
+}
+
+/// The adapters as PEFT's safetensors tensors, read back from the device.
+pub async fn adapter_tensors(model: &mut Model) -> Result<Vec<(String, TensorData)>> {
+    let mut out = vec![];
+    for (path, lin) in targeted(model, &TARGETS.iter().map(|s| s.to_string()).collect::<Vec<_>>()) {
+        if let Some(l) = &lin.lora {
+            for (which, p) in [('A', &l.lora_a), ('B', &l.lora_b)] {
+                let d = p.val().cast(DType::F32).into_data_async().await.map_err(|e| Error::Device(format!("{e:?}")))?;
+                out.push((peft_key(&path, which), d));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Mean cross-entropy of `labels` (−100 = ignored) under the model, shifted by one as
+/// transformers does: the logits at position t are scored against label t+1. `[1]`.
+pub fn causal_lm_loss(model: &Model, ids: &[u32], labels: &[i64]) -> Result<Tensor<1>> {
+    let n = ids.len();
+    if n < 2 || labels.len() != n {
+        return Err(Error::Invalid("an example needs at least two tokens and one label per token".into()));
+    }
+    let (logits, _) = model.forward_traced(ids)?;
+    let vocab = model.config.vocab_size;
+    // [n-1, vocab] log-probabilities of the next token
+    let lp = log_softmax(logits.cast(DType::F32).reshape([n, vocab]).slice([0..n - 1, 0..vocab]), 1);
+    let shifted: Vec<i64> = labels[1..].to_vec();
+    let keep: Vec<f32> = shifted.iter().map(|&l| if l >= 0 { 1.0 } else { 0.0 }).collect();
+    let count: f32 = keep.iter().sum();
+    if count == 0.0 {
+        return Err(Error::Invalid("an example has no labelled tokens after its prompt".into()));
+    }
+    let idx: Vec<i64> = shifted.iter().map(|&l| l.max(0)).collect();
+    let device: Device = model.device.clone();
+    let idx = Tensor::<2, Int>::from_data(TensorData::new(idx, [n - 1, 1]), &device);
+    let picked = lp.gather(1, idx).reshape([n - 1]); // [n-1]
+    let keep = Tensor::<1>::from_data(TensorData::new(keep, [n - 1]), (&device, DType::F32));
+    Ok((picked * keep).sum().neg() / count as f64)
+}
+

@@ -1,0 +1,120 @@
+//! LoRA against PEFT (the lora-tiny-qwen2 reference): rendering and labels of the data,
+//! per-example losses and probe logits with the initial and the trained adapter.
+
+mod common;
+
+use std::path::Path;
+
+use hubscope_core::burn::tensor::Device;
+use hubscope_core::generate::read_f32;
+use hubscope_core::lora::{AdapterConfig, attach, causal_lm_loss};
+use hubscope_core::text::{Message, Tokenizer};
+use hubscope_core::{ComputeDtype, Model, ModelConfig};
+use serde_json::Value;
+
+fn base() -> (Model, Tokenizer) {
+    let dir = common::fixtures().join("tiny-qwen2");
+    let read = |n: &str| std::fs::read(dir.join(n)).unwrap();
+    let config = ModelConfig::from_json(&read("config.json")).unwrap();
+    let w = read("model.safetensors");
+    let model = Model::from_safetensors(config, &[("model.safetensors".into(), &w)], ComputeDtype::F32, &Device::flex()).unwrap();
+    let tok = Tokenizer::from_bytes(&read("tokenizer.json"), Some(&read("tokenizer_config.json"))).unwrap();
+    (model, tok)
+}
+
+fn lora_dir() -> std::path::PathBuf {
+    common::fixtures().join("lora-tiny-qwen2")
+}
+
+fn with_adapter(name: &str) -> Model {
+    let (mut m, _) = base();
+    let d = lora_dir().join(name);
+    let cfg = AdapterConfig::from_json(&std::fs::read(d.join("adapter_config.json")).unwrap()).unwrap();
+    let n = attach(&mut m, &cfg, &std::fs::read(d.join("adapter_model.safetensors")).unwrap()).unwrap();
+    assert_eq!(n, 14, "7 targets × 2 layers");
+    m
+}
+
+fn reference() -> Value {
+    serde_json::from_slice(&std::fs::read(lora_dir().join("reference.json")).unwrap()).unwrap()
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+}
+
+fn labels(v: &Value) -> Vec<i64> {
+    v.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect()
+}
+
+fn losses(m: &Model, r: &Value) -> Vec<f32> {
+    r["examples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let l = causal_lm_loss(m, &ids(&e["input_ids"]), &labels(&e["labels"])).unwrap();
+            pollster::block_on(read_f32(l)).unwrap()[0]
+        })
+        .collect()
+}
+
+fn top5(m: &Model, probe: &[u32]) -> (Vec<u32>, Vec<f32>) {
+    let mut cache = m.new_cache();
+    let logits = pollster::block_on(read_f32(m.step(probe, &mut cache).unwrap())).unwrap();
+    let mut idx: Vec<u32> = (0..logits.len() as u32).collect();
+    idx.sort_by(|a, b| logits[*b as usize].total_cmp(&logits[*a as usize]));
+    idx.truncate(5);
+    let vals = idx.iter().map(|&i| logits[i as usize]).collect();
+    (idx, vals)
+}
+
+#[test]
+fn data_renders_as_peft_saw_it() {
+    let (_, tok) = base();
+    let r = reference();
+    let lines: Vec<Value> = std::fs::read_to_string(lora_dir().join("data.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    for (line, e) in lines.iter().zip(r["examples"].as_array().unwrap()) {
+        let messages: Vec<Message> = serde_json::from_value(line["messages"].clone()).unwrap();
+        let text = tok.apply_chat_template(&messages, false).unwrap();
+        assert_eq!(text, e["text"].as_str().unwrap());
+        let prompt = tok.apply_chat_template(&messages[..messages.len() - 1], true).unwrap();
+        assert_eq!(prompt, e["prompt"].as_str().unwrap());
+        let all = tok.encode(&text, false).unwrap();
+        assert_eq!(all, ids(&e["input_ids"]));
+        let p = tok.encode(&prompt, false).unwrap().len();
+        let want: Vec<i64> = all.iter().enumerate().map(|(i, &t)| if i < p { -100 } else { t as i64 }).collect();
+        assert_eq!(want, labels(&e["labels"]));
+    }
+}
+
+#[test]
+fn losses_and_probe_match_peft() {
+    let r = reference();
+    let close = |got: &[f32], want: &Value, tol: f32, what: &str| {
+        let want: Vec<f32> = want.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() <= tol, "{what}: {got:?} vs {want:?}");
+        }
+    };
+    let init = with_adapter("adapter_init");
+    close(&losses(&init, &r), &r["losses_with_adapter_init"], 1e-4, "losses with adapter_init");
+    let probe = ids(&r["probe"]["input_ids"]);
+    let (i, v) = top5(&init, &probe);
+    assert_eq!(i, ids(&r["probe"]["top5_init"]["ids"]));
+    close(&v, &r["probe"]["top5_init"]["values"], 1e-4, "probe top5 with adapter_init");
+
+    let after = with_adapter("adapter_after");
+    close(&losses(&after, &r), &r["losses_with_adapter_after"], 1e-4, "losses with adapter_after");
+    let (i, v) = top5(&after, &probe);
+    assert_eq!(i, ids(&r["probe"]["top5_after"]["ids"]));
+    close(&v, &r["probe"]["top5_after"]["values"], 1e-4, "probe top5 with adapter_after");
+
+    // Merging the adapter into the weights gives the same logits.
+    let mut merged = with_adapter("adapter_after");
+    hubscope_core::lora::merge(&mut merged);
+    let (i2, v2) = top5(&merged, &probe);
+    assert_eq!(i2, i);
+    close(&v2, &serde_json::json!(v), 1e-4, "merged");
+    let _ = Path::new("");
+}
