@@ -118,3 +118,32 @@ fn losses_and_probe_match_peft() {
     close(&v2, &serde_json::json!(v), 1e-4, "merged");
     let _ = Path::new("");
 }
+
+#[test]
+fn training_follows_the_peft_schedule() {
+    use hubscope_core::lora::{AdamW, Example, make_trainable, train_step};
+    let r = reference();
+    let dir = common::fixtures().join("tiny-qwen2");
+    let read = |n: &str| std::fs::read(dir.join(n)).unwrap();
+    let config = ModelConfig::from_json(&read("config.json")).unwrap();
+    let w = read("model.safetensors");
+    let device = Device::flex().autodiff();
+    let mut m = Model::from_safetensors(config, &[("model.safetensors".into(), &w)], ComputeDtype::F32, &device).unwrap();
+    let d = lora_dir().join("adapter_init");
+    let cfg = AdapterConfig::from_json(&std::fs::read(d.join("adapter_config.json")).unwrap()).unwrap();
+    attach(&mut m, &cfg, &std::fs::read(d.join("adapter_model.safetensors")).unwrap()).unwrap();
+    make_trainable(&mut m);
+    let examples: Vec<Example> = r["examples"].as_array().unwrap().iter().map(|e| Example { ids: ids(&e["input_ids"]), labels: labels(&e["labels"]) }).collect();
+    let mut opt = AdamW::new(r["optimizer"]["lr"].as_f64().unwrap(), r["optimizer"]["weight_decay"].as_f64().unwrap());
+    for (k, s) in r["steps"].as_array().unwrap().iter().enumerate() {
+        let ex = &examples[s["example"].as_u64().unwrap() as usize];
+        let loss = pollster::block_on(train_step(&mut m, ex, &mut opt)).unwrap();
+        let want = s["loss"].as_f64().unwrap() as f32;
+        assert!((loss - want).abs() <= 1e-3, "step {k}: loss {loss} vs PEFT {want}");
+    }
+    let after = losses(&m, &r);
+    let want: Vec<f32> = r["losses_with_adapter_after"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+    for (g, w) in after.iter().zip(&want) {
+        assert!((g - w).abs() <= 1e-3, "after training: {after:?} vs {want:?}");
+    }
+}

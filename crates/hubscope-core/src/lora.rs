@@ -206,3 +206,105 @@ pub fn causal_lm_loss(model: &Model, ids: &[u32], labels: &[i64]) -> Result<Tens
     Ok((picked * keep).sum().neg() / count as f64)
 }
 
+
+/// One training example: token ids and labels (−100 where the loss ignores the token).
+#[derive(Debug, Clone)]
+pub struct Example {
+    pub ids: Vec<u32>,
+    pub labels: Vec<i64>,
+}
+
+/// AdamW exactly as `torch.optim.AdamW` computes it (decoupled weight decay, bias-corrected
+/// moments, eps added after the square root), over the LoRA parameters only.
+pub struct AdamW {
+    pub lr: f64,
+    pub betas: (f64, f64),
+    pub eps: f64,
+    pub weight_decay: f64,
+    step: i32,
+    moments: Vec<(Tensor<2>, Tensor<2>)>,
+}
+
+impl AdamW {
+    pub fn new(lr: f64, weight_decay: f64) -> Self {
+        AdamW { lr, betas: (0.9, 0.999), eps: 1e-8, weight_decay, step: 0, moments: vec![] }
+    }
+}
+
+/// Every attached adapter, in module order (A then B of each layer).
+fn adapters(model: &mut Model) -> Vec<&mut Param<Tensor<2>>> {
+    let all: Vec<String> = TARGETS.iter().map(|s| s.to_string()).collect();
+    let mut out = vec![];
+    for (_, lin) in targeted(model, &all) {
+        if let Some(l) = lin.lora.as_mut() {
+            out.push(&mut l.lora_a);
+            out.push(&mut l.lora_b);
+        }
+    }
+    out
+}
+
+/// Mark the adapters as the only trainable parameters (the model must live on an autodiff
+/// device; base weights stay untracked, so they get no gradient memory).
+pub fn make_trainable(model: &mut Model) {
+    for p in adapters(model) {
+        let t = p.val().detach().require_grad();
+        *p = Param::from_tensor(t);
+    }
+}
+
+/// Trainable LoRA parameters attached to the model.
+pub fn trainable_params(model: &mut Model) -> usize {
+    adapters(model).iter().map(|p| p.val().dims().iter().product::<usize>()).sum()
+}
+
+/// One optimizer step on one example; returns the example's loss before the update.
+pub async fn train_step(model: &mut Model, ex: &Example, opt: &mut AdamW) -> Result<f32> {
+    let loss = causal_lm_loss(model, &ex.ids, &ex.labels)?;
+    let grads = loss.backward();
+    let value = crate::generate::read_f32(loss.detach()).await?[0];
+    opt.step += 1;
+    let (b1, b2) = opt.betas;
+    let bc1 = 1.0 - b1.powi(opt.step);
+    let bc2 = 1.0 - b2.powi(opt.step);
+    let step_size = opt.lr / bc1;
+    let first = opt.moments.is_empty();
+    let params = adapters(model);
+    for (k, p) in params.into_iter().enumerate() {
+        let w = p.val();
+        let g = w.grad(&grads).ok_or_else(|| Error::Invalid("a LoRA parameter got no gradient".into()))?;
+        let w = w.inner();
+        if first {
+            opt.moments.push((w.zeros_like(), w.zeros_like()));
+        }
+        let (m, v) = &mut opt.moments[k];
+        *m = m.clone() * b1 + g.clone() * (1.0 - b1);
+        *v = v.clone() * b2 + g.clone() * g * (1.0 - b2);
+        let w = w * (1.0 - opt.lr * opt.weight_decay);
+        let denom = v.clone().sqrt() / bc2.sqrt() + opt.eps;
+        let w = w - m.clone() / denom * step_size;
+        *p = Param::from_tensor(Tensor::from_inner(w).require_grad());
+    }
+    Ok(value)
+}
+
+/// PEFT's default initialisation of a fresh adapter: A ~ kaiming-uniform(a=√5), i.e.
+/// U(−1/√in, 1/√in), and B = 0, so training starts from the base model exactly.
+pub fn init_adapter(model: &mut Model, config: &AdapterConfig, seed: u64) {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut uniform = move || {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        (state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    };
+    let (device, dtype, r, scale) = (model.device.clone(), model.dtype, config.r, config.scale());
+    for (_, lin) in targeted(model, &config.target_modules) {
+        let [out_f, in_f] = lin.weight.val().dims();
+        let bound = 1.0 / (in_f as f32).sqrt();
+        let a: Vec<f32> = (0..r * in_f).map(|_| uniform() * bound).collect();
+        let a: Tensor<2> = Tensor::from_data(TensorData::new(a, [r, in_f]), (&device, DType::F32));
+        let b: Tensor<2> = Tensor::zeros([out_f, r], (&device, DType::F32));
+        lin.lora = Some(Lora { lora_a: Param::from_tensor(a.cast(dtype.burn())), lora_b: Param::from_tensor(b.cast(dtype.burn())), scale });
+    }
+}
