@@ -17,8 +17,18 @@ fn base() -> (Model, Tokenizer) {
     let read = |n: &str| std::fs::read(dir.join(n)).unwrap();
     let config = ModelConfig::from_json(&read("config.json")).unwrap();
     let w = read("model.safetensors");
-    let model = Model::from_safetensors(config, &[("model.safetensors".into(), &w)], ComputeDtype::F32, &Device::flex()).unwrap();
-    let tok = Tokenizer::from_bytes(&read("tokenizer.json"), Some(&read("tokenizer_config.json"))).unwrap();
+    let model = Model::from_safetensors(
+        config,
+        &[("model.safetensors".into(), &w)],
+        ComputeDtype::F32,
+        &Device::flex(),
+    )
+    .unwrap();
+    let tok = Tokenizer::from_bytes(
+        &read("tokenizer.json"),
+        Some(&read("tokenizer_config.json")),
+    )
+    .unwrap();
     (model, tok)
 }
 
@@ -29,8 +39,14 @@ fn lora_dir() -> std::path::PathBuf {
 fn with_adapter(name: &str) -> Model {
     let (mut m, _) = base();
     let d = lora_dir().join(name);
-    let cfg = AdapterConfig::from_json(&std::fs::read(d.join("adapter_config.json")).unwrap()).unwrap();
-    let n = attach(&mut m, &cfg, &std::fs::read(d.join("adapter_model.safetensors")).unwrap()).unwrap();
+    let cfg =
+        AdapterConfig::from_json(&std::fs::read(d.join("adapter_config.json")).unwrap()).unwrap();
+    let n = attach(
+        &mut m,
+        &cfg,
+        &std::fs::read(d.join("adapter_model.safetensors")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(n, 14, "7 targets × 2 layers");
     m
 }
@@ -40,11 +56,19 @@ fn reference() -> Value {
 }
 
 fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 fn labels(v: &Value) -> Vec<i64> {
-    v.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_i64().unwrap())
+        .collect()
 }
 
 fn losses(m: &Model, r: &Value) -> Vec<f32> {
@@ -73,17 +97,27 @@ fn top5(m: &Model, probe: &[u32]) -> (Vec<u32>, Vec<f32>) {
 fn data_renders_as_peft_saw_it() {
     let (_, tok) = base();
     let r = reference();
-    let lines: Vec<Value> = std::fs::read_to_string(lora_dir().join("data.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<Value> = std::fs::read_to_string(lora_dir().join("data.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     for (line, e) in lines.iter().zip(r["examples"].as_array().unwrap()) {
         let messages: Vec<Message> = serde_json::from_value(line["messages"].clone()).unwrap();
         let text = tok.apply_chat_template(&messages, false).unwrap();
         assert_eq!(text, e["text"].as_str().unwrap());
-        let prompt = tok.apply_chat_template(&messages[..messages.len() - 1], true).unwrap();
+        let prompt = tok
+            .apply_chat_template(&messages[..messages.len() - 1], true)
+            .unwrap();
         assert_eq!(prompt, e["prompt"].as_str().unwrap());
         let all = tok.encode(&text, false).unwrap();
         assert_eq!(all, ids(&e["input_ids"]));
         let p = tok.encode(&prompt, false).unwrap().len();
-        let want: Vec<i64> = all.iter().enumerate().map(|(i, &t)| if i < p { -100 } else { t as i64 }).collect();
+        let want: Vec<i64> = all
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| if i < p { -100 } else { t as i64 })
+            .collect();
         assert_eq!(want, labels(&e["labels"]));
     }
 }
@@ -92,23 +126,48 @@ fn data_renders_as_peft_saw_it() {
 fn losses_and_probe_match_peft() {
     let r = reference();
     let close = |got: &[f32], want: &Value, tol: f32, what: &str| {
-        let want: Vec<f32> = want.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+        let want: Vec<f32> = want
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect();
         for (g, w) in got.iter().zip(&want) {
             assert!((g - w).abs() <= tol, "{what}: {got:?} vs {want:?}");
         }
     };
     let init = with_adapter("adapter_init");
-    close(&losses(&init, &r), &r["losses_with_adapter_init"], 1e-4, "losses with adapter_init");
+    close(
+        &losses(&init, &r),
+        &r["losses_with_adapter_init"],
+        1e-4,
+        "losses with adapter_init",
+    );
     let probe = ids(&r["probe"]["input_ids"]);
     let (i, v) = top5(&init, &probe);
     assert_eq!(i, ids(&r["probe"]["top5_init"]["ids"]));
-    close(&v, &r["probe"]["top5_init"]["values"], 1e-4, "probe top5 with adapter_init");
+    close(
+        &v,
+        &r["probe"]["top5_init"]["values"],
+        1e-4,
+        "probe top5 with adapter_init",
+    );
 
     let after = with_adapter("adapter_after");
-    close(&losses(&after, &r), &r["losses_with_adapter_after"], 1e-4, "losses with adapter_after");
+    close(
+        &losses(&after, &r),
+        &r["losses_with_adapter_after"],
+        1e-4,
+        "losses with adapter_after",
+    );
     let (i, v) = top5(&after, &probe);
     assert_eq!(i, ids(&r["probe"]["top5_after"]["ids"]));
-    close(&v, &r["probe"]["top5_after"]["values"], 1e-4, "probe top5 with adapter_after");
+    close(
+        &v,
+        &r["probe"]["top5_after"]["values"],
+        1e-4,
+        "probe top5 with adapter_after",
+    );
 
     // Merging the adapter into the weights gives the same logits.
     let mut merged = with_adapter("adapter_after");
@@ -128,22 +187,187 @@ fn training_follows_the_peft_schedule() {
     let config = ModelConfig::from_json(&read("config.json")).unwrap();
     let w = read("model.safetensors");
     let device = Device::flex().autodiff();
-    let mut m = Model::from_safetensors(config, &[("model.safetensors".into(), &w)], ComputeDtype::F32, &device).unwrap();
+    let mut m = Model::from_safetensors(
+        config,
+        &[("model.safetensors".into(), &w)],
+        ComputeDtype::F32,
+        &device,
+    )
+    .unwrap();
     let d = lora_dir().join("adapter_init");
-    let cfg = AdapterConfig::from_json(&std::fs::read(d.join("adapter_config.json")).unwrap()).unwrap();
-    attach(&mut m, &cfg, &std::fs::read(d.join("adapter_model.safetensors")).unwrap()).unwrap();
+    let cfg =
+        AdapterConfig::from_json(&std::fs::read(d.join("adapter_config.json")).unwrap()).unwrap();
+    attach(
+        &mut m,
+        &cfg,
+        &std::fs::read(d.join("adapter_model.safetensors")).unwrap(),
+    )
+    .unwrap();
     make_trainable(&mut m);
-    let examples: Vec<Example> = r["examples"].as_array().unwrap().iter().map(|e| Example { ids: ids(&e["input_ids"]), labels: labels(&e["labels"]) }).collect();
-    let mut opt = AdamW::new(r["optimizer"]["lr"].as_f64().unwrap(), r["optimizer"]["weight_decay"].as_f64().unwrap());
+    let examples: Vec<Example> = r["examples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| Example {
+            ids: ids(&e["input_ids"]),
+            labels: labels(&e["labels"]),
+        })
+        .collect();
+    let mut opt = AdamW::new(
+        r["optimizer"]["lr"].as_f64().unwrap(),
+        r["optimizer"]["weight_decay"].as_f64().unwrap(),
+    );
     for (k, s) in r["steps"].as_array().unwrap().iter().enumerate() {
         let ex = &examples[s["example"].as_u64().unwrap() as usize];
         let loss = pollster::block_on(train_step(&mut m, ex, &mut opt)).unwrap();
         let want = s["loss"].as_f64().unwrap() as f32;
-        assert!((loss - want).abs() <= 1e-3, "step {k}: loss {loss} vs PEFT {want}");
+        assert!(
+            (loss - want).abs() <= 1e-3,
+            "step {k}: loss {loss} vs PEFT {want}"
+        );
     }
     let after = losses(&m, &r);
-    let want: Vec<f32> = r["losses_with_adapter_after"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+    let want: Vec<f32> = r["losses_with_adapter_after"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect();
     for (g, w) in after.iter().zip(&want) {
-        assert!((g - w).abs() <= 1e-3, "after training: {after:?} vs {want:?}");
+        assert!(
+            (g - w).abs() <= 1e-3,
+            "after training: {after:?} vs {want:?}"
+        );
     }
+}
+
+fn hubscope(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_hubscope"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn finetune_generate_adapter_and_merge_through_the_cli() {
+    let r = reference();
+    let f = common::fixtures();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("adapter");
+    let o = hubscope(&[
+        "finetune",
+        f.join("tiny-qwen2").to_str().unwrap(),
+        "--data",
+        lora_dir().join("data.jsonl").to_str().unwrap(),
+        "--init-adapter",
+        lora_dir().join("adapter_init").to_str().unwrap(),
+        "--lr",
+        "0.001",
+        "--epochs",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let lines: Vec<Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for (line, s) in lines.iter().zip(r["steps"].as_array().unwrap()) {
+        let (got, want) = (line["loss"].as_f64().unwrap(), s["loss"].as_f64().unwrap());
+        assert!(
+            (got - want).abs() <= 1e-3,
+            "step {}: {got} vs {want}",
+            line["step"]
+        );
+    }
+    // The adapter hubscope wrote gives PEFT's probe logits after training.
+    let (mut m, _) = base();
+    let cfg =
+        AdapterConfig::from_json(&std::fs::read(out.join("adapter_config.json")).unwrap()).unwrap();
+    assert_eq!((cfg.r, cfg.lora_alpha), (4, 8.0));
+    attach(
+        &mut m,
+        &cfg,
+        &std::fs::read(out.join("adapter_model.safetensors")).unwrap(),
+    )
+    .unwrap();
+    let probe = ids(&r["probe"]["input_ids"]);
+    let (i, v) = top5(&m, &probe);
+    assert_eq!(i, ids(&r["probe"]["top5_after"]["ids"]));
+    for (g, w) in v
+        .iter()
+        .zip(r["probe"]["top5_after"]["values"].as_array().unwrap())
+    {
+        assert!((g - w.as_f64().unwrap() as f32).abs() <= 1e-3);
+    }
+    // generate --adapter (PEFT's own adapter) and export --adapter (merged) agree.
+    let probe_arg = probe
+        .iter()
+        .map(|x| x.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let first_token = |args: &[&str]| -> Value {
+        let o = hubscope(args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice::<Value>(&o.stdout).unwrap()["tokens"][0].clone()
+    };
+    let base_dir = f.join("tiny-qwen2");
+    let after = lora_dir().join("adapter_after");
+    let t = first_token(&[
+        "generate",
+        base_dir.to_str().unwrap(),
+        "--prompt-ids",
+        &probe_arg,
+        "--adapter",
+        after.to_str().unwrap(),
+        "--max-new-tokens",
+        "1",
+        "--temperature",
+        "0",
+        "--json",
+    ]);
+    assert_eq!(t, r["probe"]["top5_after"]["ids"][0]);
+    let merged = tmp.path().join("merged");
+    let o = hubscope(&[
+        "export",
+        base_dir.to_str().unwrap(),
+        "--adapter",
+        after.to_str().unwrap(),
+        "--out",
+        merged.to_str().unwrap(),
+        "--dtype",
+        "f32",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let t2 = first_token(&[
+        "generate",
+        merged.to_str().unwrap(),
+        "--prompt-ids",
+        &probe_arg,
+        "--max-new-tokens",
+        "1",
+        "--temperature",
+        "0",
+        "--json",
+    ]);
+    assert_eq!(t2, t);
+    // A bad data line is reported with its number.
+    let bad = tmp.path().join("bad.jsonl");
+    std::fs::write(&bad, "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}, {\"role\": \"assistant\", \"content\": \"yo\"}]}\n{oops\n").unwrap();
+    let o = hubscope(&[
+        "finetune",
+        base_dir.to_str().unwrap(),
+        "--data",
+        bad.to_str().unwrap(),
+        "--out",
+        tmp.path().join("x").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("line 2"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }

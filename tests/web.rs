@@ -309,7 +309,10 @@ fn browser_app_end_to_end() {
     b.wait_text("status", 120, |t| t == "done");
     // Only the two header Range reads of the structure step touch the weight file again.
     let again = sent(&url, key) - before;
-    assert!(again < 64 * 1024, "a reload must not download the weights again: {again} bytes");
+    assert!(
+        again < 64 * 1024,
+        "a reload must not download the weights again: {again} bytes"
+    );
     assert!(
         b.text("progress-text").contains("cache"),
         "{}",
@@ -332,7 +335,9 @@ fn server_going_away_mid_download_is_reported() {
     let (server, url) = serve(&["--fault-rate", "1000000"]);
     let b = Browser::start();
     b.go(&format!("{url}/?model=fx/tiny-qwen3&endpoint={}&tab=generate&prompt=hi&temperature=0&max_new_tokens=2&device=cpu&autorun=1", enc(&url)));
-    b.wait_text("progress-text", 60, |t| t.starts_with(|c: char| c.is_ascii_digit()) && !t.starts_with("0 B"));
+    b.wait_text("progress-text", 60, |t| {
+        t.starts_with(|c: char| c.is_ascii_digit()) && !t.starts_with("0 B")
+    });
     drop(server);
     let e = b.wait_text("error", 60, |t| !t.is_empty());
     assert!(e.contains("Network error"), "{e}");

@@ -246,7 +246,9 @@ pub async fn load(
     let tokenizer_json = match download(&tok_url, src.token(), None, &|_, _| {}, cancel).await {
         Ok((b, _)) => b,
         Err(FetchError::Status(404, _)) => {
-            return Err(AppError::Model("tokenizer.json: missing in the repo".into()));
+            return Err(AppError::Model(
+                "tokenizer.json: missing in the repo".into(),
+            ));
         }
         Err(e) => return Err(e.into()),
     };

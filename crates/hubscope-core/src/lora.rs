@@ -16,7 +16,15 @@ use crate::model::{Linear, Lora};
 use crate::weights::FileHeader;
 
 /// The linear layers LoRA can target, by their checkpoint names.
-pub const TARGETS: [&str; 7] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
+pub const TARGETS: [&str; 7] = [
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+];
 
 /// The fields of PEFT's `adapter_config.json` that hubscope reads and writes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -42,8 +50,13 @@ fn default_bias() -> String {
 
 impl AdapterConfig {
     pub fn from_json(bytes: &[u8]) -> Result<Self> {
-        let c: AdapterConfig = serde_json::from_slice(bytes).map_err(|e| Error::json("adapter_config.json", e))?;
-        let bad = |field: &str, message: &str| Error::InvalidField { file: "adapter_config.json".into(), field: field.into(), message: message.into() };
+        let c: AdapterConfig =
+            serde_json::from_slice(bytes).map_err(|e| Error::json("adapter_config.json", e))?;
+        let bad = |field: &str, message: &str| Error::InvalidField {
+            file: "adapter_config.json".into(),
+            field: field.into(),
+            message: message.into(),
+        };
         if c.use_dora {
             return Err(bad("use_dora", "DoRA adapters are not supported"));
         }
@@ -55,14 +68,24 @@ impl AdapterConfig {
         }
         for t in &c.target_modules {
             if !TARGETS.contains(&t.as_str()) {
-                return Err(bad("target_modules", &format!("`{t}` is not a linear layer of this model ({})", TARGETS.join(", "))));
+                return Err(bad(
+                    "target_modules",
+                    &format!(
+                        "`{t}` is not a linear layer of this model ({})",
+                        TARGETS.join(", ")
+                    ),
+                ));
             }
         }
         Ok(c)
     }
 
     pub fn scale(&self) -> f64 {
-        if self.use_rslora { self.lora_alpha / (self.r as f64).sqrt() } else { self.lora_alpha / self.r as f64 }
+        if self.use_rslora {
+            self.lora_alpha / (self.r as f64).sqrt()
+        } else {
+            self.lora_alpha / self.r as f64
+        }
     }
 
     /// `adapter_config.json` as PEFT writes it (the keys PEFT needs to load it).
@@ -114,10 +137,25 @@ fn targeted<'a>(model: &'a mut Model, targets: &[String]) -> Vec<(String, &'a mu
 
 fn to_f32(file: &str, name: &str, dtype: &str, bytes: &[u8]) -> Result<Vec<f32>> {
     Ok(match dtype {
-        "F32" => bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-        "F16" => bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-        "BF16" => bytes.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-        other => return Err(Error::UnsupportedDtype { file: file.into(), name: name.into(), dtype: other.into() }),
+        "F32" => bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        "F16" => bytes
+            .chunks_exact(2)
+            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        "BF16" => bytes
+            .chunks_exact(2)
+            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        other => {
+            return Err(Error::UnsupportedDtype {
+                file: file.into(),
+                name: name.into(),
+                dtype: other.into(),
+            });
+        }
     })
 }
 
@@ -126,7 +164,10 @@ fn to_f32(file: &str, name: &str, dtype: &str, bytes: &[u8]) -> Result<Vec<f32>>
 pub fn attach(model: &mut Model, config: &AdapterConfig, weights: &[u8]) -> Result<usize> {
     const FILE: &str = "adapter_model.safetensors";
     let header = FileHeader::parse(FILE, weights, Some(weights.len() as u64))?;
-    let st = safetensors::SafeTensors::deserialize(weights).map_err(|e| Error::Safetensors { file: FILE.into(), message: e.to_string() })?;
+    let st = safetensors::SafeTensors::deserialize(weights).map_err(|e| Error::Safetensors {
+        file: FILE.into(),
+        message: e.to_string(),
+    })?;
     let mut left: HashMap<String, ()> = header.tensors.keys().map(|k| (k.clone(), ())).collect();
     let (device, dtype, r, scale) = (model.device.clone(), model.dtype, config.r, config.scale());
     let mut count = 0;
@@ -135,31 +176,58 @@ pub fn attach(model: &mut Model, config: &AdapterConfig, weights: &[u8]) -> Resu
         let mut take = |which: char, shape: [usize; 2]| -> Result<Param<Tensor<2>>> {
             let key = peft_key(&path, which);
             left.remove(&key);
-            let view = st.tensor(&key).map_err(|_| Error::MissingTensor { name: key.clone(), module: path.clone(), expected: shape.to_vec() })?;
+            let view = st.tensor(&key).map_err(|_| Error::MissingTensor {
+                name: key.clone(),
+                module: path.clone(),
+                expected: shape.to_vec(),
+            })?;
             if view.shape() != shape {
-                return Err(Error::ShapeMismatch { file: FILE.into(), name: key, expected: shape.to_vec(), found: view.shape().to_vec() });
+                return Err(Error::ShapeMismatch {
+                    file: FILE.into(),
+                    name: key,
+                    expected: shape.to_vec(),
+                    found: view.shape().to_vec(),
+                });
             }
             let vals = to_f32(FILE, &key, &header.tensors[&key].dtype, view.data())?;
-            let t: Tensor<2> = Tensor::from_data(TensorData::new(vals, shape), (&device, DType::F32));
+            let t: Tensor<2> =
+                Tensor::from_data(TensorData::new(vals, shape), (&device, DType::F32));
             let t = t.cast(dtype.burn());
             Ok(Param::from_tensor(t))
         };
         let lora_a = take('A', [r, in_f])?;
         let lora_b = take('B', [out_f, r])?;
-        lin.lora = Some(Lora { lora_a, lora_b, scale });
+        lin.lora = Some(Lora {
+            lora_a,
+            lora_b,
+            scale,
+        });
         count += 1;
     }
     if let Some(k) = left.keys().next() {
-        return Err(Error::UnusedTensor { file: FILE.into(), name: k.clone(), shape: header.tensors[k].shape.clone(), arch: "LoRA adapter".into() });
+        return Err(Error::UnusedTensor {
+            file: FILE.into(),
+            name: k.clone(),
+            shape: header.tensors[k].shape.clone(),
+            arch: "LoRA adapter".into(),
+        });
     }
     Ok(count)
 }
 
 /// Fold every attached adapter into its base weight (`W + scale · B A`) and drop it.
 pub fn merge(model: &mut Model) {
-    for (_, lin) in targeted(model, &TARGETS.iter().map(|s| s.to_string()).collect::<Vec<_>>()) {
+    for (_, lin) in targeted(
+        model,
+        &TARGETS.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+    ) {
         if let Some(l) = lin.lora.take() {
-            let delta = l.lora_b.val().cast(DType::F32).matmul(l.lora_a.val().cast(DType::F32)) * l.scale;
+            let delta = l
+                .lora_b
+                .val()
+                .cast(DType::F32)
+                .matmul(l.lora_a.val().cast(DType::F32))
+                * l.scale;
             let w = lin.weight.val();
             let dtype = w.dtype();
             lin.weight = Param::from_tensor((w.cast(DType::F32) + delta).cast(dtype));
@@ -170,10 +238,18 @@ pub fn merge(model: &mut Model) {
 /// The adapters as PEFT's safetensors tensors, read back from the device.
 pub async fn adapter_tensors(model: &mut Model) -> Result<Vec<(String, TensorData)>> {
     let mut out = vec![];
-    for (path, lin) in targeted(model, &TARGETS.iter().map(|s| s.to_string()).collect::<Vec<_>>()) {
+    for (path, lin) in targeted(
+        model,
+        &TARGETS.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+    ) {
         if let Some(l) = &lin.lora {
             for (which, p) in [('A', &l.lora_a), ('B', &l.lora_b)] {
-                let d = p.val().cast(DType::F32).into_data_async().await.map_err(|e| Error::Device(format!("{e:?}")))?;
+                let d = p
+                    .val()
+                    .cast(DType::F32)
+                    .into_data_async()
+                    .await
+                    .map_err(|e| Error::Device(format!("{e:?}")))?;
                 out.push((peft_key(&path, which), d));
             }
         }
@@ -186,17 +262,30 @@ pub async fn adapter_tensors(model: &mut Model) -> Result<Vec<(String, TensorDat
 pub fn causal_lm_loss(model: &Model, ids: &[u32], labels: &[i64]) -> Result<Tensor<1>> {
     let n = ids.len();
     if n < 2 || labels.len() != n {
-        return Err(Error::Invalid("an example needs at least two tokens and one label per token".into()));
+        return Err(Error::Invalid(
+            "an example needs at least two tokens and one label per token".into(),
+        ));
     }
     let (logits, _) = model.forward_traced(ids)?;
     let vocab = model.config.vocab_size;
     // [n-1, vocab] log-probabilities of the next token
-    let lp = log_softmax(logits.cast(DType::F32).reshape([n, vocab]).slice([0..n - 1, 0..vocab]), 1);
+    let lp = log_softmax(
+        logits
+            .cast(DType::F32)
+            .reshape([n, vocab])
+            .slice([0..n - 1, 0..vocab]),
+        1,
+    );
     let shifted: Vec<i64> = labels[1..].to_vec();
-    let keep: Vec<f32> = shifted.iter().map(|&l| if l >= 0 { 1.0 } else { 0.0 }).collect();
+    let keep: Vec<f32> = shifted
+        .iter()
+        .map(|&l| if l >= 0 { 1.0 } else { 0.0 })
+        .collect();
     let count: f32 = keep.iter().sum();
     if count == 0.0 {
-        return Err(Error::Invalid("an example has no labelled tokens after its prompt".into()));
+        return Err(Error::Invalid(
+            "an example has no labelled tokens after its prompt".into(),
+        ));
     }
     let idx: Vec<i64> = shifted.iter().map(|&l| l.max(0)).collect();
     let device: Device = model.device.clone();
@@ -205,7 +294,6 @@ pub fn causal_lm_loss(model: &Model, ids: &[u32], labels: &[i64]) -> Result<Tens
     let keep = Tensor::<1>::from_data(TensorData::new(keep, [n - 1]), (&device, DType::F32));
     Ok((picked * keep).sum().neg() / count as f64)
 }
-
 
 /// One training example: token ids and labels (−100 where the loss ignores the token).
 #[derive(Debug, Clone)]
@@ -227,7 +315,14 @@ pub struct AdamW {
 
 impl AdamW {
     pub fn new(lr: f64, weight_decay: f64) -> Self {
-        AdamW { lr, betas: (0.9, 0.999), eps: 1e-8, weight_decay, step: 0, moments: vec![] }
+        AdamW {
+            lr,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay,
+            step: 0,
+            moments: vec![],
+        }
     }
 }
 
@@ -255,12 +350,29 @@ pub fn make_trainable(model: &mut Model) {
 
 /// Trainable LoRA parameters attached to the model.
 pub fn trainable_params(model: &mut Model) -> usize {
-    adapters(model).iter().map(|p| p.val().dims().iter().product::<usize>()).sum()
+    adapters(model)
+        .iter()
+        .map(|p| p.val().dims().iter().product::<usize>())
+        .sum()
 }
 
 /// One optimizer step on one example; returns the example's loss before the update.
 pub async fn train_step(model: &mut Model, ex: &Example, opt: &mut AdamW) -> Result<f32> {
-    let loss = causal_lm_loss(model, &ex.ids, &ex.labels)?;
+    train_batch(model, std::slice::from_ref(ex), opt).await
+}
+
+/// One optimizer step on a batch (the mean of the examples' losses); returns that mean
+/// before the update.
+pub async fn train_batch(model: &mut Model, batch: &[Example], opt: &mut AdamW) -> Result<f32> {
+    let mut loss: Option<Tensor<1>> = None;
+    for ex in batch {
+        let l = causal_lm_loss(model, &ex.ids, &ex.labels)?;
+        loss = Some(match loss {
+            Some(acc) => acc + l,
+            None => l,
+        });
+    }
+    let loss = loss.ok_or_else(|| Error::Invalid("an empty batch".into()))? / batch.len() as f64;
     let grads = loss.backward();
     let value = crate::generate::read_f32(loss.detach()).await?[0];
     opt.step += 1;
@@ -272,7 +384,9 @@ pub async fn train_step(model: &mut Model, ex: &Example, opt: &mut AdamW) -> Res
     let params = adapters(model);
     for (k, p) in params.into_iter().enumerate() {
         let w = p.val();
-        let g = w.grad(&grads).ok_or_else(|| Error::Invalid("a LoRA parameter got no gradient".into()))?;
+        let g = w
+            .grad(&grads)
+            .ok_or_else(|| Error::Invalid("a LoRA parameter got no gradient".into()))?;
         let w = w.inner();
         if first {
             opt.moments.push((w.zeros_like(), w.zeros_like()));
@@ -305,6 +419,82 @@ pub fn init_adapter(model: &mut Model, config: &AdapterConfig, seed: u64) {
         let a: Vec<f32> = (0..r * in_f).map(|_| uniform() * bound).collect();
         let a: Tensor<2> = Tensor::from_data(TensorData::new(a, [r, in_f]), (&device, DType::F32));
         let b: Tensor<2> = Tensor::zeros([out_f, r], (&device, DType::F32));
-        lin.lora = Some(Lora { lora_a: Param::from_tensor(a.cast(dtype.burn())), lora_b: Param::from_tensor(b.cast(dtype.burn())), scale });
+        lin.lora = Some(Lora {
+            lora_a: Param::from_tensor(a.cast(dtype.burn())),
+            lora_b: Param::from_tensor(b.cast(dtype.burn())),
+            scale,
+        });
     }
+}
+
+/// Turn chat JSONL (`{"messages": [...]}`) or alpaca JSONL (`{"instruction", "input",
+/// "output"}`) into messages; a bad line is an error naming its number.
+pub fn parse_jsonl(text: &str) -> Result<Vec<Vec<crate::text::Message>>> {
+    use crate::text::Message;
+    let mut out = vec![];
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let bad = |m: &str| Error::Invalid(format!("data line {}: {m}", i + 1));
+        let v: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| bad(&format!("invalid JSON: {e}")))?;
+        let messages: Vec<Message> = if let Some(m) = v.get("messages") {
+            serde_json::from_value(m.clone()).map_err(|e| {
+                bad(&format!(
+                    "`messages` must be a list of {{role, content}}: {e}"
+                ))
+            })?
+        } else if let (Some(ins), Some(out_t)) = (
+            v.get("instruction").and_then(|x| x.as_str()),
+            v.get("output").and_then(|x| x.as_str()),
+        ) {
+            let input = v.get("input").and_then(|x| x.as_str()).unwrap_or("");
+            let user = if input.is_empty() {
+                ins.to_string()
+            } else {
+                format!("{ins}\n{input}")
+            };
+            let mut m = vec![];
+            if let Some(sys) = v.get("system").and_then(|x| x.as_str()) {
+                m.push(Message::new("system", sys));
+            }
+            m.push(Message::new("user", &user));
+            m.push(Message::new("assistant", out_t));
+            m
+        } else {
+            return Err(bad(
+                "expected {\"messages\": [...]} or {\"instruction\", \"input\", \"output\"}",
+            ));
+        };
+        if messages.last().map(|m| m.role.as_str()) != Some("assistant") || messages.len() < 2 {
+            return Err(bad(
+                "the last message must be the assistant's answer, after at least one other",
+            ));
+        }
+        out.push(messages);
+    }
+    if out.is_empty() {
+        return Err(Error::Invalid("the data file has no examples".into()));
+    }
+    Ok(out)
+}
+
+/// Render an example as transformers does for training: the whole conversation, with the
+/// loss on the tokens after the prompt (all but the last message, plus the generation prompt).
+pub fn render_example(
+    tok: &crate::text::Tokenizer,
+    messages: &[crate::text::Message],
+) -> Result<Example> {
+    let text = tok.apply_chat_template(messages, false)?;
+    let prompt = tok.apply_chat_template(&messages[..messages.len() - 1], true)?;
+    let ids = tok.encode(&text, false)?;
+    let p = tok.encode(&prompt, false)?.len();
+    let labels = ids
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| if i < p { -100 } else { t as i64 })
+        .collect();
+    Ok(Example { ids, labels })
 }

@@ -122,7 +122,11 @@ pub fn run(a: BenchArgs) -> Result<()> {
     // Device memory in use (GPU backends report their pools; the CPU reports none): after
     // loading, and at the last generated token, while the KV cache is alive.
     let on_device = a.dev.device != "cpu";
-    let device_loaded = if on_device { model.device.memory_pool_usage().map(|u| u.bytes_in_use) } else { None };
+    let device_loaded = if on_device {
+        model.device.memory_pool_usage().map(|u| u.bytes_in_use)
+    } else {
+        None
+    };
     let mut device_generating: Option<u64> = None;
     for run in 0..=a.runs {
         let mut sampler = Sampler::new(gcfg.clone());
@@ -139,7 +143,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
             |s| {
                 if on_device && s.index + 1 == a.gen_tokens {
                     if let Some(u) = model.device.memory_pool_usage() {
-                        device_generating = Some(device_generating.unwrap_or(0).max(u.bytes_in_use));
+                        device_generating =
+                            Some(device_generating.unwrap_or(0).max(u.bytes_in_use));
                     }
                 }
                 true

@@ -32,6 +32,9 @@ pub struct ExportArgs {
     /// Largest shard, e.g. 2GB, 500MB, 5GiB (safetensors only).
     #[arg(long, default_value = "5GB")]
     pub max_shard_size: String,
+    /// Merge this LoRA adapter folder into the weights before writing.
+    #[arg(long)]
+    pub adapter: Option<PathBuf>,
     #[arg(long)]
     pub json: bool,
 }
@@ -107,7 +110,11 @@ pub fn run(a: ExportArgs) -> Result<()> {
         device: "cpu".into(),
         dtype: dtype.name().into(),
     };
-    let model = load_model(&folder, config.clone(), &dev)?;
+    let mut model = load_model(&folder, config.clone(), &dev)?;
+    if let Some(ad) = &a.adapter {
+        crate::finetune::apply_adapter(&mut model, ad)?;
+        hubscope_core::lora::merge(&mut model);
+    }
     let tensors = pollster::block_on(named_tensors(&model.lm, dtype))?;
     drop(model);
     let mut files = if burnpack {
@@ -152,7 +159,7 @@ pub fn run(a: ExportArgs) -> Result<()> {
 
 /// Write every file into `<out>.partial-<pid>`, then rename it to `out`: an interrupted
 /// export never leaves a folder that looks complete.
-fn write_atomically(out: &Path, files: &[hubscope_core::export::OutFile]) -> Result<()> {
+pub fn write_atomically(out: &Path, files: &[hubscope_core::export::OutFile]) -> Result<()> {
     let name = out
         .file_name()
         .with_context(|| format!("{}: not a folder name", out.display()))?;

@@ -2,6 +2,7 @@
 
 mod bench;
 mod export;
+mod finetune;
 mod folder;
 mod gpu;
 mod hub;
@@ -40,6 +41,8 @@ enum Command {
     Gpu(gpu::GpuArgs),
     /// Will it fit? Memory to run and to fine-tune, per dtype, against your GPUs and the browser.
     Mem(mem::MemArgs),
+    /// LoRA fine-tuning; writes a PEFT adapter folder.
+    Finetune(finetune::FinetuneArgs),
     /// Save the weights as safetensors (dtype, shards) or burnpack.
     Export(export::ExportArgs),
     /// Measure load time, prefill and decode speed, and peak memory.
@@ -159,6 +162,7 @@ fn main() -> ExitCode {
         Command::Generate(a) => run::generate_cmd(a),
         Command::Bench(a) => bench::run(a),
         Command::Export(a) => export::run(a),
+        Command::Finetune(a) => finetune::run(a),
         Command::Gpu(a) => gpu::run(a),
         Command::Mem(a) => mem::run(a),
         Command::Download(a) => hub::download::run(a),

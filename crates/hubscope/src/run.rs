@@ -51,6 +51,9 @@ pub struct GenerateArgs {
     /// Report the top K log-probabilities of every step (with --json).
     #[arg(long, default_value_t = 0)]
     pub logprobs: usize,
+    /// Apply a LoRA adapter folder (hubscope's or one made by PEFT).
+    #[arg(long)]
+    pub adapter: Option<std::path::PathBuf>,
     /// Print one JSON object instead of streaming text.
     #[arg(long)]
     pub json: bool,
@@ -166,7 +169,17 @@ pub fn load(path: &str, dev: &DeviceArgs, need_tokenizer: bool) -> Result<Loaded
 
 /// Load the weights of a folder (single file or shards) onto the device.
 pub fn load_model(folder: &ModelFolder, config: ModelConfig, dev: &DeviceArgs) -> Result<Model> {
-    let device = dev.device()?;
+    load_model_on(folder, config, dev, &dev.device()?)
+}
+
+/// The same onto a given device (an autodiff one, for training).
+pub fn load_model_on(
+    folder: &ModelFolder,
+    config: ModelConfig,
+    dev: &DeviceArgs,
+    device: &Device,
+) -> Result<Model> {
+    let device = device.clone();
     let dtype = dev.dtype()?;
     if folder.is_burnpack() {
         let bytes = folder.read(BURNPACK_FILE)?;
@@ -208,7 +221,10 @@ pub fn prompt_ids(
 
 pub fn generate_cmd(a: GenerateArgs) -> Result<()> {
     let dir = crate::hub::local_or_download(&a.model, &a.hub)?;
-    let loaded = load(&dir.to_string_lossy(), &a.dev, a.prompt_ids.is_none())?;
+    let mut loaded = load(&dir.to_string_lossy(), &a.dev, a.prompt_ids.is_none())?;
+    if let Some(ad) = &a.adapter {
+        crate::finetune::apply_adapter(&mut loaded.model, ad)?;
+    }
     let mut g = loaded.generation.clone();
     if let Some(t) = a.temperature {
         g = g.with_temperature(t);
