@@ -135,9 +135,22 @@ pub struct Plan {
 
 /// Trainable parameters of LoRA rank `r` on q/k/v/o/gate/up/down: r × (in + out) each.
 pub fn lora_params(c: &ModelConfig, r: usize) -> u64 {
+    let all: Vec<String> = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"].iter().map(|s| s.to_string()).collect();
+    lora_params_for(c, r, &all)
+}
+
+/// The same for a chosen set of target modules.
+pub fn lora_params_for(c: &ModelConfig, r: usize, targets: &[String]) -> u64 {
     let (h, hd, i) = (c.hidden_size, c.head_dim, c.intermediate_size);
     let (q, kv) = (c.num_attention_heads * hd, c.num_key_value_heads * hd);
-    let per_layer = (h + q) + 2 * (h + kv) + (q + h) + 2 * (h + i) + (i + h);
+    let size = |t: &str| match t {
+        "q_proj" => h + q,
+        "k_proj" | "v_proj" => h + kv,
+        "o_proj" => q + h,
+        "gate_proj" | "up_proj" | "down_proj" => h + i,
+        _ => 0,
+    };
+    let per_layer: usize = targets.iter().map(|t| size(t)).sum();
     (r * per_layer * c.num_hidden_layers) as u64
 }
 
@@ -207,17 +220,16 @@ pub fn plan(
         })
         .collect::<Vec<_>>();
 
-    // Training keeps activations of every layer for the backward pass (no checkpointing;
-    // memory-efficient attention, so no seq² score matrices), plus f32 logits and their
-    // gradient for the loss.
+    // Training keeps what the backward pass needs of every layer (no checkpointing): both
+    // RMSNorms' intermediates (≈ 8 × hidden), the MLP's gate, up, silu and product with their
+    // f32 inputs (≈ 10 × intermediate), and q plus k and v expanded to all query heads, before
+    // and after rotary (2 × 3 × heads × head_dim); score matrices are not kept (tiled
+    // attention). The loss keeps four f32 [tokens, vocab] tensors (logits, their f32 copy,
+    // log-softmax and its gradient). Checked against a measured LoRA run in docs/BENCHMARKS.md.
     let train_acts = |act: u64| {
         let (b, s) = (batch as u64, context as u64);
-        let per_layer_token = (6 * c.hidden_size
-            + 4 * c.intermediate_size
-            + 2 * (c.num_attention_heads + 2 * c.num_key_value_heads) * c.head_dim)
-            as u64
-            * act;
-        c.num_hidden_layers as u64 * b * s * per_layer_token + b * s * c.vocab_size as u64 * 4 * 2
+        let per_layer_token = (8 * c.hidden_size + 10 * c.intermediate_size + 6 * c.num_attention_heads * c.head_dim) as u64 * act;
+        c.num_hidden_layers as u64 * b * s * per_layer_token + 4 * b * s * c.vocab_size as u64 * 4
     };
     let bf16_inference = inference
         .iter()
@@ -250,6 +262,7 @@ pub fn plan(
             thumb_off_pct: off(rule_of_thumb, total),
         }
     };
+    let base_bytes = if webgpu_dtype == PlanDtype::F32 { 4 } else { 2 };
     let fine_tuning = vec![
         // Mixed precision AdamW: bf16 weights and gradients, f32 master copy and two moments.
         ft(
@@ -261,15 +274,16 @@ pub fn plan(
             params * 4,
             train_acts(2),
         ),
-        // LoRA: frozen bf16 base, f32 adapters with f32 gradients and two moments.
+        // LoRA: frozen base in the chosen dtype (bf16 unless f32 was asked for), f32 adapters
+        // with f32 gradients and two moments.
         ft(
-            &format!("LoRA r={lora_rank} (bf16 base)"),
+            &format!("LoRA r={lora_rank} ({} base)", if base_bytes == 4 { "f32" } else { "bf16" }),
             lora,
-            params * 2 + lora * 4,
+            params * base_bytes + lora * 4,
             lora * 4,
             lora * 8,
             0,
-            train_acts(2),
+            train_acts(base_bytes),
         ),
         ft(
             &format!("QLoRA r={lora_rank} (4-bit base)"),

@@ -147,6 +147,7 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
         }
     };
     make_trainable(&mut model);
+    let rss_loaded = crate::bench::rss().1;
     let trainable = trainable_params(&mut model);
     let steps_per_epoch = examples.len().div_ceil(a.batch_size);
     let total_steps = steps_per_epoch * a.epochs;
@@ -197,9 +198,11 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
     crate::export::write_atomically(&a.out, &files)?;
     let secs = t0.elapsed().as_secs_f64();
     if a.json {
+        let (peak, _) = crate::bench::rss();
         println!(
             "{}",
-            json!({"out": a.out, "trainable_params": trainable, "steps": losses.len(), "final_loss": losses.last(), "seconds": secs, "tokens_per_s": tokens as f64 / secs})
+            json!({"out": a.out, "trainable_params": trainable, "steps": losses.len(), "final_loss": losses.last(), "seconds": secs,
+                "tokens_per_s": tokens as f64 / secs, "peak_rss_bytes": peak, "rss_after_load_bytes": rss_loaded})
         );
     } else {
         println!(

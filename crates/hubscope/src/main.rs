@@ -70,6 +70,9 @@ mod inspect_cmd {
         /// Print exactly what `print(model)` prints in transformers, nothing else.
         #[arg(long)]
         pub plain: bool,
+        /// Also show a LoRA adapter folder's trainable parameters.
+        #[arg(long)]
+        pub adapter: Option<std::path::PathBuf>,
         /// Show the tree down to this depth.
         #[arg(long, default_value_t = usize::MAX)]
         pub depth: usize,
@@ -94,6 +97,16 @@ mod inspect_cmd {
         // The same check the loader makes, from the headers: every tensor has its module.
         let report = hubscope_core::weights::plan_load(&config, &h.headers)?;
         let total = tree.num_params();
+        let adapter = match &a.adapter {
+            Some(d) => {
+                let (cfg, w) = crate::finetune::read_adapter(d)?;
+                let hdr = hubscope_core::weights::FileHeader::parse("adapter_model.safetensors", &w, Some(w.len() as u64))?;
+                let n: usize = hdr.tensors.values().map(|t| t.shape.iter().product::<usize>()).sum();
+                Some(json!({"path": d, "r": cfg.r, "lora_alpha": cfg.lora_alpha, "target_modules": cfg.target_modules,
+                    "trainable_parameters": n, "expected": hubscope_core::plan::lora_params_for(&config, cfg.r, &cfg.target_modules)}))
+            }
+            None => None,
+        };
         let per = |b: u64| json!({"bytes": total as u64 * b / 8, "human": human_bytes(total as u64 * b / 8)});
         if a.json {
             let out = json!({
@@ -108,6 +121,7 @@ mod inspect_cmd {
                 "kv_cache_bytes_per_token_f16": config.kv_bytes_per_token(2),
                 "files": h.files,
                 "load_report": report.entries,
+                "adapter": adapter,
                 "tree": tree_json(&tree, &dtypes),
             });
             println!("{}", serde_json::to_string_pretty(&out)?);
@@ -137,6 +151,16 @@ mod inspect_cmd {
             human_bytes(h.stored_bytes),
             h.files.len()
         );
+        if let Some(ad) = &adapter {
+            let targets: Vec<&str> = ad["target_modules"].as_array().into_iter().flatten().filter_map(|x| x.as_str()).collect();
+            println!(
+                "LoRA adapter:     {} trainable parameters (r={}, alpha={}, on {})",
+                group(ad["trainable_parameters"].as_u64().unwrap_or(0) as usize),
+                ad["r"],
+                ad["lora_alpha"],
+                targets.join(",")
+            );
+        }
         println!(
             "Weights as f32: {} · f16/bf16: {} · int8: {} · int4: {}",
             human_bytes(total as u64 * 4),
