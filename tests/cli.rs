@@ -63,15 +63,7 @@ fn inspect_total_and_plain_print_match_transformers() {
 }
 
 fn group(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+    hubscope_core::units::group_digits(n)
 }
 
 #[test]

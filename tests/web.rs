@@ -220,15 +220,7 @@ fn enc(s: &str) -> String {
 }
 
 fn group(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+    hubscope_core::units::group_digits(n)
 }
 
 fn reference(name: &str) -> Value {

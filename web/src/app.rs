@@ -18,29 +18,11 @@ use crate::fetch::{FetchError, next_tick, now_ms};
 use crate::i18n::{Lang, t};
 
 fn human(b: f64) -> String {
-    let units = ["B", "KB", "MB", "GB", "TB"];
-    let (mut v, mut u) = (b, 0);
-    while v >= 1000.0 && u + 1 < units.len() {
-        v /= 1000.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{b:.0} B")
-    } else {
-        format!("{v:.2} {}", units[u])
-    }
+    hubscope_core::units::human_bytes(b.max(0.0) as u64)
 }
 
 fn group(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+    hubscope_core::units::group_digits(n)
 }
 
 fn query() -> Vec<(String, String)> {

@@ -25,6 +25,23 @@ pub struct Model {
 }
 
 impl Model {
+    fn assemble(
+        config: ModelConfig,
+        lm: CausalLm,
+        dtype: ComputeDtype,
+        device: &Device,
+        report: LoadReport,
+    ) -> Self {
+        Model {
+            rope: Rope::new(&config),
+            config,
+            lm,
+            dtype,
+            device: device.clone(),
+            report,
+        }
+    }
+
     /// Load from safetensors files given as (file name, bytes).
     pub fn from_safetensors(
         config: ModelConfig,
@@ -34,14 +51,7 @@ impl Model {
     ) -> Result<Self> {
         let (tensors, report) = read_checkpoint(&config, files, dtype)?;
         let lm = build_model(&config, tensors, dtype, device)?;
-        Ok(Model {
-            rope: Rope::new(&config),
-            config,
-            lm,
-            dtype,
-            device: device.clone(),
-            report,
-        })
+        Ok(Model::assemble(config, lm, dtype, device, report))
     }
 
     /// Load from a burnpack file (what `hubscope export --format burnpack` writes).
@@ -60,14 +70,7 @@ impl Model {
             }
         }
         let lm = build_model(&config, tensors, dtype, device)?;
-        Ok(Model {
-            rope: Rope::new(&config),
-            config,
-            lm,
-            dtype,
-            device: device.clone(),
-            report,
-        })
+        Ok(Model::assemble(config, lm, dtype, device, report))
     }
 
     /// A model of this config with random weights (benchmarks of a shape, no download).
@@ -79,14 +82,13 @@ impl Model {
     ) -> Result<Self> {
         let tensors = random_weights(&config, dtype, seed);
         let lm = build_model(&config, tensors, dtype, device)?;
-        Ok(Model {
-            rope: Rope::new(&config),
+        Ok(Model::assemble(
             config,
             lm,
             dtype,
-            device: device.clone(),
-            report: LoadReport::default(),
-        })
+            device,
+            LoadReport::default(),
+        ))
     }
 
     pub fn new_cache(&self) -> KvCache {

@@ -19,6 +19,7 @@ pub mod rope;
 pub mod sampling;
 pub mod structure;
 pub mod text;
+pub mod units;
 pub mod weights;
 
 pub use config::{Family, ModelConfig};

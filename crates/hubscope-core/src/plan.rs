@@ -135,7 +135,18 @@ pub struct Plan {
 
 /// Trainable parameters of LoRA rank `r` on q/k/v/o/gate/up/down: r × (in + out) each.
 pub fn lora_params(c: &ModelConfig, r: usize) -> u64 {
-    let all: Vec<String> = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"].iter().map(|s| s.to_string()).collect();
+    let all: Vec<String> = [
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     lora_params_for(c, r, &all)
 }
 
@@ -228,7 +239,10 @@ pub fn plan(
     // log-softmax and its gradient). Checked against a measured LoRA run in docs/BENCHMARKS.md.
     let train_acts = |act: u64| {
         let (b, s) = (batch as u64, context as u64);
-        let per_layer_token = (8 * c.hidden_size + 10 * c.intermediate_size + 6 * c.num_attention_heads * c.head_dim) as u64 * act;
+        let per_layer_token = (8 * c.hidden_size
+            + 10 * c.intermediate_size
+            + 6 * c.num_attention_heads * c.head_dim) as u64
+            * act;
         c.num_hidden_layers as u64 * b * s * per_layer_token + 4 * b * s * c.vocab_size as u64 * 4
     };
     let bf16_inference = inference
@@ -277,7 +291,10 @@ pub fn plan(
         // LoRA: frozen base in the chosen dtype (bf16 unless f32 was asked for), f32 adapters
         // with f32 gradients and two moments.
         ft(
-            &format!("LoRA r={lora_rank} ({} base)", if base_bytes == 4 { "f32" } else { "bf16" }),
+            &format!(
+                "LoRA r={lora_rank} ({} base)",
+                if base_bytes == 4 { "f32" } else { "bf16" }
+            ),
             lora,
             params * base_bytes + lora * 4,
             lora * 4,

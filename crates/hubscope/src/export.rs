@@ -96,16 +96,7 @@ pub fn run(a: ExportArgs) -> Result<()> {
         other => bail!("--format {other}: unknown format (safetensors, burnpack)"),
     };
     let max_shard = parse_size(&a.max_shard_size)?;
-    if a.out.exists()
-        && std::fs::read_dir(&a.out)
-            .map(|mut d| d.next().is_some())
-            .unwrap_or(true)
-    {
-        bail!(
-            "{}: already exists and is not an empty folder",
-            a.out.display()
-        );
-    }
+    ensure_free_target(&a.out)?;
     let dev = DeviceArgs {
         device: "cpu".into(),
         dtype: dtype.name().into(),
@@ -153,6 +144,21 @@ pub fn run(a: ExportArgs) -> Result<()> {
             println!("{:>14}  {}", f.bytes.len(), f.name);
         }
         println!("{}", a.out.display());
+    }
+    Ok(())
+}
+
+/// An output folder must not exist yet, or be empty: nothing of the user's is overwritten.
+pub fn ensure_free_target(out: &Path) -> Result<()> {
+    if out.exists()
+        && std::fs::read_dir(out)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        bail!(
+            "{}: already exists and is not an empty folder",
+            out.display()
+        );
     }
     Ok(())
 }

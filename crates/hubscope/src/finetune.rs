@@ -90,16 +90,7 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
     if a.batch_size == 0 || a.epochs == 0 {
         bail!("--batch-size and --epochs must be at least 1");
     }
-    if a.out.exists()
-        && std::fs::read_dir(&a.out)
-            .map(|mut d| d.next().is_some())
-            .unwrap_or(true)
-    {
-        bail!(
-            "{}: already exists and is not an empty folder",
-            a.out.display()
-        );
-    }
+    crate::export::ensure_free_target(&a.out)?;
     let text = std::fs::read_to_string(&a.data)
         .with_context(|| format!("{}: cannot read", a.data.display()))?;
     let conversations = parse_jsonl(&text).with_context(|| a.data.display().to_string())?;

@@ -10,31 +10,10 @@ use serde_json::{Value, json};
 /// Stored dtype per checkpoint tensor name (from the headers).
 pub type Dtypes = BTreeMap<String, String>;
 
-pub fn group(n: usize) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
+pub use hubscope_core::units::human_bytes;
 
-pub fn human_bytes(b: u64) -> String {
-    let units = ["B", "KB", "MB", "GB", "TB"];
-    let mut v = b as f64;
-    let mut u = 0;
-    while v >= 1000.0 && u + 1 < units.len() {
-        v /= 1000.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.2} {}", units[u])
-    }
+pub fn group(n: usize) -> String {
+    hubscope_core::units::group_digits(n as u64)
 }
 
 fn param_note(node: &ModuleNode, dtypes: &Dtypes) -> String {

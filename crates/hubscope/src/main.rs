@@ -100,10 +100,20 @@ mod inspect_cmd {
         let adapter = match &a.adapter {
             Some(d) => {
                 let (cfg, w) = crate::finetune::read_adapter(d)?;
-                let hdr = hubscope_core::weights::FileHeader::parse("adapter_model.safetensors", &w, Some(w.len() as u64))?;
-                let n: usize = hdr.tensors.values().map(|t| t.shape.iter().product::<usize>()).sum();
-                Some(json!({"path": d, "r": cfg.r, "lora_alpha": cfg.lora_alpha, "target_modules": cfg.target_modules,
-                    "trainable_parameters": n, "expected": hubscope_core::plan::lora_params_for(&config, cfg.r, &cfg.target_modules)}))
+                let hdr = hubscope_core::weights::FileHeader::parse(
+                    "adapter_model.safetensors",
+                    &w,
+                    Some(w.len() as u64),
+                )?;
+                let n: usize = hdr
+                    .tensors
+                    .values()
+                    .map(|t| t.shape.iter().product::<usize>())
+                    .sum();
+                Some(
+                    json!({"path": d, "r": cfg.r, "lora_alpha": cfg.lora_alpha, "target_modules": cfg.target_modules,
+                    "trainable_parameters": n, "expected": hubscope_core::plan::lora_params_for(&config, cfg.r, &cfg.target_modules)}),
+                )
             }
             None => None,
         };
@@ -152,7 +162,12 @@ mod inspect_cmd {
             h.files.len()
         );
         if let Some(ad) = &adapter {
-            let targets: Vec<&str> = ad["target_modules"].as_array().into_iter().flatten().filter_map(|x| x.as_str()).collect();
+            let targets: Vec<&str> = ad["target_modules"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|x| x.as_str())
+                .collect();
             println!(
                 "LoRA adapter:     {} trainable parameters (r={}, alpha={}, on {})",
                 group(ad["trainable_parameters"].as_u64().unwrap_or(0) as usize),

@@ -129,33 +129,26 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Digest of a file's bytes after `prefix`, read in 1 MiB pieces.
+fn digest<D: Digest>(f: &mut std::fs::File, prefix: &[u8]) -> Result<String> {
+    let mut h = D::new();
+    h.update(prefix);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex(&h.finalize()))
+}
+
 /// sha256 for LFS files (what the Hub's X-Linked-Etag carries), the git blob id otherwise.
 fn etag_of(full: &Path, lfs: bool) -> Result<String> {
     let mut f = std::fs::File::open(full)?;
     let size = f.metadata()?.len();
-    let mut buf = vec![0u8; 1 << 20];
-    if lfs {
-        let mut h = Sha256::new();
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-        }
-        Ok(hex(&h.finalize()))
-    } else {
-        let mut h = Sha1::new();
-        h.update(format!("blob {size}\0").as_bytes());
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-        }
-        Ok(hex(&h.finalize()))
-    }
+    if lfs { digest::<Sha256>(&mut f, b"") } else { digest::<Sha1>(&mut f, format!("blob {size}\0").as_bytes()) }
 }
 
 /// Every regular file under `root` whose real path stays inside `root` (symlinks pointing out
