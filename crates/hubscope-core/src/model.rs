@@ -6,7 +6,7 @@
 //! transposed view, which costs no copy.
 
 use burn::module::{Module, Param};
-use burn::tensor::activation::{log_softmax, silu};
+use burn::tensor::activation::{log_softmax, silu, softmax};
 use burn::tensor::module::{attention, embedding};
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, DType, Device, Int, Tensor, TensorData};
@@ -132,9 +132,14 @@ impl Attention {
         let out = if seq == 1 && window_mask.is_none() {
             // Decode: fold each group's query heads into the query axis so the cache is
             // read once per kv head and never repeated. [b, kvh, groups, hd]
+            // Written out as two matmuls so the strided cache views are read in place
+            // (a fused attention op would first copy the whole cache prefix, every token).
             let q = q.reshape([batch, kvh, h / kvh, hd]);
-            let o = attention(q, k, v, None, None, AttentionModuleOptions::default());
-            o.reshape([batch, h, 1, hd])
+            let dtype = q.dtype();
+            // [b, kvh, groups, total]
+            let scores = q.matmul(k.swap_dims(2, 3)).cast(DType::F32) * (1.0 / (hd as f64).sqrt());
+            let probs = softmax(scores, 3).cast(dtype);
+            probs.matmul(v).reshape([batch, h, 1, hd])
         } else {
             let (k, v) = (repeat_kv(k, h / kvh), repeat_kv(v, h / kvh));
             let options = AttentionModuleOptions {

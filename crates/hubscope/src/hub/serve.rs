@@ -148,7 +148,11 @@ fn digest<D: Digest>(f: &mut std::fs::File, prefix: &[u8]) -> Result<String> {
 fn etag_of(full: &Path, lfs: bool) -> Result<String> {
     let mut f = std::fs::File::open(full)?;
     let size = f.metadata()?.len();
-    if lfs { digest::<Sha256>(&mut f, b"") } else { digest::<Sha1>(&mut f, format!("blob {size}\0").as_bytes()) }
+    if lfs {
+        digest::<Sha256>(&mut f, b"")
+    } else {
+        digest::<Sha1>(&mut f, format!("blob {size}\0").as_bytes())
+    }
 }
 
 /// Every regular file under `root` whose real path stays inside `root` (symlinks pointing out
