@@ -165,7 +165,7 @@ fn fetch(
     file: &str,
     meta: &FileMeta,
     place: &Placement,
-    bar: &ProgressBar,
+    progress: &dyn Fn(u64),
 ) -> Result<FileStatus> {
     if let Some(dir) = place.partial.parent() {
         std::fs::create_dir_all(dir)
@@ -195,7 +195,7 @@ fn fetch(
             }
             .map_err(|e| Failure::Transport(format!("{}: {e}", place.partial.display())))?;
             let mut pos = if ranged { from } else { 0 };
-            bar.set_position(pos);
+            progress(pos);
             let mut buf = vec![0u8; 256 * 1024];
             loop {
                 let n = match body.read(&mut buf) {
@@ -210,7 +210,7 @@ fn fetch(
                 out.write_all(&buf[..n])
                     .map_err(|e| Failure::Transport(format!("{}: {e}", place.partial.display())))?;
                 pos += n as u64;
-                bar.set_position(pos);
+                progress(pos);
             }
             out.flush().map_err(|e| Failure::Transport(e.to_string()))?;
             if pos < meta.size {
@@ -359,19 +359,11 @@ pub fn snapshot(
                     .with_style(style.clone())
                     .with_message(file.to_string()),
             );
-            let t = total.clone();
-            let base = done_bytes;
-            let tick = bar.clone();
-            // Mirror the file bar onto the total bar.
-            let watcher = std::thread::spawn(move || {
-                while !tick.is_finished() {
-                    t.set_position(base + tick.position());
-                    std::thread::sleep(std::time::Duration::from_millis(100));
-                }
+            let r = fetch(client, &pinned, file, &meta, &place, &|pos| {
+                bar.set_position(pos);
+                total.set_position(done_bytes + pos);
             });
-            let r = fetch(client, &pinned, file, &meta, &place, &bar);
             bar.finish_and_clear();
-            let _ = watcher.join();
             r?
         };
         done_bytes += meta.size;
