@@ -8,7 +8,7 @@ use hubscope_core::ComputeDtype;
 use hubscope_core::generate::{RunOptions, Step};
 use hubscope_core::plan::{PlanDtype, plan};
 use hubscope_core::sampling::Sampler;
-use hubscope_core::structure::{ModuleNode, model_tree, torch_repr};
+use hubscope_core::structure::{ModuleNode, model_tree};
 use hubscope_core::text::Message;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -108,29 +108,11 @@ fn tree_view(
         }
         .into_any();
     }
-    let mut kids: Vec<AnyView> = vec![];
-    if node.is_list {
-        let reprs: Vec<String> = node.children.iter().map(torch_repr).collect();
-        let mut i = 0;
-        while i < reprs.len() {
-            let mut j = i;
-            while j + 1 < reprs.len() && reprs[j + 1] == reprs[i] {
-                j += 1;
-            }
-            let l = if i == j {
-                format!("({i}): ")
-            } else {
-                format!("({i}-{j}): {} x ", j - i + 1)
-            };
-            kids.push(tree_view(node.children[i].clone(), l, dtypes.clone()));
-            i = j + 1;
-        }
-    } else {
-        for c in node.children.clone() {
-            let l = format!("({}): ", c.name);
-            kids.push(tree_view(c, l, dtypes.clone()));
-        }
-    }
+    let kids: Vec<AnyView> = node
+        .shown_children()
+        .into_iter()
+        .map(|c| tree_view(c.node.clone(), c.label, dtypes.clone()))
+        .collect();
     let open = node.path.matches('.').count() < 2;
     view! {
         <details open=open>

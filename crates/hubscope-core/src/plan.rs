@@ -135,18 +135,7 @@ pub struct Plan {
 
 /// Trainable parameters of LoRA rank `r` on q/k/v/o/gate/up/down: r × (in + out) each.
 pub fn lora_params(c: &ModelConfig, r: usize) -> u64 {
-    let all: Vec<String> = [
-        "q_proj",
-        "k_proj",
-        "v_proj",
-        "o_proj",
-        "gate_proj",
-        "up_proj",
-        "down_proj",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let all: Vec<String> = crate::lora::TARGETS.iter().map(|s| s.to_string()).collect();
     lora_params_for(c, r, &all)
 }
 

@@ -20,6 +20,13 @@ impl ParamSpec {
     }
 }
 
+/// One child line of a printed module (see [`ModuleNode::shown_children`]).
+pub struct Shown<'a> {
+    pub label: String,
+    pub node: &'a ModuleNode,
+    pub count: usize,
+}
+
 /// A module as PyTorch sees it: class name, `extra_repr`, own parameters, children.
 #[derive(Debug, Clone)]
 pub struct ModuleNode {
@@ -83,6 +90,44 @@ impl ModuleNode {
             .filter(|p| p.tied_to.is_none())
             .map(|p| p.numel())
             .sum()
+    }
+
+    /// The children as PyTorch prints them: each with its label (`(q_proj): `, `(0): `, or
+    /// `(0-23): 24 x ` for a run of identical items of a `ModuleList`) and how many items it
+    /// stands for.
+    pub fn shown_children(&self) -> Vec<Shown<'_>> {
+        if !self.is_list {
+            return self
+                .children
+                .iter()
+                .map(|c| Shown {
+                    label: format!("({}): ", c.name),
+                    node: c,
+                    count: 1,
+                })
+                .collect();
+        }
+        let reprs: Vec<String> = self.children.iter().map(torch_repr).collect();
+        let mut out = vec![];
+        let mut i = 0;
+        while i < reprs.len() {
+            let mut j = i;
+            while j + 1 < reprs.len() && reprs[j + 1] == reprs[i] {
+                j += 1;
+            }
+            let label = if i == j {
+                format!("({i}): ")
+            } else {
+                format!("({i}-{j}): {} x ", j - i + 1)
+            };
+            out.push(Shown {
+                label,
+                node: &self.children[i],
+                count: j - i + 1,
+            });
+            i = j + 1;
+        }
+        out
     }
 
     /// Find a node by its full path.
@@ -226,32 +271,8 @@ fn add_indent(s: &str, n: usize) -> String {
 
 /// Exactly what `print(model)` prints in PyTorch (Module.__repr__ / ModuleList.__repr__).
 pub fn torch_repr(node: &ModuleNode) -> String {
-    if node.is_list {
-        if node.children.is_empty() {
-            return format!("{}()", node.class);
-        }
-        let reprs: Vec<String> = node.children.iter().map(torch_repr).collect();
-        let mut blocks: Vec<(usize, usize, &String)> = vec![(0, 0, &reprs[0])];
-        for (i, r) in reprs.iter().enumerate().skip(1) {
-            let last = blocks.last_mut().expect("non-empty");
-            if r == last.2 {
-                last.1 = i;
-            } else {
-                blocks.push((i, i, r));
-            }
-        }
-        let lines: Vec<String> = blocks
-            .iter()
-            .map(|(s, e, b)| {
-                let local = if s == e {
-                    format!("({s}): {b}")
-                } else {
-                    format!("({s}-{e}): {} x {b}", e - s + 1)
-                };
-                add_indent(&local, 2)
-            })
-            .collect();
-        return format!("{}(\n  {}\n)", node.class, lines.join("\n  "));
+    if node.is_list && node.children.is_empty() {
+        return format!("{}()", node.class);
     }
     let extra: Vec<&str> = if node.extra_repr.is_empty() {
         vec![]
@@ -259,9 +280,9 @@ pub fn torch_repr(node: &ModuleNode) -> String {
         node.extra_repr.split('\n').collect()
     };
     let children: Vec<String> = node
-        .children
+        .shown_children()
         .iter()
-        .map(|c| format!("({}): {}", c.name, add_indent(&torch_repr(c), 2)))
+        .map(|c| add_indent(&format!("{}{}", c.label, torch_repr(c.node)), 2))
         .collect();
     let mut s = format!("{}(", node.class);
     if extra.len() == 1 && children.is_empty() {

@@ -60,40 +60,20 @@ fn annotated(
         return vec![(head, note)];
     }
     let mut out = vec![(format!("{}(", node.class), note)];
-    if node.is_list {
-        // Fold runs of identical items, as ModuleList's repr does.
-        let reprs: Vec<String> = node.children.iter().map(torch_repr).collect();
-        let mut i = 0;
-        while i < reprs.len() {
-            let mut j = i;
-            while j + 1 < reprs.len() && reprs[j + 1] == reprs[i] {
-                j += 1;
-            }
-            let label = if i == j {
-                format!("({i}): ")
-            } else {
-                format!("({i}-{j}): {} x ", j - i + 1)
-            };
-            let mut sub = annotated(&node.children[i], dtypes, depth + 1, max_depth);
-            if i != j {
-                let each = node.children[i].num_params();
-                sub[0].1 = format!(
-                    "{} params each, {} in all",
-                    group(each),
-                    group(each * (j - i + 1))
-                );
-            }
-            push_child(&mut out, &label, sub);
-            i = j + 1;
+    if !node.extra_repr.is_empty() && !node.is_list {
+        out.push((format!("  {}", node.extra_repr), String::new()));
+    }
+    for c in node.shown_children() {
+        let mut sub = annotated(c.node, dtypes, depth + 1, max_depth);
+        if c.count > 1 {
+            let each = c.node.num_params();
+            sub[0].1 = format!(
+                "{} params each, {} in all",
+                group(each),
+                group(each * c.count)
+            );
         }
-    } else {
-        if !node.extra_repr.is_empty() {
-            out.push((format!("  {}", node.extra_repr), String::new()));
-        }
-        for c in &node.children {
-            let sub = annotated(c, dtypes, depth + 1, max_depth);
-            push_child(&mut out, &format!("({}): ", c.name), sub);
-        }
+        push_child(&mut out, &c.label, sub);
     }
     out.push((")".into(), String::new()));
     out
