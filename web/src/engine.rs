@@ -286,13 +286,11 @@ pub async fn load(
     drop(bufs);
     let tokenizer =
         hubscope_core::text::Tokenizer::from_bytes(&tokenizer_json, tokenizer_config.as_deref())?;
-    let mut generation = hubscope_core::sampling::GenerationConfig::from_model(
+    let generation = hubscope_core::sampling::GenerationConfig::from_model(
         &view.config,
         generation_config.as_deref(),
-    )?;
-    if generation.eos_token_ids.is_empty() {
-        generation.eos_token_ids.extend(tokenizer.eos_token_id);
-    }
+    )?
+    .with_tokenizer_eos(tokenizer.eos_token_id);
     let loaded = Rc::new(Loaded {
         model,
         tokenizer,

@@ -76,6 +76,15 @@ impl GenerationConfig {
         Ok(g)
     }
 
+    /// Without any `eos_token_id` in config.json or generation_config.json, stop on the
+    /// tokenizer's `eos_token` (as llama.cpp does).
+    pub fn with_tokenizer_eos(mut self, tokenizer_eos: Option<u32>) -> Self {
+        if self.eos_token_ids.is_empty() {
+            self.eos_token_ids.extend(tokenizer_eos);
+        }
+        self
+    }
+
     /// Set a temperature the way the CLI flag does: 0 means greedy.
     pub fn with_temperature(mut self, t: f32) -> Self {
         if t <= 0.0 {

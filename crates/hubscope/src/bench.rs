@@ -13,21 +13,12 @@ use serde_json::json;
 use crate::folder::ModelFolder;
 use crate::run::{DeviceArgs, load_model};
 
-/// Published configs of the shapes `--shape` builds with random weights.
+/// Published configs of the shapes `--shape` builds with random weights (the same files the
+/// planner's tests count).
 pub fn shape_config(name: &str) -> Result<&'static str> {
     Ok(match name {
-        "qwen2.5-0.5b" => {
-            r#"{"architectures":["Qwen2ForCausalLM"],"model_type":"qwen2","vocab_size":151936,
-            "hidden_size":896,"intermediate_size":4864,"num_hidden_layers":24,"num_attention_heads":14,
-            "num_key_value_heads":2,"max_position_embeddings":32768,"rms_norm_eps":1e-06,"rope_theta":1000000.0,
-            "tie_word_embeddings":true,"torch_dtype":"bfloat16","bos_token_id":151643,"eos_token_id":151645}"#
-        }
-        "smollm2-135m" => {
-            r#"{"architectures":["LlamaForCausalLM"],"model_type":"llama","vocab_size":49152,
-            "hidden_size":576,"intermediate_size":1536,"num_hidden_layers":30,"num_attention_heads":9,
-            "num_key_value_heads":3,"head_dim":64,"max_position_embeddings":8192,"rms_norm_eps":1e-05,
-            "rope_theta":100000.0,"tie_word_embeddings":true,"torch_dtype":"bfloat16","bos_token_id":1,"eos_token_id":2}"#
-        }
+        "qwen2.5-0.5b" => include_str!("../../../tests/data/configs/Qwen2.5-0.5B.json"),
+        "smollm2-135m" => include_str!("../../../tests/data/configs/SmolLM2-135M.json"),
         other => bail!("--shape {other}: unknown shape (qwen2.5-0.5b, smollm2-135m)"),
     })
 }

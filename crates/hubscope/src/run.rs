@@ -152,13 +152,7 @@ pub fn load(path: &str, dev: &DeviceArgs, need_tokenizer: bool) -> Result<Loaded
         ),
     };
     let model = load_model(&folder, config, dev)?;
-    let mut generation = generation;
-    if generation.eos_token_ids.is_empty() {
-        // No eos_token_id in config.json or generation_config.json: stop on the tokenizer's.
-        generation
-            .eos_token_ids
-            .extend(tokenizer.as_ref().and_then(|t| t.eos_token_id));
-    }
+    let generation = generation.with_tokenizer_eos(tokenizer.as_ref().and_then(|t| t.eos_token_id));
     Ok(Loaded {
         model,
         tokenizer,

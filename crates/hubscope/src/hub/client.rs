@@ -204,29 +204,25 @@ impl HubClient {
         Ok(FileMeta { etag, size })
     }
 
-    /// GET a file from byte `from` (a Range request when `from > 0`). Returns whether the
-    /// server honoured the range (206) and the body reader.
-    pub fn get_from(
+    /// GET a file's resolve URL with an optional `Range` header value, following redirects
+    /// (the token goes only to the endpoint, never to a CDN it redirects to).
+    fn get(
         &self,
         repo: &RepoRef,
         file: &str,
-        from: u64,
-    ) -> std::result::Result<(bool, Box<dyn Read + Send>), Failure> {
+        range: Option<&str>,
+    ) -> std::result::Result<ureq::Response, Failure> {
         let mut url = resolve_url(&self.endpoint, repo, file);
         for _hop in 0..5 {
             let mut req = self.agent.get(&url).set("Accept-Encoding", "identity");
-            // The token goes only to the endpoint, never to a CDN it redirects to.
             if url.starts_with(&self.endpoint) {
                 req = self.auth(req);
             }
-            if from > 0 {
-                req = req.set("Range", &format!("bytes={from}-"));
+            if let Some(r) = range {
+                req = req.set("Range", r);
             }
             match req.call() {
-                Ok(r) => {
-                    let partial = r.status() == 206;
-                    return Ok((partial, Box::new(r.into_reader())));
-                }
+                Ok(r) => return Ok(r),
                 Err(ureq::Error::Status(s, r)) if (300..400).contains(&s) => {
                     let loc = r.header("Location").ok_or(Failure::Status(s, None))?;
                     url = if loc.starts_with('/') {
@@ -242,6 +238,19 @@ impl HubClient {
         Err(Failure::Transport("too many redirects".into()))
     }
 
+    /// GET a file from byte `from` (a Range request when `from > 0`). Returns whether the
+    /// server honoured the range (206) and the body reader.
+    pub fn get_from(
+        &self,
+        repo: &RepoRef,
+        file: &str,
+        from: u64,
+    ) -> std::result::Result<(bool, Box<dyn Read + Send>), Failure> {
+        let range = (from > 0).then(|| format!("bytes={from}-"));
+        let r = self.get(repo, file, range.as_deref())?;
+        Ok((r.status() == 206, Box::new(r.into_reader())))
+    }
+
     /// GET a byte range `[start, end]` (inclusive) of a file, or a whole small file.
     pub fn get_bytes(
         &self,
@@ -249,30 +258,10 @@ impl HubClient {
         file: &str,
         range: Option<(u64, u64)>,
     ) -> Result<Vec<u8>> {
-        let url = resolve_url(&self.endpoint, repo, file);
         let what = format!("{}: {file}", repo.id);
+        let header = range.map(|(a, b)| format!("bytes={a}-{b}"));
         self.retrying(&what, || {
-            let mut req = self.auth(self.agent.get(&url).set("Accept-Encoding", "identity"));
-            if let Some((a, b)) = range {
-                req = req.set("Range", &format!("bytes={a}-{b}"));
-            }
-            let agent_follow = ureq::AgentBuilder::new().build();
-            let resp = match req.call() {
-                Ok(r) => r,
-                Err(ureq::Error::Status(s, r)) if (300..400).contains(&s) => {
-                    let loc = r.header("Location").unwrap_or_default().to_string();
-                    let mut again = agent_follow.get(&loc);
-                    if let Some((a, b)) = range {
-                        again = again.set("Range", &format!("bytes={a}-{b}"));
-                    }
-                    again.call().map_err(|e| match e {
-                        ureq::Error::Status(s, r) => Failure::Status(s, retry_after(&r)),
-                        ureq::Error::Transport(t) => Failure::Transport(t.to_string()),
-                    })?
-                }
-                Err(ureq::Error::Status(s, r)) => return Err(Failure::Status(s, retry_after(&r))),
-                Err(ureq::Error::Transport(t)) => return Err(Failure::Transport(t.to_string())),
-            };
+            let resp = self.get(repo, file, header.as_deref())?;
             if range.is_some() && resp.status() != 206 {
                 return Err(Failure::Transport(
                     "the server ignored the Range request".into(),

@@ -290,7 +290,7 @@ fn scan_cache(cache: &Path, repos: &mut BTreeMap<String, RepoEntry>) -> Result<(
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default();
                 let size = std::fs::metadata(&real)?.len();
-                let lfs = etag.len() == 64;
+                let lfs = hubscope_core::hub::is_sha256(&etag);
                 files.insert(
                     rel.clone(),
                     FileEntry {
