@@ -6,9 +6,10 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/hubscope-target}"
 export CARGO_TERM_COLOR=never
 
 # System packages: Vulkan on the CPU (lavapipe) so the GPU code paths run without a GPU; curl;
-# Debian's Chromium and chromedriver for the browser tests (never a test tool's own browser).
+# Debian's Chromium and chromedriver for the browser tests (never a test tool's own browser),
+# with a CJK font so the screenshots show the Chinese text.
 need=()
-for pkg in mesa-vulkan-drivers libvulkan1 curl chromium chromium-driver; do
+for pkg in mesa-vulkan-drivers libvulkan1 curl chromium chromium-driver fonts-wqy-zenhei; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -23,10 +24,13 @@ cargo check --locked --target wasm32-unknown-unknown -p hubscope-core
 # The browser app (dist/), served by `hubscope serve --web dist` in the browser tests.
 bash scripts/build-web.sh
 
-# Python peers the tests talk to (safetensors, huggingface_hub), in a venv of our own.
+# Python peers the tests talk to, in a venv of our own: safetensors and huggingface_hub (Hub
+# and export tests); torch, transformers and peft (they load hubscope's exports and adapters
+# and count parameters; the versions that made the fixtures).
 py_env="$CARGO_TARGET_DIR/pyenv"
 [ -x "$py_env/bin/python" ] || python3 -m venv "$py_env"
-"$py_env/bin/pip" install -q --disable-pip-version-check safetensors numpy huggingface_hub
+"$py_env/bin/pip" install -q --disable-pip-version-check safetensors numpy huggingface_hub \
+  torch==2.15.0 transformers==4.57.6 peft==0.21.2
 export HUBSCOPE_PYTHON="$py_env/bin/python"
 
 # Unit tests, the transformers reference tests on ../shared/fixtures, and the CLI tests.

@@ -287,3 +287,57 @@ fn export_refuses_a_non_empty_target_and_leaves_nothing_half_written() {
         "{left:?}"
     );
 }
+
+/// transformers' `from_pretrained` loads hubscope's exports: sharded f32 (every fixture) and
+/// bf16 give the original's logits; an export with `--adapter` merged gives PEFT's logits.
+#[test]
+fn transformers_loads_the_exports() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ids: Vec<u32> = (0..12).map(|i| 100 + i * 37).collect();
+    let close = |a: &(Vec<u32>, Vec<f32>), b: &(Vec<u32>, Vec<f32>), tol: f32, what: &str| {
+        assert_eq!(a.0[..5], b.0[..5], "{what}: top-5 ids");
+        for (x, y) in a.1.iter().zip(&b.1).take(5) {
+            assert!((x - y).abs() <= tol, "{what}: {:?} vs {:?}", a.1, b.1);
+        }
+    };
+    for src in common::model_fixtures() {
+        let name = src.file_name().unwrap().to_string_lossy().into_owned();
+        let want = common::transformers_top16(&src, &ids, None);
+        let out = tmp.path().join(format!("{name}-f32"));
+        export(&src, &out, &["--max-shard-size", "10MB", "--dtype", "f32"]);
+        assert!(out.join("model.safetensors.index.json").is_file());
+        close(
+            &common::transformers_top16(&out, &ids, None),
+            &want,
+            1e-5,
+            &format!("{name} f32 shards"),
+        );
+        if name == "tiny-llama" {
+            let out = tmp.path().join(format!("{name}-bf16"));
+            export(&src, &out, &["--dtype", "bf16"]);
+            let got = common::transformers_top16(&out, &ids, None);
+            for (x, y) in got.1.iter().zip(&want.1).take(5) {
+                assert!(
+                    (x - y).abs() <= 0.25,
+                    "{name} bf16: {:?} vs {:?}",
+                    got.1,
+                    want.1
+                );
+            }
+        }
+    }
+    let base = common::fixtures().join("tiny-qwen2");
+    let adapter = common::fixtures().join("lora-tiny-qwen2/adapter_after");
+    let merged = tmp.path().join("merged");
+    export(
+        &base,
+        &merged,
+        &["--adapter", adapter.to_str().unwrap(), "--dtype", "f32"],
+    );
+    close(
+        &common::transformers_top16(&merged, &ids, None),
+        &common::transformers_top16(&base, &ids, Some(&adapter)),
+        1e-4,
+        "merged adapter vs PEFT",
+    );
+}

@@ -302,6 +302,12 @@ fn finetune_generate_adapter_and_merge_through_the_cli() {
     {
         assert!((g - w.as_f64().unwrap() as f32).abs() <= 1e-3);
     }
+    // Python peft loads the adapter hubscope wrote and gives the same probe logits.
+    let peft = common::transformers_top16(&f.join("tiny-qwen2"), &probe, Some(&out));
+    assert_eq!(peft.0[..5], i[..]);
+    for (g, w) in v.iter().zip(&peft.1) {
+        assert!((g - w).abs() <= 1e-4, "hubscope {v:?} vs peft {:?}", peft.1);
+    }
     // generate --adapter (PEFT's own adapter) and export --adapter (merged) agree.
     let probe_arg = probe
         .iter()
@@ -370,4 +376,76 @@ fn finetune_generate_adapter_and_merge_through_the_cli() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+}
+
+/// A fresh adapter (PEFT's initialisation, rank 2 on two targets, dropout while training)
+/// trained by the CLI: loss goes down, and Python peft loads the result and gives hubscope's
+/// probe logits with it.
+#[test]
+fn fresh_adapter_with_dropout_loads_in_peft() {
+    let r = reference();
+    let f = common::fixtures();
+    let base_dir = f.join("tiny-qwen2");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("adapter");
+    let train = |seed: &str, out: &Path| -> Vec<f64> {
+        let o = hubscope(&[
+            "finetune",
+            base_dir.to_str().unwrap(),
+            "--data",
+            lora_dir().join("data.jsonl").to_str().unwrap(),
+            "--lora-rank",
+            "2",
+            "--lora-alpha",
+            "4",
+            "--lora-dropout",
+            "0.1",
+            "--target",
+            "q_proj,v_proj",
+            "--lr",
+            "0.01",
+            "--epochs",
+            "3",
+            "--seed",
+            seed,
+            "--out",
+            out.to_str().unwrap(),
+            "--json",
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok()?["loss"].as_f64())
+            .collect()
+    };
+    let steps = train("7", &out);
+    // The seed fixes the initialisation and the dropout masks: the same seed trains the same
+    // way; another seed does not.
+    assert_eq!(train("7", &tmp.path().join("again")), steps);
+    assert_ne!(train("8", &tmp.path().join("other")), steps);
+    assert_eq!(steps.len(), 12);
+    let first: f64 = steps[..4].iter().sum();
+    let last: f64 = steps[8..].iter().sum();
+    assert!(last < first, "the loss must go down: {steps:?}");
+    let cfg =
+        AdapterConfig::from_json(&std::fs::read(out.join("adapter_config.json")).unwrap()).unwrap();
+    assert_eq!((cfg.r, cfg.lora_alpha, cfg.lora_dropout), (2, 4.0, 0.1));
+    let (mut m, _) = base();
+    assert_eq!(
+        attach(
+            &mut m,
+            &cfg,
+            &std::fs::read(out.join("adapter_model.safetensors")).unwrap()
+        )
+        .unwrap(),
+        4,
+        "2 targets × 2 layers"
+    );
+    let probe = ids(&r["probe"]["input_ids"]);
+    let (i, v) = top5(&m, &probe);
+    let peft = common::transformers_top16(&base_dir, &probe, Some(&out));
+    assert_eq!(peft.0[..5], i[..]);
+    for (g, w) in v.iter().zip(&peft.1) {
+        assert!((g - w).abs() <= 1e-4, "hubscope {v:?} vs peft {:?}", peft.1);
+    }
 }

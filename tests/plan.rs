@@ -39,6 +39,27 @@ fn parameter_totals_from_config_alone() {
     }
 }
 
+/// The same totals from transformers itself (tests/data/count_params.py builds each model on
+/// the meta device from the committed config).
+#[test]
+fn transformers_counts_the_same_parameters() {
+    let o = Command::new(common::torch_python())
+        .arg(common::data_script("count_params.py"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    for (name, want) in COUNTS {
+        let line = out
+            .lines()
+            .find(|l| l.split(' ').next() == Some(name))
+            .unwrap_or_else(|| panic!("{name} missing in {out}"));
+        let got: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert_eq!(got, want, "transformers' count of {name}");
+        assert_eq!(model_tree(&config(name)).num_params() as u64, got, "{name}");
+    }
+}
+
 #[test]
 fn kv_cache_weights_and_lora_counts() {
     let c = config("Qwen2.5-0.5B");

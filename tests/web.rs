@@ -7,7 +7,7 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -162,6 +162,60 @@ impl Browser {
             );
             std::thread::sleep(Duration::from_millis(250));
         }
+    }
+
+    /// An `<input>`/`<textarea>`'s current value.
+    fn value(&self, id: &str) -> String {
+        self.js(&format!(
+            "const e = document.getElementById('{id}'); return e ? e.value : null;"
+        ))
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+    }
+
+    /// Type into a field as a user would (the value, then an `input` event).
+    fn set(&self, id: &str, value: &str) {
+        self.cmd(
+            "POST",
+            "execute/sync",
+            Some(json!({"script": "const e = document.getElementById(arguments[0]); e.value = arguments[1]; e.dispatchEvent(new Event('input', {bubbles: true})); return null;", "args": [id, value]})),
+        );
+    }
+
+    /// Choose a local file in an `<input type=file>` (WebDriver's Element Send Keys).
+    fn upload(&self, id: &str, path: &Path) {
+        let e = self.cmd(
+            "POST",
+            "element",
+            Some(json!({"using": "css selector", "value": format!("#{id}")})),
+        );
+        let eid = e["element-6066-11e4-a52e-4f735466cecf"]
+            .as_str()
+            .expect("element id")
+            .to_string();
+        self.cmd(
+            "POST",
+            &format!("element/{eid}/value"),
+            Some(json!({"text": path.canonicalize().expect("file").to_string_lossy()})),
+        );
+    }
+
+    /// The bytes behind a link (a blob: URL the page made), fetched inside the page.
+    fn link_bytes(&self, id: &str) -> Vec<u8> {
+        let v = self.cmd(
+            "POST",
+            "execute/async",
+            Some(json!({"script": "const done = arguments[arguments.length - 1];
+                fetch(document.getElementById(arguments[0]).href).then(r => r.arrayBuffer()).then(b => {
+                    const u = new Uint8Array(b); let s = '';
+                    for (let i = 0; i < u.length; i++) s += String.fromCharCode(u[i]);
+                    done(btoa(s));
+                }).catch(e => done('ERR ' + e));", "args": [id]})),
+        );
+        let s = v.as_str().expect("base64");
+        assert!(!s.starts_with("ERR"), "{id}: {s}");
+        decode_base64(s)
     }
 
     fn click(&self, id: &str) {
@@ -347,4 +401,131 @@ fn server_going_away_mid_download_is_reported() {
                 .unwrap_or("")
                 .contains("hidden")
     );
+}
+
+/// The Fine-tune tab trains the PEFT reference schedule (adapter_init, lr 1e-3, 2 epochs of
+/// data.jsonl, batch 1) in the page, on WebGPU and on the CPU: every step's loss within 1e-3
+/// of PEFT's; the downloaded adapter gives PEFT's probe logits after training; the chat runs.
+#[test]
+fn browser_fine_tune_reproduces_peft() {
+    use hubscope_core::burn::tensor::Device;
+    use hubscope_core::lora::{AdapterConfig, attach};
+    use hubscope_core::{ComputeDtype, Model, ModelConfig};
+
+    let (_server, url) = serve(&[]);
+    let b = Browser::start();
+    let ep = enc(&url);
+    let lora = common::fixtures().join("lora-tiny-qwen2");
+    let r: Value =
+        serde_json::from_slice(&std::fs::read(lora.join("reference.json")).unwrap()).unwrap();
+
+    // A bad data line is reported with its number, before anything is downloaded.
+    b.go(&format!(
+        "{url}/?model=fx/tiny-qwen2&endpoint={ep}&tab=finetune"
+    ));
+    b.wait_text("ft-train", 30, |t| !t.is_empty());
+    b.set(
+        "ft-data",
+        "{\"instruction\": \"a\", \"output\": \"b\"}\n{oops",
+    );
+    b.click("ft-train");
+    let e = b.wait_text("error", 30, |t| !t.is_empty());
+    assert!(e.contains("line 2"), "{e}");
+
+    for device in ["webgpu", "cpu"] {
+        b.go(&format!(
+            "{url}/?model=fx/tiny-qwen2&endpoint={ep}&tab=finetune&device={device}&ft_init=fx/lora-tiny-qwen2&ft_init_sub=adapter_init&ft_lr=0.001&ft_epochs=2&ft_batch=1"
+        ));
+        b.wait_text("ft-train", 30, |t| !t.is_empty());
+        b.upload("ft-file", &lora.join("data.jsonl"));
+        let t0 = Instant::now();
+        while !b.value("ft-data").contains("messages") {
+            assert!(t0.elapsed() < Duration::from_secs(10), "upload not read");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        b.click("ft-train");
+        b.wait_text("ft-status", 600, |t| t == "done");
+        assert_eq!(
+            b.text("device-label"),
+            if device == "webgpu" {
+                "WebGPU"
+            } else {
+                "CPU (wasm)"
+            }
+        );
+        assert!(
+            b.text("ft-trainable").contains("r=4, alpha=8"),
+            "{}",
+            b.text("ft-trainable")
+        );
+        let got: Vec<f64> = b
+            .js("return Array.from(document.querySelectorAll('#ft-losses li')).map(e => e.textContent)")
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().parse().unwrap())
+            .collect();
+        let want: Vec<f64> = r["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["loss"].as_f64().unwrap())
+            .collect();
+        assert_eq!(got.len(), want.len(), "{device}: {got:?}");
+        for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!((g - w).abs() <= 1e-3, "{device} step {k}: {g} vs PEFT {w}");
+        }
+        assert!(
+            b.text("ft-line").contains("step 8/8"),
+            "{}",
+            b.text("ft-line")
+        );
+
+        // The adapter the page offers for download is PEFT's trained adapter.
+        let cfg = AdapterConfig::from_json(&b.link_bytes("ft-dl-adapter_config")).unwrap();
+        let weights = b.link_bytes("ft-dl-adapter_model");
+        let dir = common::fixtures().join("tiny-qwen2");
+        let config =
+            ModelConfig::from_json(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+        let w = std::fs::read(dir.join("model.safetensors")).unwrap();
+        let mut m = Model::from_safetensors(
+            config,
+            &[("model.safetensors".into(), &w)],
+            ComputeDtype::F32,
+            &Device::flex(),
+        )
+        .unwrap();
+        attach(&mut m, &cfg, &weights).unwrap();
+        let probe: Vec<u32> = r["probe"]["input_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect();
+        let mut cache = m.new_cache();
+        let logits = pollster::block_on(hubscope_core::generate::read_f32(
+            m.step(&probe, &mut cache).unwrap(),
+        ))
+        .unwrap();
+        for (id, v) in r["probe"]["top5_after"]["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(r["probe"]["top5_after"]["values"].as_array().unwrap())
+        {
+            let got = logits[id.as_u64().unwrap() as usize] as f64;
+            assert!(
+                (got - v.as_f64().unwrap()).abs() <= 1e-3,
+                "{device}: downloaded adapter, probe logit of {id}: {got} vs {v}"
+            );
+        }
+
+        // Chat with the trained model.
+        b.set("ft-prompt", "What does 0.5B mean for a model?");
+        b.click("ft-ask");
+        b.wait_text("ft-output", 120, |t| !t.is_empty());
+        if device == "webgpu" {
+            b.screenshot("finetune");
+        }
+    }
 }

@@ -51,3 +51,67 @@ pub fn python() -> PathBuf {
     );
     p
 }
+
+/// `python()` with torch, transformers and peft (scripts/test.sh installs them in the venv):
+/// the peers that check hubscope's exports, adapters and parameter counts.
+pub fn torch_python() -> PathBuf {
+    let p = python();
+    let ok = std::process::Command::new(&p)
+        .args(["-c", "import torch, transformers, peft"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "{} lacks torch/transformers/peft: run scripts/test.sh, or set HUBSCOPE_PYTHON",
+        p.display()
+    );
+    p
+}
+
+/// A committed helper script under tests/data.
+pub fn data_script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/data")
+        .join(name)
+}
+
+/// transformers' top-16 last-position logits for `ids` (tests/data/transformers_logits.py),
+/// with a PEFT adapter when given: `(ids, values)`.
+pub fn transformers_top16(
+    model: &std::path::Path,
+    ids: &[u32],
+    adapter: Option<&std::path::Path>,
+) -> (Vec<u32>, Vec<f32>) {
+    let ids: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+    let mut cmd = std::process::Command::new(torch_python());
+    cmd.arg(data_script("transformers_logits.py"))
+        .arg(model)
+        .arg(ids.join(","));
+    if let Some(a) = adapter {
+        cmd.arg(a);
+    }
+    let o = cmd.output().expect("python");
+    assert!(
+        o.status.success(),
+        "transformers_logits.py: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(
+        o.stdout
+            .split(|b| *b == b'\n')
+            .rfind(|l| l.starts_with(b"{"))
+            .expect("json line"),
+    )
+    .expect("json");
+    let list = |k: &str| v[k].as_array().expect(k).clone();
+    (
+        list("ids")
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect(),
+        list("values")
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect(),
+    )
+}

@@ -52,11 +52,93 @@ fn query() -> Vec<(String, String)> {
         "gpu_gb",
     ];
     keys.iter()
+        .chain(crate::finetune::QUERY_KEYS)
         .filter_map(|k| p.get(k).map(|v| (k.to_string(), v)))
         .collect()
 }
 
-fn message(lang: Lang, e: &AppError) -> String {
+/// The URL query: `get(key, default)`.
+pub struct Query(Vec<(String, String)>);
+
+impl Query {
+    pub fn get(&self, k: &str, d: &str) -> String {
+        self.0
+            .iter()
+            .find(|(kk, _)| kk == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| d.to_string())
+    }
+}
+
+/// The page state every panel shares.
+#[derive(Clone, Copy)]
+pub struct Ctx {
+    pub lang: RwSignal<Lang>,
+    pub endpoint: RwSignal<String>,
+    pub repo: RwSignal<String>,
+    pub revision: RwSignal<String>,
+    pub token: RwSignal<String>,
+    pub device_choice: RwSignal<String>,
+    pub device_label: RwSignal<String>,
+    pub limits: RwSignal<Option<(f64, f64, bool)>>,
+    pub view: RwSignal<Option<Rc<RepoView>>, LocalStorage>,
+    pub status: RwSignal<String>,
+    pub error: RwSignal<String>,
+    pub busy: RwSignal<bool>,
+    pub progress: RwSignal<(u64, u64)>,
+}
+
+impl Ctx {
+    pub fn source(&self) -> Source {
+        Source {
+            endpoint: self.endpoint.get_untracked(),
+            repo: self.repo.get_untracked(),
+            revision: self.revision.get_untracked(),
+            token: self.token.get_untracked(),
+        }
+    }
+
+    /// The repo read header-only, once per repo and revision.
+    pub async fn open(self) -> Result<Rc<RepoView>, AppError> {
+        let src = self.source();
+        if let Some(v) = self.view.get_untracked().filter(|v| {
+            v.repo.id == src.repo.trim()
+                && (src.revision == v.repo.revision || src.revision == v.commit)
+        }) {
+            return Ok(v);
+        }
+        self.status
+            .set(t(self.lang.get_untracked(), "loading").into());
+        let v = Rc::new(engine::open_repo(&src).await?);
+        self.view.set(Some(v.clone()));
+        self.status.set(String::new());
+        Ok(v)
+    }
+
+    /// Show an error in the page's language.
+    pub fn fail(&self, e: &AppError) {
+        self.error.set(message(self.lang.get_untracked(), e));
+    }
+
+    /// The device chosen for `config` (see `engine::pick_device`), shown in the header.
+    pub async fn device(
+        &self,
+        config: &hubscope_core::ModelConfig,
+        dtype: ComputeDtype,
+    ) -> Result<(hubscope_core::burn::tensor::Device, &'static str), AppError> {
+        let (d, label) = engine::pick_device(
+            &self.device_choice.get_untracked(),
+            self.limits.get_untracked(),
+            config,
+            dtype,
+        )
+        .await?;
+        self.device_label.set(label.into());
+        Ok((d, label))
+    }
+}
+
+pub fn message(lang: Lang, e: &AppError) -> String {
     match e {
         AppError::Fetch(FetchError::Status(404, url)) => format!("{} ({url})", t(lang, "err.404")),
         AppError::Fetch(FetchError::Status(401 | 403, _)) => t(lang, "err.401").to_string(),
@@ -65,6 +147,7 @@ fn message(lang: Lang, e: &AppError) -> String {
         AppError::Model(m) if m.contains("model_type") => format!("{}: {m}", t(lang, "err.arch")),
         AppError::Model(m) => m.clone(),
         AppError::TooBig(m) => format!("{}: {m}", t(lang, "err.too_big")),
+        AppError::NoWebGpu => t(lang, "no_webgpu").to_string(),
     }
 }
 
@@ -125,13 +208,8 @@ fn tree_view(
 
 #[component]
 pub fn App() -> impl IntoView {
-    let q = query();
-    let get = |k: &str, d: &str| {
-        q.iter()
-            .find(|(kk, _)| kk == k)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_else(|| d.to_string())
-    };
+    let q = Query(query());
+    let get = |k: &str, d: &str| q.get(k, d);
     let lang = RwSignal::new(Lang::parse(&get("lang", "en")));
     let tab = RwSignal::new(get("tab", "model"));
     let endpoint = RwSignal::new(get("endpoint", hubscope_core::hub::DEFAULT_ENDPOINT));
@@ -162,6 +240,23 @@ pub fn App() -> impl IntoView {
     let from_cache = RwSignal::new(false);
     let device_label = RwSignal::new(String::new());
     let stop_flag = Rc::new(Cell::new(false));
+    let ctx = Ctx {
+        lang,
+        endpoint,
+        repo,
+        revision,
+        token,
+        device_choice,
+        device_label,
+        limits,
+        view: view_sig,
+        status,
+        error,
+        busy,
+        progress,
+    };
+    let finetune_panel =
+        crate::finetune::panel(ctx, &q, Signal::derive(move || tab.get() == "finetune"));
 
     // The URL follows the view (never the token).
     Effect::new(move |_| {
@@ -195,35 +290,12 @@ pub fn App() -> impl IntoView {
         limits.set(l);
     });
 
-    let source = move || Source {
-        endpoint: endpoint.get_untracked(),
-        repo: repo.get_untracked(),
-        revision: revision.get_untracked(),
-        token: token.get_untracked(),
-    };
-
-    let open = move || async move {
-        let src = source();
-        let current = view_sig.get_untracked();
-        if let Some(v) = current.filter(|v| {
-            v.repo.id == src.repo.trim()
-                && (src.revision == v.repo.revision || src.revision == v.commit)
-        }) {
-            return Ok(v);
-        }
-        status.set(t(lang.get_untracked(), "loading").into());
-        let v = Rc::new(engine::open_repo(&src).await?);
-        view_sig.set(Some(v.clone()));
-        status.set(String::new());
-        Ok::<_, AppError>(v)
-    };
-
     let load_repo = move || {
         error.set(String::new());
         spawn_local(async move {
             busy.set(true);
-            if let Err(e) = open().await {
-                error.set(message(lang.get_untracked(), &e));
+            if let Err(e) = ctx.open().await {
+                ctx.fail(&e);
                 status.set(String::new());
             }
             busy.set(false);
@@ -240,61 +312,17 @@ pub fn App() -> impl IntoView {
         spawn_local(async move {
             busy.set(true);
             let result: Result<(), AppError> = async {
-                let v = open().await?;
+                let v = ctx.open().await?;
                 let lang_now = lang.get_untracked();
                 let compute =
                     ComputeDtype::parse(&dtype.get_untracked()).unwrap_or(ComputeDtype::F32);
-                let lim = limits.get_untracked();
-                let use_gpu = match device_choice.get_untracked().as_str() {
-                    "cpu" => false,
-                    "webgpu" => true,
-                    _ => lim.is_some(),
-                };
-                // Say so before downloading: a tensor the adapter cannot bind, or too much for wasm.
-                let bytes_per = if compute == ComputeDtype::F32 { 4 } else { 2 };
-                let tree = model_tree(&v.config);
-                if use_gpu {
-                    let (_, binding, _) =
-                        lim.ok_or_else(|| AppError::Model(t(lang_now, "no_webgpu").into()))?;
-                    for p in tree.all_params() {
-                        let b = (p.numel() * bytes_per) as f64;
-                        if p.tied_to.is_none() && b > binding {
-                            return Err(AppError::TooBig(format!(
-                                "{} {:?} is {} in {}, the adapter binds at most {}",
-                                p.path,
-                                p.shape,
-                                human(b),
-                                compute.name(),
-                                human(binding)
-                            )));
-                        }
-                    }
-                }
-                let weights = (tree.num_params() * bytes_per) as f64;
-                if !use_gpu && weights > 1.5e9 {
-                    return Err(AppError::TooBig(format!(
-                        "{} of weights in {}; WebAssembly memory holds about 2 GB",
-                        human(weights),
-                        compute.name()
-                    )));
-                }
-                let device = if use_gpu {
-                    engine::webgpu_device().await.map_err(AppError::Model)?
-                } else {
-                    hubscope_core::burn::tensor::Device::flex()
-                };
-                let label = if use_gpu {
-                    "WebGPU".to_string()
-                } else {
-                    "CPU (wasm)".to_string()
-                };
-                device_label.set(label.clone());
+                let (device, label) = ctx.device(&v.config, compute).await?;
                 let stop2 = stop.clone();
                 let loaded = engine::load(
-                    &source(),
+                    &ctx.source(),
                     &v,
                     &device,
-                    &label,
+                    label,
                     compute,
                     &|got, total| progress.set((got, total)),
                     &move || stop2.get(),
@@ -350,7 +378,7 @@ pub fn App() -> impl IntoView {
             }
             .await;
             if let Err(e) = result {
-                error.set(message(lang.get_untracked(), &e));
+                ctx.fail(&e);
             }
             busy.set(false);
         });
@@ -365,7 +393,7 @@ pub fn App() -> impl IntoView {
         }
     }
 
-    let tabs = ["model", "structure", "memory", "generate"];
+    let tabs = ["model", "structure", "memory", "generate", "finetune"];
     let run_click = run.clone();
     let stop_click = stop_flag.clone();
     let input = |sig: RwSignal<String>| move |ev| sig.set(event_target_value(&ev));
@@ -379,7 +407,7 @@ pub fn App() -> impl IntoView {
             {tabs.into_iter().map(|name| view! {
                 <button id=format!("tab-{name}") class:active=move || tab.get() == name on:click=move |_| {
                     tab.set(name.to_string());
-                    if name != "model" && name != "generate" { load_repo(); }
+                    if name == "structure" || name == "memory" { load_repo(); }
                 }>{move || t(lang.get(), &format!("tab.{name}"))}</button>
             }).collect_view()}
             <span class="device">{move || t(lang.get(), "device")}": "
@@ -504,5 +532,7 @@ pub fn App() -> impl IntoView {
             <h3>{move || t(lang.get(), "output")}" "<small><span id="tok-s">{move || tok_s.get()}</span>" "{move || t(lang.get(), "tok_s")}</small></h3>
             <pre id="output">{move || output.get()}</pre>
         </section>
+
+        {finetune_panel}
     }
 }

@@ -7,6 +7,8 @@ use std::rc::Rc;
 
 use burn::tensor::Device;
 use hubscope_core::hub::{RepoRef, info_url, resolve_url};
+use hubscope_core::lora::AdapterConfig;
+use hubscope_core::structure::model_tree;
 use hubscope_core::weights::{ComputeDtype, FileHeader, ShardIndex, header_len};
 use hubscope_core::{Model, ModelConfig};
 use serde_json::Value;
@@ -46,6 +48,7 @@ pub enum AppError {
     Fetch(FetchError),
     Model(String),
     TooBig(String),
+    NoWebGpu,
 }
 
 impl From<FetchError> for AppError {
@@ -209,7 +212,149 @@ pub struct Loaded {
     pub from_cache: bool,
 }
 
-/// Download (or take from Cache Storage) what generation needs and build the model.
+/// The device for a run: WebGPU when chosen, or (auto) when the browser has an adapter, else
+/// burn's CPU backend in WebAssembly. Refuses, before any download, a tensor the adapter
+/// cannot bind or weights too big for wasm memory. Returns the device and its label.
+pub async fn pick_device(
+    choice: &str,
+    limits: Option<(f64, f64, bool)>,
+    config: &ModelConfig,
+    dtype: ComputeDtype,
+) -> Result<(Device, &'static str), AppError> {
+    let use_gpu = match choice {
+        "cpu" => false,
+        "webgpu" => true,
+        _ => limits.is_some(),
+    };
+    let bytes_per = if dtype == ComputeDtype::F32 { 4 } else { 2 };
+    let tree = model_tree(config);
+    let human = |b: f64| hubscope_core::units::human_bytes(b as u64);
+    if use_gpu {
+        let (_, binding, _) = limits.ok_or(AppError::NoWebGpu)?;
+        for p in tree.all_params() {
+            let b = (p.numel() * bytes_per) as f64;
+            if p.tied_to.is_none() && b > binding {
+                return Err(AppError::TooBig(format!(
+                    "{} {:?} is {} in {}, the adapter binds at most {}",
+                    p.path,
+                    p.shape,
+                    human(b),
+                    dtype.name(),
+                    human(binding)
+                )));
+            }
+        }
+        let device = webgpu_device().await.map_err(AppError::Model)?;
+        return Ok((device, "WebGPU"));
+    }
+    let weights = (tree.num_params() * bytes_per) as f64;
+    if weights > 1.5e9 {
+        return Err(AppError::TooBig(format!(
+            "{} of weights in {}; WebAssembly memory holds about 2 GB",
+            human(weights),
+            dtype.name()
+        )));
+    }
+    Ok((Device::flex(), "CPU (wasm)"))
+}
+
+/// Everything a model needs from its repo, from Cache Storage where possible.
+struct Files {
+    weights: Vec<(String, Vec<u8>)>,
+    tokenizer_json: Vec<u8>,
+    tokenizer_config: Option<Vec<u8>>,
+    generation_config: Option<Vec<u8>>,
+    all_cached: bool,
+}
+
+async fn fetch_files(
+    src: &Source,
+    view: &RepoView,
+    progress: &dyn Fn(u64, u64),
+    cancel: &dyn Fn() -> bool,
+) -> Result<Files, AppError> {
+    let pinned = RepoRef {
+        id: view.repo.id.clone(),
+        revision: view.commit.clone(),
+    };
+    let endpoint = src.endpoint.trim();
+    // tokenizer.json is megabytes: kept in Cache Storage like the weights.
+    let tok_url = resolve_url(endpoint, &pinned, "tokenizer.json");
+    let tokenizer_json = match download(&tok_url, src.token(), None, &|_, _| {}, cancel).await {
+        Ok((b, _)) => b,
+        Err(FetchError::Status(404, _)) => {
+            return Err(AppError::Model(
+                "tokenizer.json: missing in the repo".into(),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let tokenizer_config = small(endpoint, &pinned, src.token(), "tokenizer_config.json").await?;
+    let generation_config = small(endpoint, &pinned, src.token(), "generation_config.json").await?;
+    let total: u64 = view
+        .headers
+        .iter()
+        .map(|h| (h.data_start + h.data_len) as u64)
+        .sum();
+    let mut done = 0u64;
+    let mut weights = vec![];
+    let mut all_cached = true;
+    for h in &view.headers {
+        let url = resolve_url(endpoint, &pinned, &h.file);
+        let size = (h.data_start + h.data_len) as u64;
+        let base = done;
+        let (bytes, cached) = download(
+            &url,
+            src.token(),
+            Some(size),
+            &|got, _| progress(base + got, total),
+            cancel,
+        )
+        .await?;
+        all_cached &= cached;
+        done += size;
+        weights.push((h.file.clone(), bytes));
+    }
+    Ok(Files {
+        weights,
+        tokenizer_json,
+        tokenizer_config,
+        generation_config,
+        all_cached,
+    })
+}
+
+fn build(
+    view: &RepoView,
+    files: Files,
+    dtype: ComputeDtype,
+    device: &Device,
+) -> Result<Loaded, AppError> {
+    let shards: Vec<(String, &[u8])> = files
+        .weights
+        .iter()
+        .map(|(n, b)| (n.clone(), b.as_slice()))
+        .collect();
+    let model = Model::from_safetensors(view.config.clone(), &shards, dtype, device)?;
+    let tokenizer = hubscope_core::text::Tokenizer::from_bytes(
+        &files.tokenizer_json,
+        files.tokenizer_config.as_deref(),
+    )?;
+    let generation = hubscope_core::sampling::GenerationConfig::from_model(
+        &view.config,
+        files.generation_config.as_deref(),
+    )?
+    .with_tokenizer_eos(tokenizer.eos_token_id);
+    Ok(Loaded {
+        model,
+        tokenizer,
+        generation,
+        from_cache: files.all_cached,
+    })
+}
+
+/// The model for generation: downloaded (or taken from Cache Storage) and built once per
+/// repo, commit, device and dtype; the previous one is freed first.
 pub async fn load(
     src: &Source,
     view: &RepoView,
@@ -235,70 +380,63 @@ pub async fn load(
     }) {
         return Ok(l);
     }
-    LOADED.with(|l| *l.borrow_mut() = None); // free the previous model first
-    let pinned = RepoRef {
-        id: view.repo.id.clone(),
-        revision: view.commit.clone(),
-    };
-    let endpoint = src.endpoint.trim();
-    // tokenizer.json is megabytes: kept in Cache Storage like the weights.
-    let tok_url = resolve_url(endpoint, &pinned, "tokenizer.json");
-    let tokenizer_json = match download(&tok_url, src.token(), None, &|_, _| {}, cancel).await {
-        Ok((b, _)) => b,
-        Err(FetchError::Status(404, _)) => {
-            return Err(AppError::Model(
-                "tokenizer.json: missing in the repo".into(),
-            ));
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let tokenizer_config = small(endpoint, &pinned, src.token(), "tokenizer_config.json").await?;
-    let generation_config = small(endpoint, &pinned, src.token(), "generation_config.json").await?;
-    let total: u64 = view
-        .headers
-        .iter()
-        .map(|h| (h.data_start + h.data_len) as u64)
-        .sum();
-    let mut done = 0u64;
-    let mut bufs = vec![];
-    let mut all_cached = true;
-    for h in &view.headers {
-        let url = resolve_url(endpoint, &pinned, &h.file);
-        let size = (h.data_start + h.data_len) as u64;
-        let base = done;
-        let (bytes, cached) = download(
-            &url,
-            src.token(),
-            Some(size),
-            &|got, _| progress(base + got, total),
-            cancel,
-        )
-        .await?;
-        all_cached &= cached;
-        done += size;
-        bufs.push((h.file.clone(), bytes));
-    }
-    let files: Vec<(String, &[u8])> = bufs
-        .iter()
-        .map(|(n, b)| (n.clone(), b.as_slice()))
-        .collect();
-    let model = Model::from_safetensors(view.config.clone(), &files, dtype, device)?;
-    drop(bufs);
-    let tokenizer =
-        hubscope_core::text::Tokenizer::from_bytes(&tokenizer_json, tokenizer_config.as_deref())?;
-    let generation = hubscope_core::sampling::GenerationConfig::from_model(
-        &view.config,
-        generation_config.as_deref(),
-    )?
-    .with_tokenizer_eos(tokenizer.eos_token_id);
-    let loaded = Rc::new(Loaded {
-        model,
-        tokenizer,
-        generation,
-        from_cache: all_cached,
-    });
+    free_loaded();
+    let files = fetch_files(src, view, progress, cancel).await?;
+    let loaded = Rc::new(build(view, files, dtype, device)?);
     LOADED.with(|l| *l.borrow_mut() = Some((key, loaded.clone())));
     Ok(loaded)
+}
+
+/// A model of the caller's own (to train): not shared, not kept.
+pub async fn load_owned(
+    src: &Source,
+    view: &RepoView,
+    device: &Device,
+    dtype: ComputeDtype,
+    progress: &dyn Fn(u64, u64),
+    cancel: &dyn Fn() -> bool,
+) -> Result<Loaded, AppError> {
+    free_loaded();
+    let files = fetch_files(src, view, progress, cancel).await?;
+    build(view, files, dtype, device)
+}
+
+/// Drop the generation model (its device memory goes with it).
+pub fn free_loaded() {
+    LOADED.with(|l| *l.borrow_mut() = None);
+}
+
+/// A PEFT adapter from a Hub repo (optionally a subfolder of it): `adapter_config.json` and
+/// `adapter_model.safetensors`, as `PeftModel.from_pretrained(model, repo, subfolder=…)` reads.
+pub async fn fetch_adapter(
+    src: &Source,
+    repo: &str,
+    subfolder: &str,
+) -> Result<(AdapterConfig, Vec<u8>), AppError> {
+    let repo = RepoRef::parse(repo.trim(), None)?;
+    let sub = subfolder.trim().trim_matches('/');
+    let path = |f: &str| {
+        if sub.is_empty() {
+            f.to_string()
+        } else {
+            format!("{sub}/{f}")
+        }
+    };
+    let endpoint = src.endpoint.trim();
+    let cfg = get(
+        &resolve_url(endpoint, &repo, &path("adapter_config.json")),
+        src.token(),
+        None,
+    )
+    .await?;
+    let cfg = AdapterConfig::from_json(&cfg)?;
+    let weights = get(
+        &resolve_url(endpoint, &repo, &path("adapter_model.safetensors")),
+        src.token(),
+        None,
+    )
+    .await?;
+    Ok((cfg, weights))
 }
 
 /// A small file of the repo, None if the repo lacks it.

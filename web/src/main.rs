@@ -4,6 +4,7 @@
 mod app;
 mod engine;
 mod fetch;
+mod finetune;
 mod i18n;
 
 fn main() {

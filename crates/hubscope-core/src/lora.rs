@@ -66,6 +66,9 @@ impl AdapterConfig {
         if c.r == 0 {
             return Err(bad("r", "must be at least 1"));
         }
+        if !(0.0..1.0).contains(&c.lora_dropout) {
+            return Err(bad("lora_dropout", "must be in [0, 1)"));
+        }
         for t in &c.target_modules {
             if !TARGETS.contains(&t.as_str()) {
                 return Err(bad(
@@ -78,6 +81,42 @@ impl AdapterConfig {
             }
         }
         Ok(c)
+    }
+
+    /// A new adapter's settings, checked: rank ≥ 1, dropout in [0, 1), known targets.
+    pub fn fresh(r: usize, lora_alpha: f64, lora_dropout: f64, targets: &[String]) -> Result<Self> {
+        let bad = |field: &str, message: String| Error::InvalidField {
+            file: "LoRA settings".into(),
+            field: field.into(),
+            message,
+        };
+        if r == 0 {
+            return Err(bad("rank", "must be at least 1".into()));
+        }
+        if !(0.0..1.0).contains(&lora_dropout) {
+            return Err(bad("dropout", format!("{lora_dropout} is not in [0, 1)")));
+        }
+        if targets.is_empty() {
+            return Err(bad("target", "name at least one linear layer".into()));
+        }
+        for t in targets {
+            if !TARGETS.contains(&t.as_str()) {
+                return Err(bad(
+                    "target",
+                    format!("`{t}` is not a linear layer ({})", TARGETS.join(", ")),
+                ));
+            }
+        }
+        Ok(AdapterConfig {
+            r,
+            lora_alpha,
+            lora_dropout,
+            target_modules: targets.to_vec(),
+            use_rslora: false,
+            use_dora: false,
+            bias: "none".into(),
+            base_model_name_or_path: None,
+        })
     }
 
     pub fn scale(&self) -> f64 {
@@ -201,6 +240,7 @@ pub fn attach(model: &mut Model, config: &AdapterConfig, weights: &[u8]) -> Resu
             lora_a,
             lora_b,
             scale,
+            dropout: config.lora_dropout,
         });
         count += 1;
     }
@@ -255,6 +295,45 @@ pub async fn adapter_tensors(model: &mut Model) -> Result<Vec<(String, TensorDat
         }
     }
     Ok(out)
+}
+
+/// PEFT's `adapter_model.safetensors` from [`adapter_tensors`].
+pub fn adapter_safetensors(tensors: &[(String, TensorData)]) -> Result<Vec<u8>> {
+    let st_err = |e: safetensors::SafeTensorError| Error::Safetensors {
+        file: "adapter_model.safetensors".into(),
+        message: e.to_string(),
+    };
+    let mut views = vec![];
+    for (n, d) in tensors {
+        let view = safetensors::tensor::TensorView::new(
+            safetensors::Dtype::F32,
+            d.shape().to_vec(),
+            d.as_bytes(),
+        )
+        .map_err(st_err)?;
+        views.push((n.clone(), view));
+    }
+    let meta: HashMap<String, String> = [("format".to_string(), "pt".to_string())].into();
+    safetensors::serialize(views, Some(meta)).map_err(st_err)
+}
+
+/// The adapter folder PEFT loads: `adapter_config.json` and `adapter_model.safetensors`.
+pub async fn adapter_files(
+    model: &mut Model,
+    config: &AdapterConfig,
+    base_model: &str,
+) -> Result<Vec<crate::export::OutFile>> {
+    let tensors = adapter_tensors(model).await?;
+    Ok(vec![
+        crate::export::OutFile {
+            name: "adapter_config.json".into(),
+            bytes: config.to_json(base_model),
+        },
+        crate::export::OutFile {
+            name: "adapter_model.safetensors".into(),
+            bytes: adapter_safetensors(&tensors)?,
+        },
+    ])
 }
 
 /// Mean cross-entropy of `labels` (−100 = ignored) under the model, shifted by one as
@@ -348,6 +427,120 @@ pub fn make_trainable(model: &mut Model) {
     }
 }
 
+/// Stop training: the adapters become constants (no graph is recorded, no dropout), so the
+/// trained model generates at inference speed.
+pub fn freeze(model: &mut Model) {
+    for p in adapters(model) {
+        let t = p.val().detach();
+        *p = Param::from_tensor(t);
+    }
+}
+
+/// Put an adapter on a model that lives on an autodiff device and make it the only trainable
+/// part: `init` (a PEFT adapter's config and `adapter_model.safetensors`) when given — its
+/// rank, alpha and targets win — else a fresh one with `fresh`'s settings, PEFT-initialised
+/// from `seed`. `seed` also seeds the dropout masks. Returns the adapter's config.
+pub fn start_training(
+    model: &mut Model,
+    init: Option<(AdapterConfig, &[u8])>,
+    fresh: AdapterConfig,
+    seed: u64,
+) -> Result<AdapterConfig> {
+    let cfg = match init {
+        Some((cfg, weights)) => {
+            attach(model, &cfg, weights)?;
+            cfg
+        }
+        None => {
+            init_adapter(model, &fresh, seed);
+            fresh
+        }
+    };
+    model.device.seed(seed);
+    make_trainable(model);
+    Ok(cfg)
+}
+
+/// One optimizer step's outcome.
+#[derive(Debug, Clone, Copy)]
+pub struct StepReport {
+    pub epoch: usize,
+    /// 0-based, over all epochs.
+    pub step: usize,
+    pub total_steps: usize,
+    /// The batch's mean loss before the update.
+    pub loss: f32,
+    /// Tokens seen so far, this step's included.
+    pub tokens: usize,
+}
+
+/// The training schedule shared by the CLI and the page: the examples in file order, in
+/// batches, for some epochs, one AdamW step per batch.
+pub struct Trainer {
+    examples: Vec<Example>,
+    batch_size: usize,
+    epochs: usize,
+    opt: AdamW,
+    next: usize,
+    tokens: usize,
+}
+
+impl Trainer {
+    pub fn new(
+        examples: Vec<Example>,
+        batch_size: usize,
+        epochs: usize,
+        opt: AdamW,
+    ) -> Result<Self> {
+        if examples.is_empty() {
+            return Err(Error::Invalid("no training examples".into()));
+        }
+        if batch_size == 0 || epochs == 0 {
+            return Err(Error::Invalid(
+                "batch size and epochs must be at least 1".into(),
+            ));
+        }
+        Ok(Trainer {
+            examples,
+            batch_size,
+            epochs,
+            opt,
+            next: 0,
+            tokens: 0,
+        })
+    }
+
+    pub fn steps_per_epoch(&self) -> usize {
+        self.examples.len().div_ceil(self.batch_size)
+    }
+
+    pub fn total_steps(&self) -> usize {
+        self.steps_per_epoch() * self.epochs
+    }
+
+    /// Run the next step; `None` once the schedule is done.
+    pub async fn step(&mut self, model: &mut Model) -> Result<Option<StepReport>> {
+        if self.next >= self.total_steps() {
+            return Ok(None);
+        }
+        let per = self.steps_per_epoch();
+        let (epoch, s) = (self.next / per, self.next % per);
+        let end = ((s + 1) * self.batch_size).min(self.examples.len());
+        let batch = &self.examples[s * self.batch_size..end];
+        let loss = train_batch(model, batch, &mut self.opt).await?;
+        self.tokens += batch.iter().map(|e| e.ids.len()).sum::<usize>();
+        let report = StepReport {
+            epoch,
+            step: self.next,
+            total_steps: self.total_steps(),
+            loss,
+            tokens: self.tokens,
+        };
+        self.next += 1;
+        Ok(Some(report))
+    }
+}
+
 /// Trainable LoRA parameters attached to the model.
 pub fn trainable_params(model: &mut Model) -> usize {
     adapters(model)
@@ -423,6 +616,7 @@ pub fn init_adapter(model: &mut Model, config: &AdapterConfig, seed: u64) {
             lora_a: Param::from_tensor(a.cast(dtype.burn())),
             lora_b: Param::from_tensor(b.cast(dtype.burn())),
             scale,
+            dropout: config.lora_dropout,
         });
     }
 }

@@ -9,7 +9,7 @@ use burn::module::{Module, Param};
 use burn::tensor::activation::{log_softmax, silu, softmax};
 use burn::tensor::module::{attention, embedding};
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Bool, DType, Device, Int, Tensor, TensorData};
+use burn::tensor::{Bool, DType, Device, Distribution, Int, Tensor, TensorData};
 
 use crate::cache::{KvCache, LayerCache};
 use crate::rope::{Rope, RopeTables};
@@ -24,12 +24,14 @@ pub struct Linear {
 }
 
 /// A LoRA adapter on one linear layer, named as PEFT names it: `lora_A: [r, in]`,
-/// `lora_B: [out, r]`, scaled by `alpha / r` (or `alpha / sqrt(r)` with rsLoRA).
+/// `lora_B: [out, r]`, scaled by `alpha / r` (or `alpha / sqrt(r)` with rsLoRA). Dropout
+/// (PEFT's `lora_dropout`, on the adapter's input) applies only while the adapter trains.
 #[derive(Module, Debug)]
 pub struct Lora {
     pub lora_a: Param<Tensor<2>>,
     pub lora_b: Param<Tensor<2>>,
     pub scale: f64,
+    pub dropout: f64,
 }
 
 impl Linear {
@@ -45,8 +47,17 @@ impl Linear {
             y = y + b.val().unsqueeze();
         }
         if let Some(l) = &self.lora {
+            let a = l.lora_a.val();
+            let x = if l.dropout > 0.0 && a.is_require_grad() {
+                // inverted dropout, as torch.nn.Dropout in training mode
+                let keep = 1.0 - l.dropout;
+                let mask = x.random_like(Distribution::Bernoulli(keep));
+                x * mask / keep
+            } else {
+                x
+            };
             // [rows, in] @ [in, r] @ [r, out]
-            y = y + x.matmul(l.lora_a.val().t()).matmul(l.lora_b.val().t()) * l.scale;
+            y = y + x.matmul(a.t()).matmul(l.lora_b.val().t()) * l.scale;
         }
         let mut out = dims;
         out[D - 1] = y.dims()[1];

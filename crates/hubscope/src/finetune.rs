@@ -4,11 +4,11 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Args;
 use hubscope_core::lora::{
-    AdamW, AdapterConfig, TARGETS, adapter_tensors, attach, init_adapter, make_trainable,
-    parse_jsonl, render_example, train_batch, trainable_params,
+    AdamW, AdapterConfig, Trainer, adapter_files, attach, parse_jsonl, render_example,
+    start_training, trainable_params,
 };
 use hubscope_core::{Model, ModelConfig};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -31,7 +31,7 @@ pub struct FinetuneArgs {
     pub lora_rank: usize,
     #[arg(long, default_value_t = 16.0)]
     pub lora_alpha: f64,
-    /// Dropout on the adapter input (only 0 is supported so far).
+    /// Dropout on the adapter's input while training (PEFT's lora_dropout).
     #[arg(long, default_value_t = 0.0)]
     pub lora_dropout: f64,
     #[arg(
@@ -81,19 +81,13 @@ pub fn apply_adapter(model: &mut Model, dir: &Path) -> Result<usize> {
 }
 
 pub fn run(a: FinetuneArgs) -> Result<()> {
-    if a.lora_dropout != 0.0 {
-        bail!(
-            "--lora-dropout {}: only 0 is supported so far",
-            a.lora_dropout
-        );
-    }
-    if a.batch_size == 0 || a.epochs == 0 {
-        bail!("--batch-size and --epochs must be at least 1");
-    }
+    let fresh = AdapterConfig::fresh(a.lora_rank, a.lora_alpha, a.lora_dropout, &a.target)
+        .context("--lora-rank / --lora-dropout / --target")?;
     crate::export::ensure_free_target(&a.out)?;
     let text = std::fs::read_to_string(&a.data)
         .with_context(|| format!("{}: cannot read", a.data.display()))?;
     let conversations = parse_jsonl(&text).with_context(|| a.data.display().to_string())?;
+    let init = a.init_adapter.as_deref().map(read_adapter).transpose()?;
     let dir = local_or_download(&a.model, &a.hub)?;
     let folder = ModelFolder::open(&dir.to_string_lossy())?;
     let tok_bytes = folder
@@ -107,43 +101,33 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
         .iter()
         .map(|m| render_example(&tok, m))
         .collect::<hubscope_core::Result<Vec<_>>>()?;
+    let mut trainer = Trainer::new(
+        examples,
+        a.batch_size,
+        a.epochs,
+        AdamW::new(a.lr, a.weight_decay),
+    )
+    .context("--batch-size / --epochs")?;
     let config = ModelConfig::from_json(&folder.read("config.json")?)?;
     // Train on an autodiff device: gradients flow to the adapters only.
     let device = a.dev.device()?.autodiff();
     let mut model = crate::run::load_model_on(&folder, config, &a.dev, &device)?;
-    let cfg = match &a.init_adapter {
-        Some(d) => {
-            let (cfg, w) = read_adapter(d)?;
-            attach(&mut model, &cfg, &w).with_context(|| d.display().to_string())?;
-            cfg
-        }
-        None => {
-            for t in &a.target {
-                if !TARGETS.contains(&t.as_str()) {
-                    bail!("--target {t}: not a linear layer ({})", TARGETS.join(", "));
-                }
-            }
-            let cfg = AdapterConfig {
-                r: a.lora_rank,
-                lora_alpha: a.lora_alpha,
-                lora_dropout: 0.0,
-                target_modules: a.target.clone(),
-                use_rslora: false,
-                use_dora: false,
-                bias: "none".into(),
-                base_model_name_or_path: None,
-            };
-            init_adapter(&mut model, &cfg, a.seed);
-            cfg
-        }
-    };
-    make_trainable(&mut model);
+    let cfg = start_training(
+        &mut model,
+        init.as_ref().map(|(c, w)| (c.clone(), w.as_slice())),
+        fresh,
+        a.seed,
+    )
+    .with_context(|| {
+        a.init_adapter
+            .as_ref()
+            .map(|d| d.display().to_string())
+            .unwrap_or_else(|| "adapter".into())
+    })?;
     let rss_loaded = crate::bench::rss().1;
     let trainable = trainable_params(&mut model);
-    let steps_per_epoch = examples.len().div_ceil(a.batch_size);
-    let total_steps = steps_per_epoch * a.epochs;
     let bar = ProgressBar::with_draw_target(
-        Some(total_steps as u64),
+        Some(trainer.total_steps() as u64),
         if std::io::stderr().is_terminal() && !a.json {
             ProgressDrawTarget::stderr()
         } else {
@@ -154,38 +138,24 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
         ProgressStyle::with_template("{bar:30} step {pos}/{len} loss {msg} ETA {eta}")
             .expect("template"),
     );
-    let mut opt = AdamW::new(a.lr, a.weight_decay);
     let t0 = Instant::now();
     let mut tokens = 0usize;
     let mut losses = vec![];
-    for epoch in 0..a.epochs {
-        for (s, batch) in examples.chunks(a.batch_size).enumerate() {
-            let loss = pollster::block_on(train_batch(&mut model, batch, &mut opt))?;
-            tokens += batch.iter().map(|e| e.ids.len()).sum::<usize>();
-            let tok_s = tokens as f64 / t0.elapsed().as_secs_f64();
-            bar.set_message(format!("{loss:.4} · {tok_s:.0} tok/s"));
-            bar.inc(1);
-            if a.json {
-                println!(
-                    "{}",
-                    json!({"epoch": epoch, "step": epoch * steps_per_epoch + s, "loss": loss, "tokens_per_s": tok_s})
-                );
-            }
-            losses.push(loss);
+    while let Some(s) = pollster::block_on(trainer.step(&mut model))? {
+        tokens = s.tokens;
+        let tok_s = tokens as f64 / t0.elapsed().as_secs_f64();
+        bar.set_message(format!("{:.4} · {tok_s:.0} tok/s", s.loss));
+        bar.inc(1);
+        if a.json {
+            println!(
+                "{}",
+                json!({"epoch": s.epoch, "step": s.step, "loss": s.loss, "tokens_per_s": tok_s})
+            );
         }
+        losses.push(s.loss);
     }
     bar.finish_and_clear();
-    let tensors = pollster::block_on(adapter_tensors(&mut model))?;
-    let files = vec![
-        hubscope_core::export::OutFile {
-            name: "adapter_config.json".into(),
-            bytes: cfg.to_json(&a.model),
-        },
-        hubscope_core::export::OutFile {
-            name: "adapter_model.safetensors".into(),
-            bytes: safetensors_bytes(&tensors)?,
-        },
-    ];
+    let files = pollster::block_on(adapter_files(&mut model, &cfg, &a.model))?;
     crate::export::write_atomically(&a.out, &files)?;
     let secs = t0.elapsed().as_secs_f64();
     if a.json {
@@ -208,23 +178,4 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
         println!("{}", a.out.display());
     }
     Ok(())
-}
-
-fn safetensors_bytes(
-    tensors: &[(String, hubscope_core::burn::tensor::TensorData)],
-) -> Result<Vec<u8>> {
-    let mut views = vec![];
-    for (n, d) in tensors {
-        views.push((
-            n.clone(),
-            safetensors::tensor::TensorView::new(
-                safetensors::Dtype::F32,
-                d.shape().to_vec(),
-                d.as_bytes(),
-            )?,
-        ));
-    }
-    let meta: std::collections::HashMap<String, String> =
-        [("format".to_string(), "pt".to_string())].into();
-    Ok(safetensors::serialize(views, Some(meta))?)
 }
