@@ -526,6 +526,8 @@ fn browser_fine_tune_reproduces_peft() {
         b.wait_text("ft-output", 120, |t| !t.is_empty());
         if device == "webgpu" {
             b.screenshot("finetune");
+            b.js("document.getElementById('ft-output').scrollIntoView(); return null;");
+            b.screenshot("finetune-chat");
         }
     }
 }

@@ -195,6 +195,11 @@ pub fn panel(ctx: Ctx, q: &Query, visible: Signal<bool>) -> impl IntoView + use<
                     fresh,
                     seed_n,
                 )?;
+                // The form shows what is trained (a starting adapter's own settings win).
+                rank.set(cfg.r.to_string());
+                alpha.set(cfg.lora_alpha.to_string());
+                dropout.set(cfg.lora_dropout.to_string());
+                targets.set(cfg.target_modules.join(","));
                 trainable.set(format!(
                     "{} (r={}, alpha={}, {})",
                     hubscope_core::units::group_digits(trainable_params(&mut loaded.model) as u64),
