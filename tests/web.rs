@@ -480,6 +480,12 @@ fn browser_fine_tune_reproduces_peft() {
             "{}",
             b.text("ft-line")
         );
+        assert_eq!(
+            b.value("ft-rank"),
+            "4",
+            "the form shows the starting adapter's rank"
+        );
+        eprintln!("fine-tune in the page on {device}: {}", b.text("ft-line"));
 
         // The adapter the page offers for download is PEFT's trained adapter.
         let cfg = AdapterConfig::from_json(&b.link_bytes("ft-dl-adapter_config")).unwrap();
