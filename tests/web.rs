@@ -137,13 +137,18 @@ impl Browser {
         )
     }
 
-    fn text(&self, id: &str) -> String {
+    /// A property of the element with this id ("" if there is none).
+    fn prop(&self, id: &str, prop: &str) -> String {
         self.js(&format!(
-            "const e = document.getElementById('{id}'); return e ? e.textContent : null;"
+            "const e = document.getElementById('{id}'); return e ? e.{prop} : null;"
         ))
         .as_str()
         .unwrap_or("")
         .to_string()
+    }
+
+    fn text(&self, id: &str) -> String {
+        self.prop(id, "textContent")
     }
 
     /// Poll until `pred` holds for the element's text; panics with the page's error text.
@@ -166,12 +171,7 @@ impl Browser {
 
     /// An `<input>`/`<textarea>`'s current value.
     fn value(&self, id: &str) -> String {
-        self.js(&format!(
-            "const e = document.getElementById('{id}'); return e ? e.value : null;"
-        ))
-        .as_str()
-        .unwrap_or("")
-        .to_string()
+        self.prop(id, "value")
     }
 
     /// Type into a field as a user would (the value, then an `input` event).
@@ -216,6 +216,16 @@ impl Browser {
         let s = v.as_str().expect("base64");
         assert!(!s.starts_with("ERR"), "{id}: {s}");
         decode_base64(s)
+    }
+
+    /// The header names the device the run used.
+    fn assert_device(&self, device: &str) {
+        let want = if device == "webgpu" {
+            "WebGPU"
+        } else {
+            "CPU (wasm)"
+        };
+        assert_eq!(self.text("device-label"), want);
     }
 
     fn click(&self, id: &str) {
@@ -331,14 +341,7 @@ fn browser_app_end_to_end() {
                 enc(p["text"].as_str().unwrap())
             ));
             b.wait_text("status", 240, |t| t == "done");
-            assert_eq!(
-                b.text("device-label"),
-                if device == "webgpu" {
-                    "WebGPU"
-                } else {
-                    "CPU (wasm)"
-                }
-            );
+            b.assert_device(device);
             assert_eq!(b.text("output"), want, "{name} on {device}");
             assert!(b.text("tok-s").parse::<f64>().unwrap_or(0.0) > 0.0);
             if name == "tiny-qwen2" && device == "webgpu" {
@@ -445,14 +448,7 @@ fn browser_fine_tune_reproduces_peft() {
         }
         b.click("ft-train");
         b.wait_text("ft-status", 600, |t| t == "done");
-        assert_eq!(
-            b.text("device-label"),
-            if device == "webgpu" {
-                "WebGPU"
-            } else {
-                "CPU (wasm)"
-            }
-        );
+        b.assert_device(device);
         assert!(
             b.text("ft-trainable").contains("r=4, alpha=8"),
             "{}",
@@ -484,6 +480,11 @@ fn browser_fine_tune_reproduces_peft() {
             b.value("ft-rank"),
             "4",
             "the form shows the starting adapter's rank"
+        );
+        assert!(
+            b.text("ft-planned").contains("LoRA r=4"),
+            "{}",
+            b.text("ft-planned")
         );
         eprintln!("fine-tune in the page on {device}: {}", b.text("ft-line"));
 

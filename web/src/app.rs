@@ -5,16 +5,14 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 use hubscope_core::ComputeDtype;
-use hubscope_core::generate::{RunOptions, Step};
 use hubscope_core::plan::{PlanDtype, plan};
-use hubscope_core::sampling::Sampler;
 use hubscope_core::structure::{ModuleNode, model_tree};
 use hubscope_core::text::Message;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use crate::engine::{self, AppError, RepoView, Source};
-use crate::fetch::{FetchError, next_tick, now_ms};
+use crate::fetch::{FetchError, now_ms};
 use crate::i18n::{Lang, t};
 
 fn human(b: f64) -> String {
@@ -349,25 +347,11 @@ pub fn App() -> impl IntoView {
                 g.top_p = top_p.get_untracked().parse().unwrap_or(g.top_p);
                 g.max_new_tokens = max_new.get_untracked().parse().unwrap_or(32);
                 g.seed = now_ms() as u64;
-                let mut sampler = Sampler::new(g);
-                let clock = || now_ms() / 1000.0;
-                let tick = || next_tick();
                 let stop3 = stop.clone();
-                let out = hubscope_core::generate(
-                    &loaded.model,
-                    Some(tok),
-                    &ids,
-                    &mut sampler,
-                    RunOptions {
-                        logprobs: 0,
-                        clock: &clock,
-                        tick: Some(&tick),
-                    },
-                    |s: Step<'_>| {
-                        output.update(|o| o.push_str(s.text));
-                        !stop3.get()
-                    },
-                )
+                let out = engine::stream(&loaded, &ids, g, &mut |text| {
+                    output.update(|o| o.push_str(text));
+                    !stop3.get()
+                })
                 .await?;
                 tok_s.set(format!("{:.1}", out.timings.decode_tok_s));
                 status.set(match out.finish_reason {

@@ -6,10 +6,10 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use burn::tensor::Device;
-use hubscope_core::hub::{RepoRef, info_url, resolve_url};
+use hubscope_core::hub::{RepoReader, RepoRef, info_url, read_repo_headers, resolve_url};
 use hubscope_core::lora::AdapterConfig;
 use hubscope_core::structure::model_tree;
-use hubscope_core::weights::{ComputeDtype, FileHeader, ShardIndex, header_len};
+use hubscope_core::weights::{ComputeDtype, FileHeader};
 use hubscope_core::{Model, ModelConfig};
 use serde_json::Value;
 use wasm_bindgen::JsCast;
@@ -78,7 +78,26 @@ fn sizes(info: &Value) -> Vec<(String, Option<u64>)> {
         .unwrap_or_default()
 }
 
-/// Repo info, config.json and per shard two Range reads (length, then JSON header).
+/// The page's `fetch` as the core's reader of one pinned repo.
+struct PageReader<'a> {
+    endpoint: &'a str,
+    repo: &'a RepoRef,
+    token: Option<&'a str>,
+}
+
+impl RepoReader for PageReader<'_> {
+    type Error = AppError;
+    async fn get(&self, file: &str, range: Option<(u64, u64)>) -> Result<Vec<u8>, AppError> {
+        Ok(get(
+            &resolve_url(self.endpoint, self.repo, file),
+            self.token,
+            range,
+        )
+        .await?)
+    }
+}
+
+/// Repo info, then the core's header-only read (config.json, per shard two Range reads).
 pub async fn open_repo(src: &Source) -> Result<RepoView, AppError> {
     let repo = RepoRef::parse(
         src.repo.trim(),
@@ -92,46 +111,18 @@ pub async fn open_repo(src: &Source) -> Result<RepoView, AppError> {
         revision: commit.clone(),
     };
     let files = sizes(&info);
-    let has = |n: &str| files.iter().any(|(f, _)| f == n);
-    let config_bytes = get(
-        &resolve_url(endpoint, &pinned, "config.json"),
-        src.token(),
-        None,
+    let r = read_repo_headers(
+        &PageReader {
+            endpoint,
+            repo: &pinned,
+            token: src.token(),
+        },
+        &repo.id,
+        &files,
     )
     .await?;
-    let mut fetched = config_bytes.len() as u64;
-    let config = ModelConfig::from_json(&config_bytes)?;
-    let shards = if has("model.safetensors.index.json") {
-        let idx = get(
-            &resolve_url(endpoint, &pinned, "model.safetensors.index.json"),
-            src.token(),
-            None,
-        )
-        .await?;
-        fetched += idx.len() as u64;
-        ShardIndex::from_json(&idx)?.shards()
-    } else if has("model.safetensors") {
-        vec!["model.safetensors".to_string()]
-    } else {
-        return Err(AppError::Model(format!(
-            "{}: no model.safetensors in the repo",
-            repo.id
-        )));
-    };
-    let mut headers = vec![];
-    let mut stored = 0;
-    for s in shards {
-        let url = resolve_url(endpoint, &pinned, &s);
-        let size = files.iter().find(|(f, _)| *f == s).and_then(|(_, n)| *n);
-        let mut first = get(&url, src.token(), Some((0, 7))).await?;
-        let n = header_len(&s, &first)? as u64;
-        let json = get(&url, src.token(), Some((8, 8 + n - 1))).await?;
-        first.extend_from_slice(&json);
-        fetched += first.len() as u64;
-        let h = FileHeader::parse(&s, &first, size)?;
-        stored += h.data_len as u64;
-        headers.push(h);
-    }
+    let config = ModelConfig::from_json(&r.config)?;
+    let (headers, fetched, stored) = (r.headers, r.fetched_bytes, r.stored_bytes);
     // Fails here, before any download, for a checkpoint whose tensors do not fit the config.
     hubscope_core::weights::plan_load(&config, &headers)?;
     Ok(RepoView {
@@ -437,6 +428,32 @@ pub async fn fetch_adapter(
     )
     .await?;
     Ok((cfg, weights))
+}
+
+/// Generate in the page: the browser's clock, a turn of the event loop after every token (so
+/// the page repaints), text handed to `on_text` as it streams; `on_text` false stops.
+pub async fn stream(
+    loaded: &Loaded,
+    ids: &[u32],
+    generation: hubscope_core::sampling::GenerationConfig,
+    on_text: &mut dyn FnMut(&str) -> bool,
+) -> Result<hubscope_core::generate::Generation, AppError> {
+    let mut sampler = hubscope_core::sampling::Sampler::new(generation);
+    let clock = || crate::fetch::now_ms() / 1000.0;
+    let tick = || crate::fetch::next_tick();
+    Ok(hubscope_core::generate(
+        &loaded.model,
+        Some(&loaded.tokenizer),
+        ids,
+        &mut sampler,
+        hubscope_core::generate::RunOptions {
+            logprobs: 0,
+            clock: &clock,
+            tick: Some(&tick),
+        },
+        |s| on_text(s.text),
+    )
+    .await?)
 }
 
 /// A small file of the repo, None if the repo lacks it.

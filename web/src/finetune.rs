@@ -7,12 +7,11 @@ use std::rc::Rc;
 
 use hubscope_core::ComputeDtype;
 use hubscope_core::export::OutFile;
-use hubscope_core::generate::{RunOptions, Step};
 use hubscope_core::lora::{
     AdamW, AdapterConfig, TARGETS, Trainer, adapter_files, freeze, parse_jsonl, render_example,
     start_training, trainable_params,
 };
-use hubscope_core::sampling::Sampler;
+use hubscope_core::plan::{PlanDtype, plan};
 use hubscope_core::text::Message;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -112,6 +111,7 @@ pub fn panel(ctx: Ctx, q: &Query, visible: Signal<bool>) -> impl IntoView + use<
     let line = RwSignal::new(String::new());
     let ft_status = RwSignal::new(String::new());
     let trainable = RwSignal::new(String::new());
+    let planned = RwSignal::new(String::new());
     let links: RwSignal<Vec<(String, String)>> = RwSignal::new(vec![]);
     let prompt = RwSignal::new(String::new());
     let answer = RwSignal::new(String::new());
@@ -188,6 +188,7 @@ pub fn panel(ctx: Ctx, q: &Query, visible: Signal<bool>) -> impl IntoView + use<
                     .iter()
                     .map(|m| render_example(&loaded.tokenizer, m))
                     .collect::<hubscope_core::Result<Vec<_>>>()?;
+                let examples_len: Vec<usize> = examples.iter().map(|e| e.ids.len()).collect();
                 let mut trainer = Trainer::new(examples, batch_n as usize, epochs_n as usize, opt)?;
                 let cfg = start_training(
                     &mut loaded.model,
@@ -207,6 +208,18 @@ pub fn panel(ctx: Ctx, q: &Query, visible: Signal<bool>) -> impl IntoView + use<
                     cfg.lora_alpha,
                     cfg.target_modules.join(", ")
                 ));
+                // What the planner says this run needs (the Memory tab's LoRA row, for the
+                // longest example and this batch size).
+                let longest = examples_len.iter().copied().max().unwrap_or(1);
+                let p = plan(&v.config, longest, batch_n as usize, cfg.r, PlanDtype::F32);
+                if let Some(f) = p.fine_tuning.iter().find(|f| f.method.starts_with("LoRA")) {
+                    planned.set(format!(
+                        "{} ({}, {longest} tokens × batch {})",
+                        hubscope_core::units::human_bytes(f.total),
+                        f.method,
+                        batch_n as usize
+                    ));
+                }
                 total_steps.set(trainer.total_steps());
                 let t0 = now_ms();
                 while let Some(s) = trainer.step(&mut loaded.model).await? {
@@ -277,24 +290,10 @@ pub fn panel(ctx: Ctx, q: &Query, visible: Signal<bool>) -> impl IntoView + use<
                 let ids = tok.encode(&tok.apply_chat_template(&m, true)?, false)?;
                 let mut g = tr.loaded.generation.clone().with_temperature(0.0);
                 g.max_new_tokens = 64;
-                let mut sampler = Sampler::new(g);
-                let clock = || now_ms() / 1000.0;
-                let tick = || next_tick();
-                hubscope_core::generate(
-                    &tr.loaded.model,
-                    Some(tok),
-                    &ids,
-                    &mut sampler,
-                    RunOptions {
-                        logprobs: 0,
-                        clock: &clock,
-                        tick: Some(&tick),
-                    },
-                    |s: Step<'_>| {
-                        answer.update(|o| o.push_str(s.text));
-                        true
-                    },
-                )
+                engine::stream(&tr.loaded, &ids, g, &mut |text| {
+                    answer.update(|o| o.push_str(text));
+                    true
+                })
                 .await?;
                 Ok(())
             }
@@ -369,6 +368,7 @@ pub fn panel(ctx: Ctx, q: &Query, visible: Signal<bool>) -> impl IntoView + use<
                 <progress id="ft-progress" max=move || ctx.progress.get().1.max(1) value=move || ctx.progress.get().0></progress>
             </div>
             <p>{move || t(lang.get(), "ft.trainable")}": "<span id="ft-trainable">{move || trainable.get()}</span></p>
+            <p>{move || t(lang.get(), "ft.planned")}": "<span id="ft-planned">{move || planned.get()}</span></p>
             <p id="ft-line">{move || line.get()}</p>
             {move || curve(&losses.get(), total_steps.get())}
             <details>

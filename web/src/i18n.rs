@@ -63,6 +63,7 @@ pub fn t(lang: Lang, key: &str) -> &'static str {
         "ft.wd" => ("Weight decay", "权重衰减"),
         "ft.train" => ("Train", "开始训练"),
         "ft.trainable" => ("Trainable parameters", "可训练参数"),
+        "ft.planned" => ("Planned memory", "预计内存"),
         "ft.losses" => ("Loss per step", "每步损失"),
         "ft.adapter" => ("Adapter (PEFT format)", "适配器（PEFT 格式）"),
         "ft.chat" => ("Chat with the trained model", "与训练后的模型对话"),

@@ -139,6 +139,77 @@ pub fn status_hint(status: u16, repo: &RepoRef, what: &str) -> String {
     }
 }
 
+/// How a caller reads one repo at a pinned commit: the native client or the page's `fetch`.
+/// `range` is inclusive, as in an HTTP `Range: bytes=a-b` header.
+#[allow(async_fn_in_trait)]
+pub trait RepoReader {
+    type Error: From<Error>;
+    async fn get(
+        &self,
+        file: &str,
+        range: Option<(u64, u64)>,
+    ) -> std::result::Result<Vec<u8>, Self::Error>;
+}
+
+/// config.json and every safetensors header of a repo, the weight data never touched.
+pub struct RepoHeaders {
+    pub config: Vec<u8>,
+    pub headers: Vec<crate::weights::FileHeader>,
+    /// Bytes of safetensors files read (8-byte lengths + JSON headers).
+    pub header_bytes: u64,
+    /// Bytes of every read (config, index, headers).
+    pub fetched_bytes: u64,
+    /// Tensor data the checkpoint stores.
+    pub stored_bytes: u64,
+}
+
+/// Read a repo header-only, the same way natively and in the browser: config.json, the shard
+/// index if there is one, then per shard two Range reads (the 8-byte length, the JSON header).
+/// `files` lists the repo's files with their sizes (from the repo info).
+pub async fn read_repo_headers<R: RepoReader>(
+    reader: &R,
+    repo_id: &str,
+    files: &[(String, Option<u64>)],
+) -> std::result::Result<RepoHeaders, R::Error> {
+    use crate::weights::{FileHeader, ShardIndex, header_len};
+    let has = |n: &str| files.iter().any(|(f, _)| f == n);
+    if !has("config.json") {
+        return Err(Error::Invalid(format!("{repo_id}: the repo has no config.json")).into());
+    }
+    let config = reader.get("config.json", None).await?;
+    let mut fetched = config.len() as u64;
+    let shards = if has("model.safetensors.index.json") {
+        let idx = reader.get("model.safetensors.index.json", None).await?;
+        fetched += idx.len() as u64;
+        ShardIndex::from_json(&idx)?.shards()
+    } else if has("model.safetensors") {
+        vec!["model.safetensors".to_string()]
+    } else {
+        return Err(Error::Invalid(format!(
+            "{repo_id}: no model.safetensors or model.safetensors.index.json in the repo"
+        ))
+        .into());
+    };
+    let (mut headers, mut header_bytes, mut stored) = (vec![], 0u64, 0u64);
+    for s in shards {
+        let size = files.iter().find(|(f, _)| *f == s).and_then(|(_, n)| *n);
+        let mut buf = reader.get(&s, Some((0, 7))).await?;
+        let n = header_len(&s, &buf)? as u64;
+        buf.extend_from_slice(&reader.get(&s, Some((8, 8 + n - 1))).await?);
+        header_bytes += buf.len() as u64;
+        let h = FileHeader::parse(&s, &buf, size)?;
+        stored += h.data_len as u64;
+        headers.push(h);
+    }
+    Ok(RepoHeaders {
+        config,
+        headers,
+        header_bytes,
+        fetched_bytes: fetched + header_bytes,
+        stored_bytes: stored,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

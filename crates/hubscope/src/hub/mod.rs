@@ -9,9 +9,9 @@ pub mod serve;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
-use hubscope_core::hub::RepoRef;
-use hubscope_core::weights::{FileHeader, ShardIndex, header_len};
+use anyhow::{Context, Result};
+use hubscope_core::hub::{RepoReader, RepoRef, read_repo_headers};
+use hubscope_core::weights::FileHeader;
 use serde_json::{Value, json};
 
 use crate::folder::ModelFolder;
@@ -79,52 +79,51 @@ pub fn read_headers(model: &str, hub: &HubArgs) -> Result<Headers> {
         id: repo.id.clone(),
         revision: info.sha.clone(),
     };
-    let names: Vec<&str> = info.siblings.iter().map(|s| s.rfilename.as_str()).collect();
-    if !names.contains(&"config.json") {
-        bail!("{}: the repo has no config.json", repo.id);
-    }
-    let config = client.get_bytes(&pinned, "config.json", None)?;
-    let mut total = config.len() as u64;
-    let shards: Vec<String> = if names.contains(&"model.safetensors.index.json") {
-        let idx = client.get_bytes(&pinned, "model.safetensors.index.json", None)?;
-        total += idx.len() as u64;
-        ShardIndex::from_json(&idx)?.shards()
-    } else if names.contains(&"model.safetensors") {
-        vec!["model.safetensors".into()]
-    } else {
-        bail!(
-            "{}: no model.safetensors or model.safetensors.index.json in the repo",
-            repo.id
-        );
-    };
-    let (mut headers, mut files, mut header_bytes, mut stored) = (vec![], vec![], 0u64, 0u64);
-    for s in shards {
-        let size = info
-            .siblings
-            .iter()
-            .find(|x| x.rfilename == s)
-            .and_then(|x| x.lfs.as_ref().map(|l| l.size).or(x.size));
-        let first8 = client.get_bytes(&pinned, &s, Some((0, 7)))?;
-        let n = header_len(&s, &first8)? as u64;
-        let json = client.get_bytes(&pinned, &s, Some((8, 8 + n - 1)))?;
-        let mut buf = first8;
-        buf.extend_from_slice(&json);
-        header_bytes += buf.len() as u64;
-        let h = FileHeader::parse(&s, &buf, size)?;
-        stored += h.data_len as u64;
-        files.push(json!({"file": s, "tensors": h.tensors.len(), "data_bytes": h.data_len}));
-        headers.push(h);
-    }
-    total += header_bytes;
+    let sizes: Vec<(String, Option<u64>)> = info
+        .siblings
+        .iter()
+        .map(|x| {
+            (
+                x.rfilename.clone(),
+                x.lfs.as_ref().map(|l| l.size).or(x.size),
+            )
+        })
+        .collect();
+    let r = pollster::block_on(read_repo_headers(
+        &Pinned {
+            client: &client,
+            repo: &pinned,
+        },
+        &repo.id,
+        &sizes,
+    ))?;
+    let files = r
+        .headers
+        .iter()
+        .map(|h| json!({"file": h.file, "tensors": h.tensors.len(), "data_bytes": h.data_len}))
+        .collect();
     Ok(Headers {
-        config,
-        headers,
-        header_bytes,
-        total_bytes: total,
-        stored_bytes: stored,
+        config: r.config,
+        headers: r.headers,
+        header_bytes: r.header_bytes,
+        total_bytes: r.fetched_bytes,
+        stored_bytes: r.stored_bytes,
         files,
         source: format!("{}@{} ({})", repo.id, repo.revision, info.sha),
     })
+}
+
+/// The native client as the core's reader of one pinned repo.
+struct Pinned<'a> {
+    client: &'a HubClient,
+    repo: &'a RepoRef,
+}
+
+impl RepoReader for Pinned<'_> {
+    type Error = anyhow::Error;
+    async fn get(&self, file: &str, range: Option<(u64, u64)>) -> Result<Vec<u8>> {
+        self.client.get_bytes(self.repo, file, range)
+    }
 }
 
 fn folder_headers(folder: &ModelFolder) -> Result<Headers> {
