@@ -2,6 +2,7 @@
 # hubscope vs candle-transformers on CPU, same models, prompt and token counts, one machine,
 # one run. Prints JSON lines; docs/BENCHMARKS.md records them.
 #   benches/run.sh [PROMPT_LEN] [GEN] [RUNS]
+# HUBSCOPE_BEFORE=/path/to/older/hubscope adds that binary's runs beside each pair (before/after).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 P=${1:-128} G=${2:-128} R=${3:-3}
@@ -20,6 +21,10 @@ echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(nproc) cores, $(grep -m1 'model name' /pro
 for model in smollm2-f32 qwen05-f32; do
   for dtype in f32 f16; do
     echo "## $model $dtype"
+    if [ -n "${HUBSCOPE_BEFORE:-}" ]; then
+      echo "# before: $HUBSCOPE_BEFORE"
+      "$HUBSCOPE_BEFORE" bench "$work/$model" --dtype "$dtype" --prompt-len "$P" --gen "$G" --runs "$R" --json
+    fi
     "$hub" bench "$work/$model" --dtype "$dtype" --prompt-len "$P" --gen "$G" --runs "$R" --json
     "$peer" "$work/$model" --dtype "$dtype" --prompt-len "$P" --gen "$G" --runs "$R"
   done
