@@ -15,21 +15,12 @@ use serde_json::Value;
 fn base() -> (Model, Tokenizer) {
     let dir = common::fixtures().join("tiny-qwen2");
     let read = |n: &str| std::fs::read(dir.join(n)).unwrap();
-    let config = ModelConfig::from_json(&read("config.json")).unwrap();
-    let w = read("model.safetensors");
-    let model = Model::from_safetensors(
-        config,
-        &[("model.safetensors".into(), &w)],
-        ComputeDtype::F32,
-        &Device::flex(),
-    )
-    .unwrap();
     let tok = Tokenizer::from_bytes(
         &read("tokenizer.json"),
         Some(&read("tokenizer_config.json")),
     )
     .unwrap();
-    (model, tok)
+    (common::fixture_model("tiny-qwen2"), tok)
 }
 
 fn lora_dir() -> std::path::PathBuf {

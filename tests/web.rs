@@ -411,9 +411,7 @@ fn server_going_away_mid_download_is_reported() {
 /// of PEFT's; the downloaded adapter gives PEFT's probe logits after training; the chat runs.
 #[test]
 fn browser_fine_tune_reproduces_peft() {
-    use hubscope_core::burn::tensor::Device;
     use hubscope_core::lora::{AdapterConfig, attach};
-    use hubscope_core::{ComputeDtype, Model, ModelConfig};
 
     let (_server, url) = serve(&[]);
     let b = Browser::start();
@@ -491,17 +489,7 @@ fn browser_fine_tune_reproduces_peft() {
         // The adapter the page offers for download is PEFT's trained adapter.
         let cfg = AdapterConfig::from_json(&b.link_bytes("ft-dl-adapter_config")).unwrap();
         let weights = b.link_bytes("ft-dl-adapter_model");
-        let dir = common::fixtures().join("tiny-qwen2");
-        let config =
-            ModelConfig::from_json(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
-        let w = std::fs::read(dir.join("model.safetensors")).unwrap();
-        let mut m = Model::from_safetensors(
-            config,
-            &[("model.safetensors".into(), &w)],
-            ComputeDtype::F32,
-            &Device::flex(),
-        )
-        .unwrap();
+        let mut m = common::fixture_model("tiny-qwen2");
         attach(&mut m, &cfg, &weights).unwrap();
         let probe: Vec<u32> = r["probe"]["input_ids"]
             .as_array()
@@ -537,4 +525,44 @@ fn browser_fine_tune_reproduces_peft() {
             b.screenshot("finetune-chat");
         }
     }
+
+    // A fresh adapter (PEFT's initialisation: B = 0) from pasted data, with the tab's defaults:
+    // the first step's loss is the base model's own loss on the first example.
+    b.go(&format!(
+        "{url}/?model=fx/tiny-qwen2&endpoint={ep}&tab=finetune&device=cpu"
+    ));
+    b.wait_text("ft-train", 30, |t| !t.is_empty());
+    b.set(
+        "ft-data",
+        &std::fs::read_to_string(lora.join("data.jsonl")).unwrap(),
+    );
+    b.click("ft-train");
+    b.wait_text("ft-status", 300, |t| t == "done");
+    assert!(
+        b.text("ft-trainable").contains("r=8, alpha=16"),
+        "{}",
+        b.text("ft-trainable")
+    );
+    let first: f64 = b
+        .js("return document.querySelector('#ft-losses li').textContent")
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let base = common::fixture_model("tiny-qwen2");
+    let e = &r["examples"][0];
+    let num = |k: &str| -> Vec<i64> {
+        e[k].as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_i64().unwrap())
+            .collect()
+    };
+    let ids: Vec<u32> = num("input_ids").iter().map(|&x| x as u32).collect();
+    let loss = hubscope_core::lora::causal_lm_loss(&base, &ids, &num("labels")).unwrap();
+    let want = pollster::block_on(hubscope_core::generate::read_f32(loss)).unwrap()[0] as f64;
+    assert!(
+        (first - want).abs() <= 1e-3,
+        "fresh adapter, first step: {first} vs the base model's {want}"
+    );
 }

@@ -115,3 +115,19 @@ pub fn transformers_top16(
             .collect(),
     )
 }
+
+/// A fixture model loaded in f32 on the CPU, as the reference was computed.
+pub fn fixture_model(name: &str) -> hubscope_core::Model {
+    let dir = fixtures().join(name);
+    let config =
+        hubscope_core::ModelConfig::from_json(&std::fs::read(dir.join("config.json")).unwrap())
+            .unwrap();
+    let w = std::fs::read(dir.join("model.safetensors")).unwrap();
+    hubscope_core::Model::from_safetensors(
+        config,
+        &[("model.safetensors".into(), &w)],
+        hubscope_core::ComputeDtype::F32,
+        &hubscope_core::burn::tensor::Device::flex(),
+    )
+    .unwrap()
+}
