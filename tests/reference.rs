@@ -39,7 +39,7 @@ fn load_on(dir: &Path, dtype: ComputeDtype, device: &Device) -> Fixture {
         config,
         &[("model.safetensors".into(), &weights)],
         dtype,
-        &Device::flex(),
+        device,
     )
     .expect("load");
     let tokenizer = Tokenizer::from_bytes(
