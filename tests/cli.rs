@@ -331,3 +331,95 @@ fn sharded_checkpoint_with_index_loads_and_matches() {
     std::fs::remove_file(dir.join("model-00002-of-00002.safetensors")).unwrap();
     assert_fails(&dir, &["model-00002-of-00002.safetensors"], true);
 }
+
+/// The binary on the wgpu device (Vulkan on lavapipe in CI): greedy generation gives the
+/// reference continuation, `bench` reports device memory, and `finetune` (autodiff on wgpu)
+/// follows PEFT's reference schedule.
+#[cfg(feature = "wgpu")]
+#[test]
+fn generate_bench_and_finetune_on_wgpu() {
+    let f = common::fixtures();
+    let dir = f.join("tiny-qwen2");
+    let d = dir.to_str().unwrap();
+    let reference: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("reference.json")).unwrap()).unwrap();
+    let p = &reference["prompts"][0];
+    let o = hubscope(&[
+        "generate",
+        d,
+        "--device",
+        "wgpu",
+        "--prompt",
+        p["text"].as_str().unwrap(),
+        "--temperature",
+        "0",
+        "--max-new-tokens",
+        "16",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["tokens"], p["greedy"]["new_ids"]);
+
+    let o = hubscope(&[
+        "bench",
+        d,
+        "--device",
+        "wgpu",
+        "--prompt-len",
+        "8",
+        "--gen",
+        "4",
+        "--runs",
+        "1",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["device"], "wgpu");
+    let weights = v["planned"]["weights"].as_u64().unwrap();
+    let on_device = v["device_bytes_after_load"]
+        .as_u64()
+        .expect("device memory");
+    assert!(
+        on_device >= weights && on_device < weights + weights / 10,
+        "device memory after load {on_device} vs planned weights {weights}"
+    );
+
+    let lora = f.join("lora-tiny-qwen2");
+    let lref: Value =
+        serde_json::from_slice(&std::fs::read(lora.join("reference.json")).unwrap()).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let o = hubscope(&[
+        "finetune",
+        d,
+        "--device",
+        "wgpu",
+        "--data",
+        lora.join("data.jsonl").to_str().unwrap(),
+        "--init-adapter",
+        lora.join("adapter_init").to_str().unwrap(),
+        "--lr",
+        "0.001",
+        "--epochs",
+        "2",
+        "--out",
+        tmp.path().join("adapter").to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let losses: Vec<f64> = stdout(&o)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok()?["loss"].as_f64())
+        .collect();
+    let want: Vec<f64> = lref["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["loss"].as_f64().unwrap())
+        .collect();
+    assert_eq!(losses.len(), want.len());
+    for (k, (g, w)) in losses.iter().zip(&want).enumerate() {
+        assert!((g - w).abs() <= 1e-3, "wgpu step {k}: {g} vs PEFT {w}");
+    }
+}
