@@ -386,40 +386,7 @@ fn generate_bench_and_finetune_on_wgpu() {
         "device memory after load {on_device} vs planned weights {weights}"
     );
 
-    let lora = f.join("lora-tiny-qwen2");
-    let lref: Value =
-        serde_json::from_slice(&std::fs::read(lora.join("reference.json")).unwrap()).unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let o = hubscope(&[
-        "finetune",
-        d,
-        "--device",
-        "wgpu",
-        "--data",
-        lora.join("data.jsonl").to_str().unwrap(),
-        "--init-adapter",
-        lora.join("adapter_init").to_str().unwrap(),
-        "--lr",
-        "0.001",
-        "--epochs",
-        "2",
-        "--out",
-        tmp.path().join("adapter").to_str().unwrap(),
-        "--json",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let losses: Vec<f64> = stdout(&o)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok()?["loss"].as_f64())
-        .collect();
-    let want: Vec<f64> = lref["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["loss"].as_f64().unwrap())
-        .collect();
-    assert_eq!(losses.len(), want.len());
-    for (k, (g, w)) in losses.iter().zip(&want).enumerate() {
-        assert!((g - w).abs() <= 1e-3, "wgpu step {k}: {g} vs PEFT {w}");
-    }
+    let losses = common::finetune_reference(&tmp.path().join("adapter"), &["--device", "wgpu"]);
+    common::assert_peft_steps(&losses, "finetune on wgpu");
 }

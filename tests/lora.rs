@@ -245,34 +245,7 @@ fn finetune_generate_adapter_and_merge_through_the_cli() {
     let f = common::fixtures();
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("adapter");
-    let o = hubscope(&[
-        "finetune",
-        f.join("tiny-qwen2").to_str().unwrap(),
-        "--data",
-        lora_dir().join("data.jsonl").to_str().unwrap(),
-        "--init-adapter",
-        lora_dir().join("adapter_init").to_str().unwrap(),
-        "--lr",
-        "0.001",
-        "--epochs",
-        "2",
-        "--out",
-        out.to_str().unwrap(),
-        "--json",
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let lines: Vec<Value> = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    for (line, s) in lines.iter().zip(r["steps"].as_array().unwrap()) {
-        let (got, want) = (line["loss"].as_f64().unwrap(), s["loss"].as_f64().unwrap());
-        assert!(
-            (got - want).abs() <= 1e-3,
-            "step {}: {got} vs {want}",
-            line["step"]
-        );
-    }
+    common::assert_peft_steps(&common::finetune_reference(&out, &[]), "CLI");
     // The adapter hubscope wrote gives PEFT's probe logits after training.
     let (mut m, _) = base();
     let cfg =

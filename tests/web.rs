@@ -459,16 +459,7 @@ fn browser_fine_tune_reproduces_peft() {
             .iter()
             .map(|v| v.as_str().unwrap().parse().unwrap())
             .collect();
-        let want: Vec<f64> = r["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s["loss"].as_f64().unwrap())
-            .collect();
-        assert_eq!(got.len(), want.len(), "{device}: {got:?}");
-        for (k, (g, w)) in got.iter().zip(&want).enumerate() {
-            assert!((g - w).abs() <= 1e-3, "{device} step {k}: {g} vs PEFT {w}");
-        }
+        common::assert_peft_steps(&got, device);
         assert!(
             b.text("ft-line").contains("step 8/8"),
             "{}",

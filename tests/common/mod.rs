@@ -131,3 +131,44 @@ pub fn fixture_model(name: &str) -> hubscope_core::Model {
     )
     .unwrap()
 }
+
+/// PEFT's reference: every step's loss of its schedule within 1e-3.
+pub fn assert_peft_steps(got: &[f64], what: &str) {
+    let dir = fixtures().join("lora-tiny-qwen2");
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("reference.json")).unwrap()).unwrap();
+    let want: Vec<f64> = r["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["loss"].as_f64().unwrap())
+        .collect();
+    assert_eq!(got.len(), want.len(), "{what}: {got:?}");
+    for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert!((g - w).abs() <= 1e-3, "{what} step {k}: {g} vs PEFT {w}");
+    }
+}
+
+/// `hubscope finetune` on tiny-qwen2 with PEFT's reference schedule (adapter_init, its data,
+/// lr 1e-3, 2 epochs, batch 1) writing to `out`, plus `extra` arguments; the step losses.
+pub fn finetune_reference(out: &std::path::Path, extra: &[&str]) -> Vec<f64> {
+    let f = fixtures();
+    let lora = f.join("lora-tiny-qwen2");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_hubscope"))
+        .arg("finetune")
+        .arg(f.join("tiny-qwen2"))
+        .arg("--data")
+        .arg(lora.join("data.jsonl"))
+        .arg("--init-adapter")
+        .arg(lora.join("adapter_init"))
+        .args(["--lr", "0.001", "--epochs", "2", "--json", "--out"])
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["loss"].as_f64())
+        .collect()
+}
