@@ -66,13 +66,12 @@ fn group(n: u64) -> String {
     hubscope_core::units::group_digits(n)
 }
 
-#[test]
-fn generate_json_gives_reference_continuation() {
-    let dir = common::fixtures().join("tiny-llama");
+/// `generate --json` of the first reference prompt, greedy, 16 new tokens, plus `extra`.
+fn greedy_json(dir: &Path, extra: &[&str]) -> (Value, Value) {
     let reference: Value =
         serde_json::from_slice(&std::fs::read(dir.join("reference.json")).unwrap()).unwrap();
-    let p = &reference["prompts"][0];
-    let o = hubscope(&[
+    let p = reference["prompts"][0].clone();
+    let mut args = vec![
         "generate",
         dir.to_str().unwrap(),
         "--prompt",
@@ -81,12 +80,20 @@ fn generate_json_gives_reference_continuation() {
         "0",
         "--max-new-tokens",
         "16",
-        "--logprobs",
-        "3",
         "--json",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let o = hubscope(&args);
     assert!(o.status.success(), "{}", stderr(&o));
-    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    (serde_json::from_str(&stdout(&o)).unwrap(), p)
+}
+
+#[test]
+fn generate_json_gives_reference_continuation() {
+    let dir = common::fixtures().join("tiny-llama");
+    let reference: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("reference.json")).unwrap()).unwrap();
+    let (v, p) = greedy_json(&dir, &["--logprobs", "3"]);
     assert_eq!(v["prompt_tokens"], p["input_ids"]);
     assert_eq!(v["tokens"], p["greedy"]["new_ids"]);
     assert_eq!(v["text"], p["greedy"]["text"]);
@@ -341,24 +348,7 @@ fn generate_bench_and_finetune_on_wgpu() {
     let f = common::fixtures();
     let dir = f.join("tiny-qwen2");
     let d = dir.to_str().unwrap();
-    let reference: Value =
-        serde_json::from_slice(&std::fs::read(dir.join("reference.json")).unwrap()).unwrap();
-    let p = &reference["prompts"][0];
-    let o = hubscope(&[
-        "generate",
-        d,
-        "--device",
-        "wgpu",
-        "--prompt",
-        p["text"].as_str().unwrap(),
-        "--temperature",
-        "0",
-        "--max-new-tokens",
-        "16",
-        "--json",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let (v, p) = greedy_json(&dir, &["--device", "wgpu"]);
     assert_eq!(v["tokens"], p["greedy"]["new_ids"]);
 
     let o = hubscope(&[
