@@ -432,6 +432,22 @@ fn browser_fine_tune_reproduces_peft() {
     b.click("ft-train");
     let e = b.wait_text("error", 30, |t| !t.is_empty());
     assert!(e.contains("line 2"), "{e}");
+    // A starting adapter that is not there: the 404 is named, nothing trains.
+    b.go(&format!(
+        "{url}/?model=fx/tiny-qwen2&endpoint={ep}&tab=finetune&device=cpu&ft_init=fx/lora-tiny-qwen2&ft_init_sub=nope"
+    ));
+    b.wait_text("ft-train", 30, |t| !t.is_empty());
+    b.set(
+        "ft-data",
+        &std::fs::read_to_string(lora.join("data.jsonl")).unwrap(),
+    );
+    b.click("ft-train");
+    let e = b.wait_text("error", 60, |t| !t.is_empty());
+    assert!(
+        e.contains("Not found") && e.contains("nope/adapter_config.json"),
+        "{e}"
+    );
+    assert!(b.text("ft-losses").is_empty());
 
     for device in ["webgpu", "cpu"] {
         b.go(&format!(
