@@ -18,4 +18,5 @@ models=()
 [ -d ../shared/fixtures ] && models=(--models "fixtures=../shared/fixtures")
 port="${PORT:-8080}"
 echo "open http://127.0.0.1:$port/?model=fixtures/tiny-qwen2&endpoint=http%3A%2F%2F127.0.0.1%3A$port&tab=generate"
+echo "fine-tune: http://127.0.0.1:$port/?model=fixtures/tiny-qwen2&endpoint=http%3A%2F%2F127.0.0.1%3A$port&tab=finetune&ft_init=fixtures/lora-tiny-qwen2&ft_init_sub=adapter_init&ft_lr=0.001&ft_epochs=2 (upload ../shared/fixtures/lora-tiny-qwen2/data.jsonl)"
 exec "$bin" serve "${models[@]}" --hf-cache --web dist --port "$port"
