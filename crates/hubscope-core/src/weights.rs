@@ -68,6 +68,12 @@ pub fn header_len(file: &str, first8: &[u8]) -> Result<usize> {
         .and_then(|b| b.try_into().ok())
         .ok_or_else(|| safetensors_err(file, "shorter than the 8-byte header length"))?;
     let n = u64::from_le_bytes(bytes);
+    if n < 2 {
+        return Err(safetensors_err(
+            file,
+            format!("header length {n}: too short for a JSON header"),
+        ));
+    }
     if n > 100_000_000 {
         return Err(safetensors_err(
             file,
@@ -531,6 +537,16 @@ impl Loader<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_length_must_hold_a_json_object() {
+        for n in [0u64, 1, 100_000_001] {
+            let e = header_len("x.safetensors", &n.to_le_bytes()).unwrap_err();
+            assert!(e.to_string().contains("x.safetensors"), "{e}");
+        }
+        assert_eq!(header_len("x", &2u64.to_le_bytes()).unwrap(), 2);
+        assert!(header_len("x", &[1, 2, 3]).is_err());
+    }
 
     #[test]
     fn half_precision_storage_converts_exactly() {
