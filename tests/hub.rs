@@ -6,7 +6,7 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -14,50 +14,7 @@ use serde_json::Value;
 const BIN: &str = env!("CARGO_BIN_EXE_hubscope");
 
 /// `hubscope serve` over the fixtures as `fx/<name>`, on a free port; killed on drop.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Server {
-    fn start(extra: &[&str]) -> Server {
-        let models = format!("fx={}", common::fixtures().display());
-        let mut args = vec!["serve", "--models", &models, "--port", "0", "--stats"];
-        args.extend_from_slice(extra);
-        let mut child = Command::new(BIN)
-            .args(&args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line.trim().rsplit(' ').next().unwrap().to_string();
-        assert!(url.starts_with("http://127.0.0.1:"), "serve said: {line}");
-        Server { child, url }
-    }
-
-    fn stats(&self) -> Value {
-        let o = Command::new("curl")
-            .args(["-s", &format!("{}/_hubscope/stats", self.url)])
-            .output()
-            .unwrap();
-        serde_json::from_slice(&o.stdout).unwrap()
-    }
-
-    fn sent(&self, key: &str) -> u64 {
-        self.stats()["bytes_sent"][key].as_u64().unwrap_or(0)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::Server;
 
 fn hubscope(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut c = Command::new(BIN);
@@ -80,6 +37,23 @@ fn json(o: &Output) -> Value {
     assert!(o.status.success(), "{}", err(o));
     serde_json::from_slice(&o.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stdout)))
+}
+
+/// `hubscope download REPO --endpoint <server> --json` plus `extra`, which must succeed.
+fn download_json(s: &Server, repo: &str, extra: &[&str]) -> Value {
+    let mut args = vec!["download", repo, "--endpoint", &s.url, "--json"];
+    args.extend_from_slice(extra);
+    json(&hubscope(&args, &[]))
+}
+
+/// The per-file `status` of a `download --json` report.
+fn statuses(v: &Value) -> Vec<&str> {
+    v["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["status"].as_str().unwrap())
+        .collect()
 }
 
 fn same_bytes(a: &Path, b: &Path) {
@@ -127,49 +101,22 @@ fn python_huggingface_hub_downloads_from_serve_and_reads_our_cache() {
         );
     }
     // hubscope finds everything Python put in the cache: nothing is downloaded again.
-    let v = json(&hubscope(
-        &[
-            "download",
-            "fx/tiny-llama",
-            "--endpoint",
-            &s.url,
-            "--cache-dir",
-            py_cache.to_str().unwrap(),
-            "--json",
-        ],
-        &[],
-    ));
-    assert!(
-        v["files"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|f| f["status"] == "cached"),
-        "{v}"
+    let v = download_json(
+        &s,
+        "fx/tiny-llama",
+        &["--cache-dir", py_cache.to_str().unwrap()],
     );
+    assert!(statuses(&v).iter().all(|s| *s == "cached"), "{v}");
     assert_eq!(PathBuf::from(v["folder"].as_str().unwrap()), folder);
 
     // hubscope downloads into a fresh cache; Python, offline, finds every file there.
     let cache = tmp.path().join("our-cache");
-    let v = json(&hubscope(
-        &[
-            "download",
-            "fx/tiny-qwen3",
-            "--endpoint",
-            &s.url,
-            "--cache-dir",
-            cache.to_str().unwrap(),
-            "--json",
-        ],
-        &[],
-    ));
-    assert!(
-        v["files"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|f| f["status"] == "downloaded")
+    let v = download_json(
+        &s,
+        "fx/tiny-qwen3",
+        &["--cache-dir", cache.to_str().unwrap()],
     );
+    assert!(statuses(&v).iter().all(|s| *s == "downloaded"), "{v}");
     let script = "import sys\nfrom huggingface_hub import try_to_load_from_cache as t\nfor f in sys.argv[3:]:\n  p = t(sys.argv[1], f, cache_dir=sys.argv[2])\n  assert isinstance(p, str), (f, p)\n  print(p)";
     let mut args = vec!["-c", script, "fx/tiny-qwen3", cache.to_str().unwrap()];
     let files = fixture_files("tiny-qwen3");
@@ -270,43 +217,21 @@ fn local_dir_plain_files_include_exclude_dry_run() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("local");
     let d = dir.to_str().unwrap();
-    let v = json(&hubscope(
-        &[
-            "download",
-            "fx/tiny-qwen2",
-            "--endpoint",
-            &s.url,
-            "--local-dir",
-            d,
-            "--dry-run",
-            "--json",
-        ],
-        &[],
-    ));
-    assert!(
-        v["files"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|f| f["status"] == "planned")
-    );
+    let v = download_json(&s, "fx/tiny-qwen2", &["--local-dir", d, "--dry-run"]);
+    assert!(statuses(&v).iter().all(|s| *s == "planned"));
     assert!(!dir.join("config.json").exists(), "dry run writes nothing");
-    let v = json(&hubscope(
+    let v = download_json(
+        &s,
+        "fx/tiny-qwen2",
         &[
-            "download",
-            "fx/tiny-qwen2",
-            "--endpoint",
-            &s.url,
             "--local-dir",
             d,
             "--include",
             "*.json",
             "--exclude",
             "reference*",
-            "--json",
         ],
-        &[],
-    ));
+    );
     let got: Vec<&str> = v["files"]
         .as_array()
         .unwrap()
@@ -327,26 +252,12 @@ fn local_dir_plain_files_include_exclude_dry_run() {
         assert!(!std::fs::symlink_metadata(dir.join(f)).unwrap().is_symlink());
         same_bytes(&dir.join(f), &common::fixtures().join("tiny-qwen2").join(f));
     }
-    let v = json(&hubscope(
-        &[
-            "download",
-            "fx/tiny-qwen2",
-            "--endpoint",
-            &s.url,
-            "--local-dir",
-            d,
-            "--include",
-            "*.json",
-            "--json",
-        ],
-        &[],
-    ));
-    let cached = v["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["status"] == "cached")
-        .count();
+    let v = download_json(
+        &s,
+        "fx/tiny-qwen2",
+        &["--local-dir", d, "--include", "*.json"],
+    );
+    let cached = statuses(&v).iter().filter(|s| **s == "cached").count();
     assert_eq!(cached, 5, "{v}");
 }
 

@@ -5,15 +5,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-
-const BIN: &str = env!("CARGO_BIN_EXE_hubscope");
 
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -27,29 +24,18 @@ impl Drop for Proc {
     }
 }
 
-fn serve(extra: &[&str]) -> (Proc, String) {
-    let models = format!("fx={}", common::fixtures().display());
+/// `hubscope serve` over the fixtures with the built web app (`dist/`) at `/`.
+fn serve(extra: &[&str]) -> common::Server {
     let dist = repo_root().join("dist");
     assert!(
         dist.join("index.html").is_file(),
         "{} missing: run scripts/build-web.sh",
         dist.display()
     );
-    let mut args = vec!["serve", "--models", &models, "--port", "0", "--stats"];
     let d = dist.to_string_lossy().into_owned();
-    args.extend_from_slice(&["--web", &d]);
+    let mut args = vec!["--web", d.as_str()];
     args.extend_from_slice(extra);
-    let mut child = Command::new(BIN)
-        .args(&args)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line.trim().rsplit(' ').next().unwrap().to_string();
-    (Proc(child), url)
+    common::Server::start(&args)
 }
 
 fn free_port() -> u16 {
@@ -294,18 +280,10 @@ fn reference(name: &str) -> Value {
     .unwrap()
 }
 
-fn sent(url: &str, key: &str) -> u64 {
-    let v: Value = ureq::get(&format!("{url}/_hubscope/stats"))
-        .call()
-        .unwrap()
-        .into_json()
-        .unwrap();
-    v["bytes_sent"][key].as_u64().unwrap_or(0)
-}
-
 #[test]
 fn browser_app_end_to_end() {
-    let (_server, url) = serve(&[]);
+    let server = serve(&[]);
+    let url = server.url.clone();
     let b = Browser::start();
     let ep = enc(&url);
 
@@ -352,12 +330,12 @@ fn browser_app_end_to_end() {
 
     // A reload takes the weights from Cache Storage: the server sends no weight bytes again.
     let key = "fx/tiny-llama/model.safetensors";
-    let before = sent(&url, key);
+    let before = server.sent(key);
     assert!(before > 0);
     b.go(&format!("{url}/?model=fx/tiny-llama&endpoint={ep}&tab=generate&prompt=hello&temperature=0&max_new_tokens=4&device=cpu&autorun=1"));
     b.wait_text("status", 120, |t| t == "done");
     // Only the two header Range reads of the structure step touch the weight file again.
-    let again = sent(&url, key) - before;
+    let again = server.sent(key) - before;
     assert!(
         again < 64 * 1024,
         "a reload must not download the weights again: {again} bytes"
@@ -381,7 +359,8 @@ fn browser_app_end_to_end() {
 #[test]
 fn server_going_away_mid_download_is_reported() {
     // Slow weights (1 MB/s) so the download is mid-way when the server is killed.
-    let (server, url) = serve(&["--fault-rate", "1000000"]);
+    let server = serve(&["--fault-rate", "1000000"]);
+    let url = server.url.clone();
     let b = Browser::start();
     b.go(&format!("{url}/?model=fx/tiny-qwen3&endpoint={}&tab=generate&prompt=hi&temperature=0&max_new_tokens=2&device=cpu&autorun=1", enc(&url)));
     b.wait_text("progress-text", 60, |t| {
@@ -413,7 +392,8 @@ fn server_going_away_mid_download_is_reported() {
 fn browser_fine_tune_reproduces_peft() {
     use hubscope_core::lora::{AdapterConfig, attach};
 
-    let (_server, url) = serve(&[]);
+    let server = serve(&[]);
+    let url = server.url.clone();
     let b = Browser::start();
     let ep = enc(&url);
     let lora = common::fixtures().join("lora-tiny-qwen2");

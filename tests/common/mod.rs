@@ -172,3 +172,47 @@ pub fn finetune_reference(out: &std::path::Path, extra: &[&str]) -> Vec<f64> {
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["loss"].as_f64())
         .collect()
 }
+
+/// `hubscope serve --models fx=FIXTURES --port 0 --stats` (plus `extra`) on 127.0.0.1, killed
+/// when dropped.
+pub struct Server {
+    child: std::process::Child,
+    pub url: String,
+}
+
+impl Server {
+    pub fn start(extra: &[&str]) -> Server {
+        use std::io::BufRead;
+        let models = format!("fx={}", fixtures().display());
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hubscope"))
+            .args(["serve", "--models", &models, "--port", "0", "--stats"])
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("serve");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line.trim().rsplit(' ').next().unwrap().to_string();
+        assert!(url.starts_with("http://127.0.0.1:"), "serve said: {line}");
+        Server { child, url }
+    }
+
+    /// Bytes the server has sent of one file (`org/name/path`), from its `--stats` counter.
+    pub fn sent(&self, key: &str) -> u64 {
+        let v: serde_json::Value = ureq::get(&format!("{}/_hubscope/stats", self.url))
+            .call()
+            .unwrap()
+            .into_json()
+            .unwrap();
+        v["bytes_sent"][key].as_u64().unwrap_or(0)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

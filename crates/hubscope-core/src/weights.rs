@@ -560,7 +560,7 @@ mod tests {
             .flat_map(|v| bf16::from_f32(*v).to_le_bytes())
             .collect();
         let a = convert(&f16b, StoredDtype::F16, ComputeDtype::F32, vec![4])
-            .to_vec::<f32>()
+            .try_to_vec::<f32>()
             .unwrap();
         assert_eq!(
             a,
@@ -569,7 +569,7 @@ mod tests {
                 .collect::<Vec<_>>()
         );
         let b = convert(&bf16b, StoredDtype::BF16, ComputeDtype::F32, vec![4])
-            .to_vec::<f32>()
+            .try_to_vec::<f32>()
             .unwrap();
         assert_eq!(
             b,
@@ -578,7 +578,7 @@ mod tests {
                 .collect::<Vec<_>>()
         );
         let c = convert(&bf16b, StoredDtype::BF16, ComputeDtype::BF16, vec![4])
-            .to_vec::<bf16>()
+            .try_to_vec::<bf16>()
             .unwrap();
         assert_eq!(c[1], bf16::from_f32(-2.5));
     }
