@@ -504,6 +504,7 @@ fn errors_say_what_to_do() {
         ],
         &[],
     );
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
     assert!(
         err(&o).contains("404") && err(&o).contains("nope"),
         "{}",
@@ -574,4 +575,222 @@ fn serve_never_leaves_its_roots() {
     }
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// Two free loopback ports where the second's URL starts with the first's
+/// (`http://127.0.0.1:P` and `http://127.0.0.1:P1`): a token check by string prefix would
+/// send the token to the second origin.
+fn prefix_port_pair() -> (u16, u16) {
+    for p in (2000u16..6553).step_by(37) {
+        let q = p * 10 + 1;
+        let a = std::net::TcpListener::bind(("127.0.0.1", p));
+        let b = std::net::TcpListener::bind(("127.0.0.1", q));
+        if a.is_ok() && b.is_ok() {
+            return (p, q);
+        }
+    }
+    panic!("no free port pair");
+}
+
+/// `serve` over the fixtures answering file requests of LFS files with a 302 to a second
+/// origin (as huggingface.co redirects to its CDN), gated by a token.
+fn cdn_server(extra: &[&str]) -> (Server, u16) {
+    let (p, q) = prefix_port_pair();
+    let models = format!("fx={}", common::fixtures().display());
+    let q_arg = q.to_string();
+    let mut args = vec!["--cdn-port", q_arg.as_str(), "--require-token", "sekret"];
+    args.extend_from_slice(extra);
+    (Server::start_with(&models, p, &args), q)
+}
+
+fn sha256_hex(p: &Path) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(std::fs::read(p).unwrap());
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn downloads_and_inspect_follow_cdn_redirects_and_the_token_stays_home() {
+    // The first file body through the CDN is cut after 3 MB: the retry resumes with a Range
+    // request, which the redirect must carry to the CDN.
+    let (s, cdn_port) = cdn_server(&["--fault-cut-after", "3000000", "--fault-times", "1"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("c");
+    let o = hubscope(
+        &["download", "fx/tiny-qwen2", "--endpoint", &s.url, "--cache-dir", cache.to_str().unwrap(), "--json"],
+        &[("HF_TOKEN", "sekret")],
+    );
+    let v = json(&o);
+    assert!(err(&o).contains("retrying"), "the cut was retried: {}", err(&o));
+    let weights = common::fixtures().join("tiny-qwen2/model.safetensors");
+    let size = std::fs::metadata(&weights).unwrap().len();
+    for f in v["files"].as_array().unwrap() {
+        let name = f["file"].as_str().unwrap();
+        same_bytes(Path::new(f["path"].as_str().unwrap()), &common::fixtures().join("tiny-qwen2").join(name));
+    }
+    let stats = s.stats();
+    assert!(stats["cdn_requests"].as_u64().unwrap() >= 2, "{stats}");
+    assert_eq!(
+        stats["cdn_requests_with_authorization"], 0,
+        "the token must not follow the redirect to 127.0.0.1:{cdn_port}: {stats}"
+    );
+    // The resume asked the CDN for the rest only.
+    let key = format!("cdn/{}", sha256_hex(&weights));
+    let sent = s.sent(&key);
+    assert!(sent >= size && sent < size + 1_000_000, "CDN sent {sent} bytes of {size}");
+
+    // Header-only inspect through the redirect: ranged GETs land on the CDN, < 64 KiB.
+    let before = s.sent(&format!("cdn/{}", sha256_hex(&common::fixtures().join("tiny-llama/model.safetensors"))));
+    let v = json(&hubscope(
+        &["inspect", "fx/tiny-llama", "--endpoint", &s.url, "--json"],
+        &[("HF_TOKEN", "sekret")],
+    ));
+    let sent = s.sent(&format!("cdn/{}", sha256_hex(&common::fixtures().join("tiny-llama/model.safetensors")))) - before;
+    assert!(sent > 0 && sent < 64 * 1024, "{sent} bytes of weights");
+    let summary: Value = serde_json::from_slice(&std::fs::read(common::fixtures().join("tiny-llama/summary.json")).unwrap()).unwrap();
+    assert_eq!(v["total_parameters"], summary["parameter_count"]);
+
+    // Python's huggingface_hub through the same redirects: the same files.
+    let py_cache = tmp.path().join("py");
+    let o = Command::new(common::python())
+        .args(["-c", "import sys; from huggingface_hub import snapshot_download as s; print(s(sys.argv[1], endpoint=sys.argv[2], cache_dir=sys.argv[3], token='sekret'))", "fx/tiny-llama", &s.url, py_cache.to_str().unwrap()])
+        .env_remove("HF_ENDPOINT")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "python: {}", err(&o));
+    let folder = PathBuf::from(String::from_utf8_lossy(&o.stdout).trim().lines().last().unwrap());
+    same_bytes(&folder.join("model.safetensors"), &common::fixtures().join("tiny-llama/model.safetensors"));
+    assert_eq!(s.stats()["cdn_requests_with_authorization"], 0);
+}
+
+#[test]
+fn empty_files_are_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("models/org/m");
+    std::fs::create_dir_all(repo.join("pkg")).unwrap();
+    std::fs::write(repo.join("config.json"), "{}").unwrap();
+    std::fs::write(repo.join("README.md"), "").unwrap();
+    std::fs::write(repo.join("pkg/__init__.py"), "").unwrap();
+    let s = Server::start_with(tmp.path().join("models").to_str().unwrap(), 0, &[]);
+    for target in ["--cache-dir", "--local-dir"] {
+        let dir = tmp.path().join(target.trim_start_matches('-'));
+        let v = download_json(&s, "org/m", &[target, dir.to_str().unwrap()]);
+        assert_eq!(v["files"].as_array().unwrap().len(), 3, "{v}");
+        for f in v["files"].as_array().unwrap() {
+            let p = Path::new(f["path"].as_str().unwrap());
+            let want = if f["file"] == "config.json" { 2 } else { 0 };
+            assert_eq!(std::fs::metadata(p).unwrap().len(), want, "{}", p.display());
+        }
+        // And again: everything is cached, zero-byte files included.
+        let v = download_json(&s, "org/m", &[target, dir.to_str().unwrap()]);
+        assert!(statuses(&v).iter().all(|s| *s == "cached"), "{v}");
+    }
+}
+
+/// A hostile Hub on 127.0.0.1: valid HTTP, poisoned values. `mode` picks the poison: the
+/// commit, a file name, or an ETag that would become a path.
+fn hostile_hub(mode: &'static str) -> String {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for conn in l.incoming().take(50) {
+            let Ok(mut c) = conn else { continue };
+            let mut buf = [0u8; 4096];
+            let n = c.read(&mut buf).unwrap_or(0);
+            let req = String::from_utf8_lossy(&buf[..n]).to_string();
+            let commit = if mode == "commit" { "../../../../escape".to_string() } else { "ab".repeat(20) };
+            let file = if mode == "filename" { "../../../../escape.txt" } else { "config.json" };
+            let etag = if mode == "etag" { "../../../../escape" } else { "0123456789abcdef0123456789abcdef01234567" };
+            let (head, body) = if req.contains("/api/models/") {
+                let body = serde_json::json!({"sha": commit, "siblings": [{"rfilename": file, "size": 2}]}).to_string();
+                ("HTTP/1.1 200 OK\r\nContent-Type: application/json".to_string(), body)
+            } else {
+                (format!("HTTP/1.1 200 OK\r\nETag: \"{etag}\"\r\nX-Repo-Commit: {commit}"), "{}".to_string())
+            };
+            let body = if req.starts_with("HEAD") { String::new() } else { body };
+            let len = if req.starts_with("HEAD") { 2 } else { body.len() };
+            let _ = write!(c, "{head}\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n{body}");
+        }
+    });
+    url
+}
+
+/// Every path under `root`.
+fn all_paths(root: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(root).into_iter().flatten().flatten() {
+        out.push(e.path());
+        if e.path().is_dir() && !e.path().is_symlink() {
+            all_paths(&e.path(), out);
+        }
+    }
+}
+
+#[test]
+fn server_values_become_paths_only_after_validation() {
+    for (mode, says) in [("commit", "commit"), ("filename", "unsafe file name"), ("etag", "ETag")] {
+        let url = hostile_hub(mode);
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = tmp.path().join("a/b/c/cache");
+        let local = tmp.path().join("a/b/c/local");
+        for target in [["--cache-dir", cache.to_str().unwrap()], ["--local-dir", local.to_str().unwrap()]] {
+            let o = hubscope(&["download", "org/m", "--endpoint", &url, target[0], target[1]], &[]);
+            assert_eq!(o.status.code(), Some(1), "{mode}: {}", err(&o));
+            assert!(err(&o).contains(says), "{mode}: {}", err(&o));
+            assert_eq!(err(&o).trim().lines().count(), 1, "{}", err(&o));
+        }
+        let mut paths = vec![];
+        all_paths(tmp.path(), &mut paths);
+        assert!(
+            paths.iter().all(|p| !p.to_string_lossy().contains("escape")),
+            "{mode}: something was written from a hostile value: {paths:?}"
+        );
+    }
+
+    // cache rm deletes what lies under the repo's own folders, never what a link points to.
+    let tmp = tempfile::tempdir().unwrap();
+    let victim = tmp.path().join("victim.txt");
+    std::fs::write(&victim, "keep me").unwrap();
+    let victim_dir = tmp.path().join("victim-dir");
+    std::fs::create_dir_all(victim_dir.join("x")).unwrap();
+    let cache = tmp.path().join("cache");
+    let root = cache.join("models--org--m");
+    let commit = "cd".repeat(20);
+    std::fs::create_dir_all(root.join("snapshots").join(&commit)).unwrap();
+    std::fs::create_dir_all(root.join("refs")).unwrap();
+    std::fs::write(root.join("refs/main"), &commit).unwrap();
+    std::fs::write(root.join("refs/evil"), "../../../victim-dir").unwrap();
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&victim, root.join("snapshots").join(&commit).join("config.json")).unwrap();
+    let o = hubscope(&["cache", "rm", "org/m@evil", "--cache-dir", cache.to_str().unwrap()], &[]);
+    assert_eq!(o.status.code(), Some(1), "a ref that is no commit: {}", err(&o));
+    assert!(victim_dir.join("x").is_dir(), "cache rm followed a poisoned ref");
+    let o = hubscope(&["cache", "rm", "org/m@main", "--cache-dir", cache.to_str().unwrap()], &[]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(!root.join("snapshots").join(&commit).exists());
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me", "cache rm deleted a file outside the cache");
+}
+
+#[test]
+fn offline_inspect_and_mem_read_the_cache_with_zero_requests() {
+    let s = Server::start(&[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("c");
+    let c = cache.to_str().unwrap();
+    download_json(&s, "fx/tiny-llama", &["--cache-dir", c]);
+    let requests = |s: &Server| s.stats()["requests"].as_u64().unwrap();
+    let before = requests(&s);
+    let offline = [("HF_HUB_OFFLINE", "1")];
+    let v = json(&hubscope(&["inspect", "fx/tiny-llama", "--endpoint", &s.url, "--cache-dir", c, "--json"], &offline));
+    let summary: Value = serde_json::from_slice(&std::fs::read(common::fixtures().join("tiny-llama/summary.json")).unwrap()).unwrap();
+    assert_eq!(v["total_parameters"], summary["parameter_count"]);
+    let o = hubscope(&["inspect", "fx/tiny-llama", "--endpoint", &s.url, "--cache-dir", c, "--plain"], &offline);
+    assert!(o.status.success(), "{}", err(&o));
+    let o = hubscope(&["mem", "fx/tiny-llama", "--endpoint", &s.url, "--cache-dir", c, "--json"], &offline);
+    assert!(o.status.success(), "{}", err(&o));
+    let o = hubscope(&["inspect", "fx/tiny-qwen2", "--endpoint", &s.url, "--cache-dir", c], &offline);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("HF_HUB_OFFLINE") && err(&o).contains("fx/tiny-qwen2"), "{}", err(&o));
+    // One request since `before`: the stats read itself.
+    assert_eq!(requests(&s) - before, 1, "offline commands sent requests");
 }

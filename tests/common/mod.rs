@@ -34,6 +34,24 @@ pub fn model_fixtures() -> Vec<PathBuf> {
     v
 }
 
+/// The fixtures tests/data/make_fixtures.py makes with transformers 4.57.6 (rope scaling,
+/// sliding windows, EOS, Llama 3.2's template): `HUBSCOPE_GEN_FIXTURES`, which scripts/test.sh
+/// fills. Missing is a failure, not a skip.
+pub fn generated_fixtures() -> Vec<PathBuf> {
+    let dir = PathBuf::from(std::env::var_os("HUBSCOPE_GEN_FIXTURES").expect(
+        "HUBSCOPE_GEN_FIXTURES is not set: run scripts/test.sh, which makes these fixtures",
+    ));
+    let mut v: Vec<PathBuf> = ["llama3-rope", "llama-linear", "qwen2-sliding", "qwen3-sliding", "qwen2-eos"]
+        .iter()
+        .map(|n| dir.join(n))
+        .collect();
+    v.sort();
+    for d in &v {
+        assert!(d.join("reference.json").is_file(), "{}: missing", d.display());
+    }
+    v
+}
+
 /// A Python with `safetensors` (and, for the Hub tests, `huggingface_hub`): `HUBSCOPE_PYTHON`,
 /// which scripts/test.sh sets up in a venv.
 pub fn python() -> PathBuf {
@@ -182,10 +200,15 @@ pub struct Server {
 
 impl Server {
     pub fn start(extra: &[&str]) -> Server {
-        use std::io::BufRead;
         let models = format!("fx={}", fixtures().display());
+        Server::start_with(&models, 0, extra)
+    }
+
+    /// `serve --models MODELS --port PORT --stats` plus `extra`.
+    pub fn start_with(models: &str, port: u16, extra: &[&str]) -> Server {
+        use std::io::BufRead;
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hubscope"))
-            .args(["serve", "--models", &models, "--port", "0", "--stats"])
+            .args(["serve", "--models", models, "--port", &port.to_string(), "--stats"])
             .args(extra)
             .stdout(std::process::Stdio::piped())
             .spawn()
@@ -199,14 +222,19 @@ impl Server {
         Server { child, url }
     }
 
-    /// Bytes the server has sent of one file (`org/name/path`), from its `--stats` counter.
-    pub fn sent(&self, key: &str) -> u64 {
-        let v: serde_json::Value = ureq::get(&format!("{}/_hubscope/stats", self.url))
+    /// The server's `--stats` counters (this request included in `requests`).
+    pub fn stats(&self) -> serde_json::Value {
+        ureq::get(&format!("{}/_hubscope/stats", self.url))
             .call()
             .unwrap()
             .into_json()
-            .unwrap();
-        v["bytes_sent"][key].as_u64().unwrap_or(0)
+            .unwrap()
+    }
+
+    /// Bytes the server has sent of one file (`org/name/path`, or `cdn/<sha256>` for its CDN
+    /// origin), from its `--stats` counter.
+    pub fn sent(&self, key: &str) -> u64 {
+        self.stats()["bytes_sent"][key].as_u64().unwrap_or(0)
     }
 }
 

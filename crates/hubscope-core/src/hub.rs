@@ -123,6 +123,33 @@ pub fn is_sha256(etag: &str) -> bool {
     etag.len() == 64 && etag.chars().all(|c| c.is_ascii_hexdigit())
 }
 
+/// An ETag fit to name a file in the cache: the Hub sends a sha256 (LFS, Xet) or a git blob id;
+/// anything with a path separator, a dot segment or a NUL never becomes a path.
+pub fn is_safe_etag(etag: &str) -> bool {
+    !etag.is_empty()
+        && etag.len() <= 128
+        && etag
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// A git commit id as the Hub reports one: 40 hex digits.
+pub fn is_commit(s: &str) -> bool {
+    s.len() == 40 && s.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+/// A file name from a server, fit to become a path under a snapshot or local folder: relative,
+/// `/`-separated, no empty, `.` or `..` segments, no backslash, NUL or drive prefix.
+pub fn is_safe_repo_path(p: &str) -> bool {
+    !p.is_empty()
+        && p.len() <= 4096
+        && !p.contains(['\\', '\0'])
+        && p.as_bytes().get(1) != Some(&b':')
+        && p
+            .split('/')
+            .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+}
+
 /// What to tell the user for an HTTP error status from the Hub.
 pub fn status_hint(status: u16, repo: &RepoRef, what: &str) -> String {
     match status {
@@ -228,5 +255,14 @@ mod tests {
             assert!(RepoRef::parse(bad, None).is_err(), "{bad}");
         }
         assert_eq!(clean_etag("W/\"abc\""), "abc");
+        assert!(is_safe_etag("0123abcdef") && is_safe_etag(&"a".repeat(64)));
+        for bad in ["", "../x", "a/b", "a\0b", ".", "..", "a b", &"a".repeat(129)] {
+            assert!(!is_safe_etag(bad), "{bad:?}");
+        }
+        assert!(is_commit(&"ab12".repeat(10)) && !is_commit("../../x") && !is_commit("main"));
+        assert!(is_safe_repo_path("onnx/model.onnx") && is_safe_repo_path(".gitattributes"));
+        for bad in ["", "/etc/passwd", "a/../b", "../x", "a//b", "a\\b", "x\0", "C:/x", "a/./b", "a/"] {
+            assert!(!is_safe_repo_path(bad), "{bad:?}");
+        }
     }
 }

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use hubscope_core::hub::RepoRef;
+use hubscope_core::hub::{RepoRef, is_commit};
 use serde_json::json;
 
 use crate::inspect::human_bytes;
@@ -55,7 +55,9 @@ impl RepoCache {
     /// with a snapshot.
     pub fn resolve(&self, revision: &str) -> Option<String> {
         if let Ok(c) = std::fs::read_to_string(self.root.join("refs").join(revision)) {
-            return Some(c.trim().to_string());
+            // A ref file names a commit; anything else never becomes a path.
+            let c = c.trim();
+            return is_commit(c).then(|| c.to_string());
         }
         self.snapshot(revision)
             .is_dir()
@@ -245,6 +247,10 @@ pub fn run(a: CacheArgs) -> Result<()> {
             })?;
             let mut gone = vec![];
             snapshot_blobs(&rc.snapshot(&commit), &mut gone);
+            // Only blobs of this repo's own blobs/ folder: a snapshot entry pointing anywhere
+            // else is unlinked with its snapshot, never followed.
+            let own = std::fs::canonicalize(rc.root.join("blobs")).ok();
+            gone.retain(|b| own.as_ref().is_some_and(|o| b.starts_with(o)));
             std::fs::remove_dir_all(rc.snapshot(&commit))?;
             // Keep blobs another snapshot still uses.
             let mut kept = vec![];

@@ -4,10 +4,10 @@
 use std::io::Read;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use hf_hub::api::sync::{Api, ApiBuilder};
 use hf_hub::{Repo, RepoType};
-use hubscope_core::hub::{RepoRef, clean_etag, resolve_url, status_hint};
+use hubscope_core::hub::{RepoRef, clean_etag, is_safe_etag, resolve_url, status_hint};
 use serde::Deserialize;
 
 /// Where and as whom to talk to the Hub: `--endpoint`/`HF_ENDPOINT`, `--token`/`HF_TOKEN`.
@@ -174,28 +174,41 @@ impl HubClient {
     }
 
     /// HEAD a file: its ETag (the `X-Linked-Etag` of an LFS redirect wins), size and commit.
+    /// A redirect without the LFS headers (a renamed repo) is followed, as huggingface_hub
+    /// does; the token goes only to the endpoint's own origin.
     pub fn head(&self, repo: &RepoRef, file: &str) -> Result<FileMeta> {
-        let url = resolve_url(&self.endpoint, repo, file);
         let what = format!("{}: {file}", repo.id);
         let resp = self
             .retrying(&what, || {
-                match self
-                    .auth(self.agent.head(&url).set("Accept-Encoding", "identity"))
-                    .call()
-                {
-                    Ok(r) => Ok(r),
-                    // A redirect to a CDN carries the metadata on the 3xx itself.
-                    Err(ureq::Error::Status(s, r)) if (300..400).contains(&s) => Ok(r),
-                    Err(ureq::Error::Status(s, r)) => Err(Failure::Status(s, retry_after(&r))),
-                    Err(ureq::Error::Transport(t)) => Err(Failure::Transport(t.to_string())),
+                let mut url = resolve_url(&self.endpoint, repo, file);
+                for _hop in 0..MAX_REDIRECTS {
+                    let req = self.request("HEAD", &url)?;
+                    let r = match req.call() {
+                        Ok(r) => r,
+                        Err(ureq::Error::Status(s, r)) => {
+                            return Err(Failure::Status(s, retry_after(&r)));
+                        }
+                        Err(ureq::Error::Transport(t)) => {
+                            return Err(Failure::Transport(t.to_string()));
+                        }
+                    };
+                    // A redirect to a CDN carries the file's metadata on the 3xx itself.
+                    if !(300..400).contains(&r.status()) || r.header("X-Linked-Etag").is_some() {
+                        return Ok(r);
+                    }
+                    url = self.next_hop(&url, &r)?;
                 }
+                Err(Failure::Transport("too many redirects".into()))
             })
             .map_err(|f| self.failure(f, repo, &what))?;
-        let etag = resp
+        let raw = resp
             .header("X-Linked-Etag")
             .or_else(|| resp.header("ETag"))
-            .map(clean_etag)
             .with_context(|| format!("{what}: the server sent no ETag"))?;
+        let etag = clean_etag(raw);
+        if !is_safe_etag(&etag) {
+            bail!("{what}: the server sent an unusable ETag {raw:?} (expected letters, digits, - or _)");
+        }
         let size = resp
             .header("X-Linked-Size")
             .or_else(|| resp.header("Content-Length"))
@@ -204,8 +217,40 @@ impl HubClient {
         Ok(FileMeta { etag, size })
     }
 
+    /// A request to `url`, with the token only when `url` is on the endpoint's own origin
+    /// (scheme, host and port compared after parsing, never as a string prefix).
+    fn request(&self, method: &str, url: &str) -> std::result::Result<ureq::Request, Failure> {
+        let req = self
+            .agent
+            .request(method, url)
+            .set("Accept-Encoding", "identity");
+        Ok(if same_origin(&self.endpoint, url) {
+            self.auth(req)
+        } else {
+            req
+        })
+    }
+
+    /// Where a 3xx response points, resolved against the URL that answered it.
+    fn next_hop(&self, url: &str, r: &ureq::Response) -> std::result::Result<String, Failure> {
+        let loc = r
+            .header("Location")
+            .ok_or_else(|| Failure::Transport(format!("HTTP {} without a Location", r.status())))?;
+        let base = url::Url::parse(url).map_err(|e| Failure::Transport(format!("{url}: {e}")))?;
+        let next = base
+            .join(loc)
+            .map_err(|e| Failure::Transport(format!("bad redirect Location {loc:?}: {e}")))?;
+        if !matches!(next.scheme(), "http" | "https") {
+            return Err(Failure::Transport(format!(
+                "refusing a redirect to {next} (not http or https)"
+            )));
+        }
+        Ok(next.to_string())
+    }
+
     /// GET a file's resolve URL with an optional `Range` header value, following redirects
-    /// (the token goes only to the endpoint, never to a CDN it redirects to).
+    /// (the Hub answers LFS and Xet files with a 302 to its CDN on another host; the token
+    /// goes only to the endpoint, never to a host it redirects to).
     fn get(
         &self,
         repo: &RepoRef,
@@ -213,24 +258,15 @@ impl HubClient {
         range: Option<&str>,
     ) -> std::result::Result<ureq::Response, Failure> {
         let mut url = resolve_url(&self.endpoint, repo, file);
-        for _hop in 0..5 {
-            let mut req = self.agent.get(&url).set("Accept-Encoding", "identity");
-            if url.starts_with(&self.endpoint) {
-                req = self.auth(req);
-            }
+        for _hop in 0..MAX_REDIRECTS {
+            let mut req = self.request("GET", &url)?;
             if let Some(r) = range {
                 req = req.set("Range", r);
             }
             match req.call() {
+                // With automatic redirects off, ureq hands a 3xx back as a success.
+                Ok(r) if (300..400).contains(&r.status()) => url = self.next_hop(&url, &r)?,
                 Ok(r) => return Ok(r),
-                Err(ureq::Error::Status(s, r)) if (300..400).contains(&s) => {
-                    let loc = r.header("Location").ok_or(Failure::Status(s, None))?;
-                    url = if loc.starts_with('/') {
-                        format!("{}{loc}", self.endpoint)
-                    } else {
-                        loc.to_string()
-                    };
-                }
                 Err(ureq::Error::Status(s, r)) => return Err(Failure::Status(s, retry_after(&r))),
                 Err(ureq::Error::Transport(t)) => return Err(Failure::Transport(t.to_string())),
             }
@@ -277,9 +313,40 @@ impl HubClient {
     }
 }
 
+/// How many redirects one request may follow (the Hub uses one, a renamed repo two).
+const MAX_REDIRECTS: usize = 5;
+
+/// Do two URLs share scheme, host and port (the browser's notion of an origin)?
+pub fn same_origin(a: &str, b: &str) -> bool {
+    match (url::Url::parse(a), url::Url::parse(b)) {
+        (Ok(a), Ok(b)) => {
+            a.scheme() == b.scheme()
+                && a.host_str() == b.host_str()
+                && a.port_or_known_default() == b.port_or_known_default()
+        }
+        _ => false,
+    }
+}
+
 pub fn describe(f: &Failure) -> String {
     match f {
         Failure::Status(s, _) => format!("HTTP {s}"),
         Failure::Transport(t) => t.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_origin;
+
+    #[test]
+    fn origins_are_compared_parsed() {
+        assert!(same_origin("https://huggingface.co", "https://huggingface.co/a/resolve/main/x"));
+        assert!(same_origin("https://huggingface.co", "https://huggingface.co:443/x"));
+        assert!(!same_origin("https://huggingface.co", "https://huggingface.co.evil.example/x"));
+        assert!(!same_origin("http://127.0.0.1:4180", "http://127.0.0.1:41801/x"));
+        assert!(!same_origin("https://huggingface.co", "http://huggingface.co/x"));
+        assert!(!same_origin("https://huggingface.co", "https://cdn-lfs.hf.co/x"));
+        assert!(!same_origin("https://huggingface.co", "not a url"));
     }
 }

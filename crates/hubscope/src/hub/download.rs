@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use globset::{Glob, GlobSet, GlobSetBuilder};
-use hubscope_core::hub::{RepoRef, is_sha256};
+use hubscope_core::hub::{RepoRef, is_commit, is_safe_repo_path, is_sha256};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use serde_json::json;
@@ -175,6 +175,13 @@ fn fetch(
     if have(&place.partial) > meta.size {
         std::fs::remove_file(&place.partial)?;
     }
+    // The partial exists from the start, so an empty file (a zero-byte README or __init__.py)
+    // is a file like any other.
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&place.partial)
+        .with_context(|| format!("{}: cannot create", place.partial.display()))?;
     let status = if have(&place.partial) > 0 {
         FileStatus::Resumed
     } else {
@@ -301,6 +308,21 @@ pub fn snapshot(
 
     let info = client.info(repo)?;
     let commit = info.sha.clone();
+    // Everything a server says that becomes a path is checked before it does.
+    if !is_commit(&commit) {
+        bail!(
+            "{}@{}: the server sent {commit:?} as the commit (expected 40 hex digits)",
+            repo.id,
+            repo.revision
+        );
+    }
+    if let Some(bad) = info.siblings.iter().find(|s| !is_safe_repo_path(&s.rfilename)) {
+        bail!(
+            "{}: the server listed an unsafe file name {:?}",
+            repo.id,
+            bad.rfilename
+        );
+    }
     let pinned = RepoRef {
         id: repo.id.clone(),
         revision: commit.clone(),
@@ -341,12 +363,6 @@ pub fn snapshot(
     let mut done_bytes = 0u64;
     for s in files {
         let file = s.rfilename.as_str();
-        if file.split('/').any(|p| p == ".." || p.is_empty()) || file.starts_with('/') {
-            bail!(
-                "{}: the server listed an unsafe file name `{file}`",
-                repo.id
-            );
-        }
         let meta = client.head(&pinned, file)?;
         let place = target.place(file, &meta);
         let status = if target.complete(file, &meta) {

@@ -73,6 +73,23 @@ pub fn read_headers(model: &str, hub: &HubArgs) -> Result<Headers> {
     }
     let repo = RepoRef::parse(model, hub.revision.as_deref())
         .with_context(|| format!("{model}: neither a folder nor a Hub repo id"))?;
+    if cache::offline() {
+        // HF_HUB_OFFLINE: the cache's snapshot of that revision, and not one request.
+        let cache = cache_dir(hub.cache_dir.as_deref());
+        let rc = cache::RepoCache::new(&cache, &repo);
+        let commit = rc.resolve(&repo.revision).with_context(|| {
+            format!(
+                "{}@{}: HF_HUB_OFFLINE is set and this revision is not in the cache ({}); download it first or unset HF_HUB_OFFLINE",
+                repo.id,
+                repo.revision,
+                cache.display()
+            )
+        })?;
+        let snap = rc.snapshot(&commit);
+        let mut h = folder_headers(&ModelFolder::open(&snap.to_string_lossy())?)?;
+        h.source = format!("{}@{} ({commit}, from the cache, offline)", repo.id, repo.revision);
+        return Ok(h);
+    }
     let client = HubClient::new(hub.endpoint.clone(), hub.token.clone())?;
     let info = client.info(&repo)?;
     let pinned = RepoRef {

@@ -41,6 +41,10 @@ pub struct ServeArgs {
     pub host: String,
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
+    /// Answer file GETs and HEADs of LFS files with a 302 to a second origin on this port that
+    /// serves the bytes (as huggingface.co redirects to its CDN), for testing clients.
+    #[arg(long)]
+    pub cdn_port: Option<u16>,
     /// Require `Authorization: Bearer TOKEN` for file and API requests (like a gated repo).
     #[arg(long)]
     pub require_token: Option<String>,
@@ -99,6 +103,12 @@ struct Faults {
 
 struct AppState {
     repos: BTreeMap<String, RepoEntry>,
+    /// The CDN origin LFS files redirect to (`--cdn-port`), and its files by sha256.
+    cdn: Option<String>,
+    blobs: HashMap<String, FileEntry>,
+    /// Requests the CDN origin got, and how many of them carried an `Authorization` header.
+    cdn_requests: AtomicU64,
+    cdn_authorized: AtomicU64,
     web: Option<PathBuf>,
     token: Option<String>,
     stats: Option<Mutex<BTreeMap<String, u64>>>,
@@ -500,7 +510,33 @@ async fn resolve(
     if f.lfs {
         h.insert("X-Linked-Etag", q(&f.etag));
         h.insert("X-Linked-Size", HeaderValue::from(f.size));
+        if let Some(cdn) = &state.cdn {
+            // As huggingface.co does: the bytes come from another origin, by content hash.
+            let loc = format!(
+                "{cdn}/cdn/{}?file={}",
+                f.etag,
+                hubscope_core::hub::encode_component(&file)
+            );
+            h.insert(
+                header::LOCATION,
+                HeaderValue::from_str(&loc).expect("ascii"),
+            );
+            return (StatusCode::FOUND, h).into_response();
+        }
     }
+    let key = format!("{id}/{file}");
+    send_file(&state, &method, &headers, f, h, key).await
+}
+
+/// A file's bytes (the whole file or the requested range), with the test faults applied.
+async fn send_file(
+    state: &Arc<AppState>,
+    method: &Method,
+    headers: &HeaderMap,
+    f: &FileEntry,
+    mut h: HeaderMap,
+    key: String,
+) -> Response {
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert(
         header::CONTENT_TYPE,
@@ -528,7 +564,7 @@ async fn resolve(
         None => (StatusCode::OK, 0, f.size),
     };
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    if method == Method::HEAD {
+    if *method == Method::HEAD {
         return (status, h).into_response();
     }
     // Test faults on file bodies.
@@ -554,8 +590,10 @@ async fn resolve(
         }
         return r;
     }
-    let cut = state.faults.cut_after.filter(|_| {
-        state
+    // A cut applies to bodies longer than it (smaller files pass untouched and uncounted).
+    let cut = state.faults.cut_after.filter(|&n| {
+        len > n
+            && state
             .faults
             .cut_left
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
@@ -570,7 +608,6 @@ async fn resolve(
     if file_h.seek(std::io::SeekFrom::Start(start)).await.is_err() {
         return error(StatusCode::INTERNAL_SERVER_ERROR, "Error", "seek failed");
     }
-    let key = format!("{id}/{file}");
     let corrupt = state.faults.corrupt && f.lfs;
     let rate = state.faults.rate;
     let stream = tokio_util::io::ReaderStream::with_capacity(file_h.take(len), 64 * 1024);
@@ -665,6 +702,34 @@ async fn static_file(state: &AppState, segs: &[String]) -> Response {
     ([(header::CONTENT_TYPE, ctype)], bytes).into_response()
 }
 
+/// The second origin of `--cdn-port`: `/cdn/<sha256>` serves a blob (ranges, faults and
+/// byte counts as on the main origin), no token needed, as a signed CDN URL.
+async fn cdn(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    state.cdn_requests.fetch_add(1, Ordering::Relaxed);
+    if req.headers().contains_key(header::AUTHORIZATION) {
+        state.cdn_authorized.fetch_add(1, Ordering::Relaxed);
+    }
+    let method = req.method().clone();
+    let segs = segments(req.uri().path()).unwrap_or_default();
+    let mut resp = match (segs.as_slice(), &method) {
+        ([c, etag], &Method::GET | &Method::HEAD) if c == "cdn" => match state.blobs.get(etag) {
+            Some(f) => {
+                let mut h = HeaderMap::new();
+                h.insert(
+                    header::ETAG,
+                    HeaderValue::from_str(&format!("\"{etag}\"")).expect("hex"),
+                );
+                let key = format!("cdn/{etag}");
+                send_file(&state, &method, req.headers(), f, h, key).await
+            }
+            None => error(StatusCode::NOT_FOUND, "EntryNotFound", "no such blob"),
+        },
+        _ => error(StatusCode::NOT_FOUND, "EntryNotFound", "not found"),
+    };
+    cors(resp.headers_mut());
+    resp
+}
+
 async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
     state.requests.fetch_add(1, Ordering::Relaxed);
     let method = req.method().clone();
@@ -693,8 +758,10 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
             .lock()
             .expect("lock")
             .clone();
-        axum::Json(json!({"bytes_sent": s, "requests": state.requests.load(Ordering::Relaxed)}))
-            .into_response()
+        axum::Json(json!({"bytes_sent": s, "requests": state.requests.load(Ordering::Relaxed),
+            "cdn_requests": state.cdn_requests.load(Ordering::Relaxed),
+            "cdn_requests_with_authorization": state.cdn_authorized.load(Ordering::Relaxed)}))
+        .into_response()
     } else {
         match segments(&path) {
             None if path == "/" => static_file(&state, &[]).await,
@@ -748,7 +815,26 @@ pub fn run(a: ServeArgs) -> Result<()> {
         }
     }
     let n = repos.len();
+    let blobs: HashMap<String, FileEntry> = repos
+        .values()
+        .flat_map(|r| r.revs.values())
+        .flat_map(|rev| rev.files.values())
+        .filter(|f| f.lfs)
+        .map(|f| (f.etag.clone(), f.clone()))
+        .collect();
+    let cdn_addr: Option<SocketAddr> = match a.cdn_port {
+        Some(p) => Some(
+            format!("{}:{p}", a.host)
+                .parse()
+                .with_context(|| format!("--host {} --cdn-port {p}", a.host))?,
+        ),
+        None => None,
+    };
     let state = Arc::new(AppState {
+        cdn: cdn_addr.map(|c| format!("http://{c}")),
+        blobs,
+        cdn_requests: AtomicU64::new(0),
+        cdn_authorized: AtomicU64::new(0),
         repos,
         web: a.web.clone(),
         token: a.require_token.clone(),
@@ -778,6 +864,13 @@ pub fn run(a: ServeArgs) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         let local = listener.local_addr()?;
+        if let Some(c) = cdn_addr {
+            let cdn_listener = tokio::net::TcpListener::bind(c)
+                .await
+                .with_context(|| format!("--cdn-port: cannot listen on {c}"))?;
+            let cdn_app = axum::Router::new().fallback(cdn).with_state(state.clone());
+            tokio::spawn(async move { axum::serve(cdn_listener, cdn_app).await });
+        }
         let app = axum::Router::new().fallback(handle).with_state(state);
         // The first line says where; tests read it (with --port 0 the OS picks the port).
         println!("serving {n} repos on http://{local}");
