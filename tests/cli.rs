@@ -380,3 +380,164 @@ fn generate_bench_and_finetune_on_wgpu() {
     let losses = common::finetune_reference(&tmp.path().join("adapter"), &["--device", "wgpu"]);
     common::assert_peft_steps(&losses, "finetune on wgpu");
 }
+
+/// tiny-qwen2 with its chat template moved out of tokenizer_config.json into
+/// chat_template.jinja, as transformers >= 4.43 saves it and many Hub repos ship it.
+fn template_in_jinja() -> (tempfile::TempDir, PathBuf) {
+    let (t, dir) = copy_fixture("tiny-qwen2");
+    let p = dir.join("tokenizer_config.json");
+    let mut cfg: Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+    let template = cfg
+        .as_object_mut()
+        .unwrap()
+        .remove("chat_template")
+        .expect("the fixture has a template");
+    std::fs::write(&p, serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
+    std::fs::write(dir.join("chat_template.jinja"), template.as_str().unwrap()).unwrap();
+    (t, dir)
+}
+
+#[test]
+fn chat_template_jinja_renders_identically_in_generate_and_finetune() {
+    let (_t, moved) = template_in_jinja();
+    let chat = |dir: &Path| {
+        let o = hubscope(&[
+            "generate", dir.to_str().unwrap(), "--chat", "--system", "Be brief.", "--prompt",
+            "What is the capital of France?", "--temperature", "0", "--max-new-tokens", "6", "--json",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_str::<Value>(&stdout(&o)).unwrap()
+    };
+    let original = chat(&common::fixtures().join("tiny-qwen2"));
+    let from_jinja = chat(&moved);
+    assert!(original["prompt"].as_str().unwrap().contains("<|im_start|>system"));
+    assert_eq!(from_jinja["prompt"], original["prompt"]);
+    assert_eq!(from_jinja["prompt_tokens"], original["prompt_tokens"]);
+    assert_eq!(from_jinja["tokens"], original["tokens"]);
+
+    // The file wins over tokenizer_config.json's template, as in transformers.
+    let p = moved.join("tokenizer_config.json");
+    let mut cfg: Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+    cfg["chat_template"] = Value::from("WRONG {{ messages[0]['content'] }}");
+    std::fs::write(&p, serde_json::to_vec(&cfg).unwrap()).unwrap();
+    assert_eq!(chat(&moved)["prompt"], original["prompt"]);
+
+    // finetune renders its data with the same template.
+    let out = tempfile::tempdir().unwrap();
+    let data = common::fixtures().join("lora-tiny-qwen2/data.jsonl");
+    let o = hubscope(&[
+        "finetune", moved.to_str().unwrap(), "--data", data.to_str().unwrap(), "--epochs", "1",
+        "--json", "--out", out.path().join("a").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// Llama 3.2's template prints today's date through strftime_now: hubscope's rendering (local
+/// clock) equals transformers' rendering at the same time (made-fixture llama3-rope, whose
+/// chat template is only in chat_template.jinja).
+#[test]
+fn llama_3_template_dates_the_prompt_like_transformers() {
+    let dir = common::generated_fixtures()
+        .into_iter()
+        .find(|d| d.ends_with("llama3-rope"))
+        .unwrap();
+    let o = hubscope(&[
+        "generate", dir.to_str().unwrap(), "--chat", "--prompt", "Hi", "--max-new-tokens", "1",
+        "--temperature", "0", "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ours: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let script = "import sys\nfrom transformers import AutoTokenizer\nt = AutoTokenizer.from_pretrained(sys.argv[1])\nsys.stdout.write(t.apply_chat_template([{'role': 'user', 'content': 'Hi'}], tokenize=False, add_generation_prompt=True))";
+    let py = Command::new(common::torch_python())
+        .args(["-c", script, dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(py.status.success(), "{}", String::from_utf8_lossy(&py.stderr));
+    let theirs = String::from_utf8_lossy(&py.stdout).into_owned();
+    assert!(theirs.contains("Today Date: "), "{theirs}");
+    assert_eq!(ours["prompt"].as_str().unwrap(), theirs);
+}
+
+/// Bad values on the command line: one line, exit 1, never a panic (exit 101).
+#[test]
+fn bad_generation_and_bench_arguments_are_one_line_errors() {
+    let tiny = common::fixtures().join("tiny-llama");
+    let d = tiny.to_str().unwrap();
+    let base = ["generate", d, "--max-new-tokens", "2"];
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--prompt-ids", "1,49152"], "49152"),
+        (vec!["--prompt-ids", "4294967295"], "outside the vocabulary"),
+        (vec!["--prompt", "hi", "--top-p", "0"], "top_p"),
+        (vec!["--prompt", "hi", "--top-p", "1.5"], "top_p"),
+        (vec!["--prompt", "hi", "--temperature", "-1"], "temperature"),
+        (vec!["--prompt", "hi", "--temperature", "NaN"], "temperature"),
+        (vec!["--prompt", "hi", "--repetition-penalty", "0"], "repetition_penalty"),
+    ];
+    for (extra, says) in cases {
+        let mut args = base.to_vec();
+        args.extend(extra.iter());
+        let o = hubscope(&args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(says), "{args:?}: {}", stderr(&o));
+        assert_eq!(stderr(&o).trim_end().lines().count(), 1, "{}", stderr(&o));
+    }
+    // An empty prompt: SmolLM2's tokenizer adds no BOS, so there is nothing to continue.
+    let o = hubscope(&["generate", d, "--prompt", "", "--max-new-tokens", "2"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("empty"), "{}", stderr(&o));
+    // --max-new-tokens 0: a defined result, no tokens.
+    let o = hubscope(&["generate", d, "--prompt", "hi", "--max-new-tokens", "0", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["tokens"].as_array().unwrap().len(), 0);
+    assert_eq!(v["finish_reason"], "length");
+    // bench: no runs, no prompt; a vocabulary under 1000 tokens is fine.
+    for (args, says) in [
+        (vec!["bench", d, "--runs", "0"], "--runs"),
+        (vec!["bench", d, "--prompt-len", "0"], "--prompt-len"),
+    ] {
+        let o = hubscope(&args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(says), "{}", stderr(&o));
+    }
+    let (_t, small) = copy_fixture("tiny-llama");
+    let cfg_path = small.join("config.json");
+    let mut cfg: Value = serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
+    cfg["vocab_size"] = Value::from(500);
+    std::fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
+    let w = std::fs::read(small.join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&w).unwrap();
+    let mut tensors: Vec<(String, Vec<u8>, Vec<usize>)> = vec![];
+    for (name, view) in st.tensors() {
+        let mut shape = view.shape().to_vec();
+        let mut data = view.data().to_vec();
+        if name == "model.embed_tokens.weight" {
+            shape[0] = 500;
+            data.truncate(500 * shape[1] * 4);
+        }
+        tensors.push((name, data, shape));
+    }
+    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .map(|(n, d, s)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d).unwrap()))
+        .collect();
+    safetensors::serialize_to_file(views, None, &small.join("model.safetensors")).unwrap();
+    let o = hubscope(&["bench", small.to_str().unwrap(), "--prompt-len", "8", "--gen", "4", "--runs", "1", "--json"]);
+    assert!(o.status.success(), "vocab 500: {}", stderr(&o));
+}
+
+/// `--seed` sampling repeats through the binary; another seed gives other tokens.
+#[test]
+fn seeded_sampling_repeats_from_the_command_line() {
+    let d = common::fixtures().join("tiny-qwen2");
+    let run = |seed: &str| {
+        let o = hubscope(&[
+            "generate", d.to_str().unwrap(), "--prompt", "Once upon a time", "--temperature", "1.0",
+            "--top-k", "0", "--max-new-tokens", "16", "--seed", seed, "--json",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_str::<Value>(&stdout(&o)).unwrap()["tokens"].clone()
+    };
+    assert_eq!(run("11"), run("11"));
+    assert_ne!(run("11"), run("12"));
+}

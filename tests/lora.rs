@@ -413,3 +413,32 @@ fn fresh_adapter_with_dropout_loads_in_peft() {
         assert!((g - w).abs() <= 1e-4, "hubscope {v:?} vs peft {:?}", peft.1);
     }
 }
+
+/// `--batch-size 2` over examples of different lengths: each step's loss is the mean over all
+/// labelled tokens of the batch, as PEFT + transformers compute it on the padded batch
+/// (tests/data/peft_batch_reference.py, run here in the test venv); within 1e-3.
+#[test]
+fn batches_follow_peft_with_padding() {
+    let o = std::process::Command::new(common::torch_python())
+        .arg(common::data_script("peft_batch_reference.py"))
+        .arg(common::fixtures())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(
+        o.stdout
+            .split(|b| *b == b'\n')
+            .rfind(|l| l.starts_with(b"{"))
+            .unwrap(),
+    )
+    .unwrap();
+    let want: Vec<f64> = v["steps"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    let lengths = v["lengths"].as_array().unwrap();
+    assert!(lengths[0] != lengths[1], "the batch pads: {lengths:?}");
+    let out = tempfile::tempdir().unwrap();
+    let got = common::finetune_reference(&out.path().join("a"), &["--batch-size", "2"]);
+    assert_eq!(got.len(), want.len(), "{got:?} vs {want:?}");
+    for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert!((g - w).abs() <= 1e-3, "step {k}: {g} vs PEFT {w}");
+    }
+}

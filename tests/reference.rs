@@ -9,7 +9,7 @@ use std::path::Path;
 use hubscope_core::burn::tensor::Device;
 use hubscope_core::generate::{RunOptions, read_f32};
 use hubscope_core::sampling::{GenerationConfig, Sampler};
-use hubscope_core::text::{Message, Tokenizer};
+use hubscope_core::text::{Message, Tokenizer, TokenizerFiles};
 use hubscope_core::{ComputeDtype, Model, ModelConfig, generate};
 use safetensors::SafeTensors;
 use serde_json::Value;
@@ -42,10 +42,18 @@ fn load_on(dir: &Path, dtype: ComputeDtype, device: &Device) -> Fixture {
         device,
     )
     .expect("load");
-    let tokenizer = Tokenizer::from_bytes(
-        &read("tokenizer.json"),
-        Some(&read("tokenizer_config.json")),
-    )
+    let optional = |n: &str| std::fs::read(dir.join(n)).ok();
+    let (json, config_json, jinja) = (
+        read("tokenizer.json"),
+        read("tokenizer_config.json"),
+        optional("chat_template.jinja"),
+    );
+    let tokenizer = Tokenizer::from_files(TokenizerFiles {
+        tokenizer_json: &json,
+        tokenizer_config: Some(&config_json),
+        chat_template_jinja: jinja.as_deref(),
+        chat_template_json: None,
+    })
     .expect("tokenizer");
     let reference: Value = serde_json::from_slice(&read("reference.json")).expect("reference.json");
     let raw = read("reference.safetensors");
@@ -100,11 +108,14 @@ fn prompt_ids(f: &Fixture, p: &Value) -> Vec<u32> {
     if p["kind"] == "chat_template" {
         let messages: Vec<Message> =
             serde_json::from_value(p["messages"].clone()).expect("messages");
+        // Extra template variables transformers was given (e.g. a pinned `date_string`).
+        let extra = p["template_kwargs"].as_object().cloned().unwrap_or_default();
         let text = f
             .tokenizer
-            .apply_chat_template(
+            .apply_chat_template_with(
                 &messages,
                 p["add_generation_prompt"].as_bool().unwrap_or(true),
+                &extra,
             )
             .expect("render");
         assert_eq!(
@@ -127,12 +138,27 @@ fn tokens_logits_layers_and_greedy_match_transformers_f32() {
     }
 }
 
+/// Llama 3 and linear rope scaling, sliding-window layers (Qwen2 from use_sliding_window /
+/// max_window_layers, Qwen3 from layer_types) with prompts longer than the window, a greedy
+/// continuation that reaches EOS, and Llama 3.2's chat template from chat_template.jinja:
+/// the fixtures tests/data/make_fixtures.py makes with transformers 4.57.6.
+#[test]
+fn rope_scaling_sliding_windows_and_eos_match_transformers_f32() {
+    let dirs = common::generated_fixtures();
+    for dir in &dirs {
+        check_against_reference(&load(dir, ComputeDtype::F32), 1e-4);
+    }
+}
+
 /// The same checks on the wgpu device (Vulkan on lavapipe in CI): f32 within 1e-3.
 #[cfg(feature = "wgpu")]
 #[test]
 fn wgpu_device_matches_transformers() {
     let device = Device::wgpu(hubscope_core::burn::tensor::DeviceKind::DefaultDevice);
-    for dir in common::model_fixtures() {
+    for dir in common::model_fixtures()
+        .into_iter()
+        .chain(common::generated_fixtures())
+    {
         check_against_reference(&load_on(&dir, ComputeDtype::F32, &device), 1e-3);
     }
     // f16 on the GPU path: top-1 agreement with the f32 reference.
@@ -164,8 +190,8 @@ fn check_against_reference(f: &Fixture, tol: f32) {
             let want = &f.tensors[&format!("prompt{i}.last_logits")];
             let d = max_abs_diff(last, want);
             assert!(
-                d <= 1e-4,
-                "{name}: last-position logits differ by {d} (max abs)"
+                d <= tol,
+                "{name}: last-position logits differ by {d} (max abs, tolerance {tol})"
             );
 
             // Every position's argmax agrees with transformers.
@@ -179,12 +205,19 @@ fn check_against_reference(f: &Fixture, tol: f32) {
             // Residual stream after the embedding and each layer, then the final norm.
             let layers = &f.tensors[&format!("prompt{i}.layer_outputs")];
             let h = f.model.config.hidden_size;
+            let traced = f.model.config.num_hidden_layers + 1;
+            assert_eq!(
+                trace.layer_outputs.len(),
+                traced,
+                "{name}: the embedding and every layer are traced"
+            );
+            assert_eq!(layers.len(), traced * n * h, "{name}: reference layer outputs");
             for (k, t) in trace.layer_outputs.into_iter().enumerate() {
                 let got = pollster::block_on(read_f32(t)).expect("read");
                 let d = max_abs_diff(&got, &layers[k * n * h..(k + 1) * n * h]);
                 assert!(
-                    d <= 1e-4,
-                    "{name}: residual stream after layer {k} differs by {d}"
+                    d <= tol,
+                    "{name}: residual stream after layer {k} differs by {d} (tolerance {tol})"
                 );
             }
             let got =
@@ -221,6 +254,17 @@ fn check_against_reference(f: &Fixture, tol: f32) {
                 want_ids[..until].to_vec(),
                 "{name}: greedy continuation"
             );
+            if until < max_new {
+                // The stop path: EOS is the last token, nothing after it.
+                assert_eq!(
+                    out.finish_reason,
+                    hubscope_core::generate::FinishReason::Eos,
+                    "{name}: finish reason"
+                );
+                if let Some(stops) = g.get("generate_stops_at") {
+                    assert_eq!(out.tokens, ids_of(stops), "{name}: transformers' generate()");
+                }
+            }
             if until == max_new {
                 assert_eq!(
                     out.text,
@@ -387,4 +431,163 @@ fn context_limit_is_an_error_or_a_clean_stop() {
         4,
         "3 positions left + the token sampled from the last one"
     );
+}
+
+/// The distribution a sampled step draws from equals transformers' logits processors
+/// (tests/data/logits_processors.py) within 1e-6: repetition penalty, temperature, top-k and
+/// top-p, each alone and combined, with tied logits at the cut and min_tokens_to_keep.
+#[test]
+fn sampling_distribution_matches_transformers_processors() {
+    // Logits with ties: values on a coarse grid so several ids share each value.
+    let mut state = 12345u64;
+    let mut next = || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (state >> 33) as f64 / (1u64 << 31) as f64
+    };
+    let logits: Vec<f32> = (0..64).map(|_| ((next() * 24.0).floor() / 4.0 - 3.0) as f32).collect();
+    let smooth: Vec<f32> = (0..64).map(|_| (next() * 8.0 - 4.0) as f32).collect();
+    let history: Vec<u32> = vec![3, 7, 7, 20, 41];
+    // (repetition_penalty, temperature, top_k, top_p, min_tokens_to_keep, which logits)
+    let cases: Vec<(f32, f32, usize, f32, usize, &Vec<f32>)> = vec![
+        (1.0, 1.0, 0, 1.0, 1, &smooth),
+        (1.3, 1.0, 0, 1.0, 1, &smooth),
+        (0.8, 1.0, 0, 1.0, 1, &smooth),
+        (1.0, 0.7, 0, 1.0, 1, &smooth),
+        (1.0, 1.6, 0, 1.0, 1, &smooth),
+        (1.0, 1.0, 5, 1.0, 1, &smooth),
+        (1.0, 1.0, 5, 1.0, 1, &logits),
+        (1.0, 1.0, 1, 1.0, 3, &logits),
+        (1.0, 1.0, 0, 0.8, 1, &smooth),
+        (1.0, 1.0, 0, 0.5, 1, &logits),
+        (1.0, 1.0, 0, 0.01, 1, &smooth),
+        (1.0, 1.0, 0, 0.01, 4, &smooth),
+        (1.2, 0.8, 10, 0.9, 1, &smooth),
+        (1.2, 0.8, 10, 0.9, 1, &logits),
+        (1.1, 0.6, 20, 0.95, 2, &logits),
+    ];
+    let json_cases: Vec<Value> = cases
+        .iter()
+        .map(|&(rp, t, k, p, keep, l)| {
+            serde_json::json!({"logits": l, "history": history, "repetition_penalty": rp,
+                "temperature": t, "top_k": k, "top_p": p, "min_tokens_to_keep": keep})
+        })
+        .collect();
+    let mut child = std::process::Command::new(common::torch_python())
+        .arg(common::data_script("logits_processors.py"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(serde_json::to_string(&json_cases).unwrap().as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "logits_processors.py failed");
+    let want: Vec<Vec<f64>> = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(want.len(), cases.len());
+    for ((rp, t, k, p, keep, l), want) in cases.iter().zip(&want) {
+        let cfg = GenerationConfig {
+            max_new_tokens: 1,
+            do_sample: true,
+            temperature: *t,
+            top_k: *k,
+            top_p: *p,
+            repetition_penalty: *rp,
+            seed: 0,
+            eos_token_ids: vec![],
+            min_tokens_to_keep: *keep,
+        };
+        let got = Sampler::new(cfg).distribution(l, &history);
+        let mut dense = vec![0.0f64; l.len()];
+        for (id, prob) in &got {
+            dense[*id as usize] = *prob;
+        }
+        assert_eq!(dense.len(), want.len());
+        let case = format!("rp {rp} t {t} k {k} p {p} keep {keep}");
+        // Same number of candidates, the same probabilities as a multiset (transformers picks
+        // among equal logits at the top-p cut by torch's unstable sort), and the same
+        // probability for every id both keep.
+        let kept = got.len();
+        let theirs = want.iter().filter(|x| **x > 0.0).count();
+        assert_eq!(kept, theirs, "{case}: candidates kept");
+        let sorted = |v: &[f64]| {
+            let mut v: Vec<f64> = v.iter().copied().filter(|x| *x > 0.0).collect();
+            v.sort_by(f64::total_cmp);
+            v
+        };
+        let d = sorted(&dense)
+            .iter()
+            .zip(sorted(want))
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        assert!(d <= 1e-6, "{case}: max diff {d}\nours {dense:?}\ntheirs {want:?}");
+        for (id, (a, b)) in dense.iter().zip(want).enumerate() {
+            if *a > 0.0 && *b > 0.0 {
+                assert!((a - b).abs() <= 1e-6, "{case}: id {id}: {a} vs {b}");
+            }
+        }
+    }
+}
+
+/// generation_config.json defaults: what transformers' GenerationConfig reads from the file.
+#[test]
+fn generation_config_defaults_as_transformers_reads_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = ModelConfig::from_json(&std::fs::read(common::fixtures().join("tiny-qwen2/config.json")).unwrap()).unwrap();
+    for (i, file) in [
+        serde_json::json!({"bos_token_id": 151643, "eos_token_id": [151645, 151643], "do_sample": true,
+            "temperature": 0.7, "top_p": 0.8, "top_k": 20, "repetition_penalty": 1.05}),
+        serde_json::json!({"eos_token_id": 151643, "max_new_tokens": 2048}),
+        serde_json::json!({}),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let d = tmp.path().join(i.to_string());
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("generation_config.json"), file.to_string()).unwrap();
+        let ours = GenerationConfig::from_model(&cfg, Some(file.to_string().as_bytes())).unwrap();
+        let script = "import sys, json\nfrom transformers import GenerationConfig as G\ng = G.from_pretrained(sys.argv[1])\nprint(json.dumps({'do_sample': g.do_sample, 'temperature': g.temperature, 'top_k': g.top_k, 'top_p': g.top_p, 'repetition_penalty': g.repetition_penalty, 'max_new_tokens': g.max_new_tokens, 'max_length': g.max_length}))";
+        let o = std::process::Command::new(common::torch_python())
+            .args(["-c", script, d.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let t: Value = serde_json::from_slice(o.stdout.split(|b| *b == b'\n').rfind(|l| l.starts_with(b"{")).unwrap()).unwrap();
+        assert_eq!(ours.do_sample, t["do_sample"].as_bool().unwrap(), "{file}");
+        assert!((ours.temperature as f64 - t["temperature"].as_f64().unwrap()).abs() < 1e-6, "{file}");
+        assert_eq!(ours.top_k as u64, t["top_k"].as_u64().unwrap(), "{file}");
+        assert!((ours.top_p as f64 - t["top_p"].as_f64().unwrap()).abs() < 1e-6, "{file}");
+        assert!((ours.repetition_penalty as f64 - t["repetition_penalty"].as_f64().unwrap()).abs() < 1e-6, "{file}");
+        if let Some(n) = t["max_new_tokens"].as_u64() {
+            assert_eq!(ours.max_new_tokens as u64, n, "{file}");
+        }
+    }
+}
+
+/// The core's strftime (for strftime_now in chat templates) formats as Python's strftime.
+#[test]
+fn strftime_matches_python() {
+    let t = hubscope_core::chrono::NaiveDate::from_ymd_opt(2026, 3, 2)
+        .unwrap()
+        .and_hms_opt(14, 5, 9)
+        .unwrap();
+    let formats = ["%d %b %Y", "%Y-%m-%d %H:%M:%S", "%A, %B %d, %Y", "%a %j %p %I %y %%"];
+    let script = "import sys, datetime\nt = datetime.datetime(2026, 3, 2, 14, 5, 9)\nfor f in sys.argv[1:]: print(t.strftime(f))";
+    let o = std::process::Command::new(common::python())
+        .args(["-c", script])
+        .args(formats)
+        .output()
+        .unwrap();
+    let want = String::from_utf8(o.stdout).unwrap();
+    let want: Vec<&str> = want.lines().collect();
+    assert_eq!(want.len(), formats.len());
+    for (f, w) in formats.iter().zip(want) {
+        assert_eq!(hubscope_core::text::strftime(&t, f).unwrap(), w, "{f}");
+    }
+    assert!(hubscope_core::text::strftime(&t, "%Q").is_err(), "an unknown directive is an error");
 }

@@ -254,6 +254,8 @@ struct Files {
     weights: Vec<(String, Vec<u8>)>,
     tokenizer_json: Vec<u8>,
     tokenizer_config: Option<Vec<u8>>,
+    chat_template_jinja: Option<Vec<u8>>,
+    chat_template_json: Option<Vec<u8>>,
     generation_config: Option<Vec<u8>>,
     all_cached: bool,
 }
@@ -281,6 +283,8 @@ async fn fetch_files(
         Err(e) => return Err(e.into()),
     };
     let tokenizer_config = small(endpoint, &pinned, src.token(), "tokenizer_config.json").await?;
+    let chat_template_jinja = small(endpoint, &pinned, src.token(), "chat_template.jinja").await?;
+    let chat_template_json = small(endpoint, &pinned, src.token(), "chat_template.json").await?;
     let generation_config = small(endpoint, &pinned, src.token(), "generation_config.json").await?;
     let total: u64 = view
         .headers
@@ -310,6 +314,8 @@ async fn fetch_files(
         weights,
         tokenizer_json,
         tokenizer_config,
+        chat_template_jinja,
+        chat_template_json,
         generation_config,
         all_cached,
     })
@@ -327,10 +333,13 @@ fn build(
         .map(|(n, b)| (n.clone(), b.as_slice()))
         .collect();
     let model = Model::from_safetensors(view.config.clone(), &shards, dtype, device)?;
-    let tokenizer = hubscope_core::text::Tokenizer::from_bytes(
-        &files.tokenizer_json,
-        files.tokenizer_config.as_deref(),
-    )?;
+    let mut tokenizer = hubscope_core::text::Tokenizer::from_files(hubscope_core::text::TokenizerFiles {
+        tokenizer_json: &files.tokenizer_json,
+        tokenizer_config: files.tokenizer_config.as_deref(),
+        chat_template_jinja: files.chat_template_jinja.as_deref(),
+        chat_template_json: files.chat_template_json.as_deref(),
+    })?;
+    tokenizer.set_clock(local_now);
     let generation = hubscope_core::sampling::GenerationConfig::from_model(
         &view.config,
         files.generation_config.as_deref(),
@@ -457,6 +466,14 @@ pub async fn stream(
 }
 
 /// A small file of the repo, None if the repo lacks it.
+/// The browser's local time, for chat templates that print today's date.
+fn local_now() -> hubscope_core::chrono::NaiveDateTime {
+    let d = js_sys::Date::new_0();
+    hubscope_core::chrono::NaiveDate::from_ymd_opt(d.get_full_year() as i32, d.get_month() + 1, d.get_date())
+        .and_then(|day| day.and_hms_opt(d.get_hours(), d.get_minutes(), d.get_seconds()))
+        .unwrap_or_default()
+}
+
 async fn small(
     endpoint: &str,
     repo: &RepoRef,

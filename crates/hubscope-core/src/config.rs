@@ -158,14 +158,24 @@ impl ModelConfig {
                 Some(x) => Ok(x),
             }
         };
-        let vocab_size = req(r.vocab_size, "vocab_size")?;
-        let hidden_size = req(r.hidden_size, "hidden_size")?;
-        let intermediate_size = req(r.intermediate_size, "intermediate_size")?;
-        let num_hidden_layers = req(r.num_hidden_layers, "num_hidden_layers")?;
-        let num_attention_heads = req(r.num_attention_heads, "num_attention_heads")?;
-        let num_key_value_heads = req(
+        // Sizes far past any real checkpoint are refused: they would only ask for impossible
+        // allocations (an abort, not an error) in everything derived from the config.
+        let bounded = |v: Option<usize>, f: &str, max: usize| -> Result<usize> {
+            let x = req(v, f)?;
+            if x > max {
+                return Err(invalid(f, format!("{x} is implausibly large (at most {max})")));
+            }
+            Ok(x)
+        };
+        let vocab_size = bounded(r.vocab_size, "vocab_size", 1 << 24)?;
+        let hidden_size = bounded(r.hidden_size, "hidden_size", 1 << 17)?;
+        let intermediate_size = bounded(r.intermediate_size, "intermediate_size", 1 << 20)?;
+        let num_hidden_layers = bounded(r.num_hidden_layers, "num_hidden_layers", 4096)?;
+        let num_attention_heads = bounded(r.num_attention_heads, "num_attention_heads", 4096)?;
+        let num_key_value_heads = bounded(
             Some(r.num_key_value_heads.unwrap_or(num_attention_heads)),
             "num_key_value_heads",
+            4096,
         )?;
         if num_attention_heads % num_key_value_heads != 0 {
             return Err(invalid(
@@ -176,7 +186,7 @@ impl ModelConfig {
             ));
         }
         let head_dim = match r.head_dim {
-            Some(h) => req(Some(h), "head_dim")?,
+            Some(h) => bounded(Some(h), "head_dim", 8192)?,
             None => {
                 if hidden_size % num_attention_heads != 0 {
                     return Err(invalid(
@@ -209,8 +219,8 @@ impl ModelConfig {
                     .and_then(Value::as_f64)
             })
             .unwrap_or(10000.0);
-        if rope_theta <= 0.0 {
-            return Err(invalid("rope_theta", "must be positive"));
+        if !(rope_theta.is_finite() && rope_theta > 0.0) {
+            return Err(invalid("rope_theta", "must be a positive number"));
         }
         let scaling_src = match &r.rope_scaling {
             Some(v) if v.is_object() => Some(("rope_scaling", v)),
@@ -221,14 +231,18 @@ impl ModelConfig {
             Some((field, v)) => parse_rope_scaling(field, v)?,
         };
 
-        let max_position_embeddings = req(
+        let max_position_embeddings = bounded(
             Some(r.max_position_embeddings.unwrap_or(2048)),
             "max_position_embeddings",
+            1 << 28,
         )?;
 
         // Which layers use a sliding window. `layer_types` (transformers >= 4.53) is explicit;
         // older Qwen configs derive it from use_sliding_window / max_window_layers.
         let window = r.sliding_window;
+        if window == Some(0) {
+            return Err(invalid("sliding_window", "must be greater than 0"));
+        }
         let layer_windows: Vec<Option<usize>> = match &r.layer_types {
             Some(types) => {
                 if types.len() != num_hidden_layers {

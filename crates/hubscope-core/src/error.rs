@@ -54,7 +54,7 @@ pub enum Error {
     MissingShard(String),
     #[error("tokenizer.json: {0}")]
     Tokenizer(String),
-    #[error("tokenizer_config.json: chat template: {0}")]
+    #[error("chat template: {0}")]
     ChatTemplate(String),
     #[error(
         "context too long: {requested} positions requested, the model allows {max} (max_position_embeddings)"

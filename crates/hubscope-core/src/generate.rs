@@ -114,11 +114,23 @@ impl Model {
         Ok(())
     }
 
+    /// Every id names a row of the embedding (an id past it would index out of bounds).
+    fn check_ids(&self, ids: &[u32]) -> Result<()> {
+        let vocab = self.config.vocab_size;
+        match ids.iter().find(|&&i| i as usize >= vocab) {
+            Some(i) => Err(Error::Invalid(format!(
+                "token id {i} is outside the vocabulary (vocab_size {vocab})"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// Run `ids` after what the cache holds; logits of the last position, `[1, vocab]`.
     pub fn step(&self, ids: &[u32], cache: &mut KvCache) -> Result<Tensor<2>> {
         if ids.is_empty() {
             return Err(Error::Invalid("empty prompt: nothing to run".into()));
         }
+        self.check_ids(ids)?;
         self.check_room(cache, ids.len())?;
         Ok(self
             .lm
@@ -129,6 +141,10 @@ impl Model {
     /// transformers). `[1, s, vocab]`.
     pub fn forward_traced(&self, ids: &[u32]) -> Result<(Tensor<3>, Trace)> {
         let mut cache = self.new_cache();
+        if ids.is_empty() {
+            return Err(Error::Invalid("empty prompt: nothing to run".into()));
+        }
+        self.check_ids(ids)?;
         self.check_room(&cache, ids.len())?;
         let mut trace = Trace::default();
         let h = self.lm.hidden(
@@ -236,6 +252,7 @@ pub async fn generate(
     mut on_step: impl FnMut(Step<'_>) -> bool,
 ) -> Result<Generation> {
     let gcfg = sampler.config().clone();
+    gcfg.validate()?;
     let mut cache = model.new_cache();
     let mut stream = TextStream::new(false);
     let mut history = prompt.to_vec();

@@ -29,3 +29,4 @@ pub use weights::ComputeDtype;
 
 /// Re-exported so callers name devices and tensors through one burn.
 pub use burn;
+pub use chrono;

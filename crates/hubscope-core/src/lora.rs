@@ -339,6 +339,16 @@ pub async fn adapter_files(
 /// Mean cross-entropy of `labels` (−100 = ignored) under the model, shifted by one as
 /// transformers does: the logits at position t are scored against label t+1. `[1]`.
 pub fn causal_lm_loss(model: &Model, ids: &[u32], labels: &[i64]) -> Result<Tensor<1>> {
+    let (sum, count) = causal_lm_loss_sum(model, ids, labels)?;
+    Ok(sum / count as f64)
+}
+
+/// The summed cross-entropy of an example's labelled tokens `[1]`, and how many there are.
+pub fn causal_lm_loss_sum(
+    model: &Model,
+    ids: &[u32],
+    labels: &[i64],
+) -> Result<(Tensor<1>, usize)> {
     let n = ids.len();
     if n < 2 || labels.len() != n {
         return Err(Error::Invalid(
@@ -371,7 +381,7 @@ pub fn causal_lm_loss(model: &Model, ids: &[u32], labels: &[i64]) -> Result<Tens
     let idx = Tensor::<2, Int>::from_data(TensorData::new(idx, [n - 1, 1]), &device);
     let picked = lp.gather(1, idx).reshape([n - 1]); // [n-1]
     let keep = Tensor::<1>::from_data(TensorData::new(keep, [n - 1]), (&device, DType::F32));
-    Ok((picked * keep).sum().neg() / count as f64)
+    Ok(((picked * keep).sum().neg(), count as usize))
 }
 
 /// One training example: token ids and labels (−100 where the loss ignores the token).
@@ -554,18 +564,21 @@ pub async fn train_step(model: &mut Model, ex: &Example, opt: &mut AdamW) -> Res
     train_batch(model, std::slice::from_ref(ex), opt).await
 }
 
-/// One optimizer step on a batch (the mean of the examples' losses); returns that mean
-/// before the update.
+/// One optimizer step on a batch; returns the batch's loss before the update: the mean over
+/// all labelled tokens of the batch, as transformers' causal-LM loss of a padded batch is
+/// (not the mean of per-example means).
 pub async fn train_batch(model: &mut Model, batch: &[Example], opt: &mut AdamW) -> Result<f32> {
     let mut loss: Option<Tensor<1>> = None;
+    let mut tokens = 0usize;
     for ex in batch {
-        let l = causal_lm_loss(model, &ex.ids, &ex.labels)?;
+        let (l, n) = causal_lm_loss_sum(model, &ex.ids, &ex.labels)?;
+        tokens += n;
         loss = Some(match loss {
             Some(acc) => acc + l,
             None => l,
         });
     }
-    let loss = loss.ok_or_else(|| Error::Invalid("an empty batch".into()))? / batch.len() as f64;
+    let loss = loss.ok_or_else(|| Error::Invalid("an empty batch".into()))? / tokens as f64;
     let grads = loss.backward();
     let value = crate::generate::read_f32(loss.detach()).await?[0];
     opt.step += 1;

@@ -20,6 +20,28 @@ pub struct GenerationConfig {
     pub seed: u64,
     /// Stop on any of these (config.json and generation_config.json, merged).
     pub eos_token_ids: Vec<u32>,
+    /// top-k and top-p never keep fewer candidates (transformers' `min_tokens_to_keep`, 1).
+    pub min_tokens_to_keep: usize,
+}
+
+/// What a user sets on top of the model's generation defaults (CLI flags, page controls).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// 0 means greedy.
+    pub temperature: Option<f32>,
+    pub top_k: Option<usize>,
+    pub top_p: Option<f32>,
+    pub repetition_penalty: Option<f32>,
+    pub max_new_tokens: Option<usize>,
+    pub seed: Option<u64>,
+}
+
+fn bad(field: &str, message: String) -> Error {
+    Error::InvalidField {
+        file: "generation settings".into(),
+        field: field.into(),
+        message,
+    }
 }
 
 impl GenerationConfig {
@@ -35,6 +57,7 @@ impl GenerationConfig {
             repetition_penalty: 1.0,
             seed: 0,
             eos_token_ids: config.eos_token_ids.clone(),
+            min_tokens_to_keep: 1,
         };
         let Some(bytes) = generation_config else {
             return Ok(g);
@@ -96,6 +119,54 @@ impl GenerationConfig {
         self
     }
 
+    /// The user's settings over these defaults, checked as transformers checks them.
+    pub fn with_overrides(mut self, o: &Overrides) -> Result<Self> {
+        if let Some(t) = o.temperature {
+            if !t.is_finite() || t < 0.0 {
+                return Err(bad("temperature", format!("{t}: must be 0 (greedy) or a positive number")));
+            }
+            self = self.with_temperature(t);
+        }
+        if let Some(k) = o.top_k {
+            self.top_k = k;
+        }
+        if let Some(p) = o.top_p {
+            self.top_p = p;
+        }
+        if let Some(r) = o.repetition_penalty {
+            self.repetition_penalty = r;
+        }
+        if let Some(n) = o.max_new_tokens {
+            self.max_new_tokens = n;
+        }
+        if let Some(s) = o.seed {
+            self.seed = s;
+        }
+        self.validate()?;
+        Ok(self)
+    }
+
+    /// The ranges transformers enforces: top_p in (0, 1], a positive temperature when
+    /// sampling, a positive repetition penalty.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Err(bad("top_p", format!("{}: must be in (0, 1]", self.top_p)));
+        }
+        if self.do_sample && !(self.temperature.is_finite() && self.temperature > 0.0) {
+            return Err(bad(
+                "temperature",
+                format!("{}: must be a positive number when sampling", self.temperature),
+            ));
+        }
+        if !(self.repetition_penalty.is_finite() && self.repetition_penalty > 0.0) {
+            return Err(bad(
+                "repetition_penalty",
+                format!("{}: must be a positive number", self.repetition_penalty),
+            ));
+        }
+        Ok(())
+    }
+
     /// Whether the next token is chosen from the logits alone by argmax (can run on device).
     pub fn is_plain_greedy(&self) -> bool {
         !self.do_sample && self.repetition_penalty == 1.0
@@ -121,78 +192,103 @@ impl Sampler {
 
     /// Choose the next id from full-vocabulary logits; `history` is prompt + generated ids.
     pub fn sample(&mut self, logits: &mut [f32], history: &[u32]) -> u32 {
-        let c = &self.config;
-        if c.repetition_penalty != 1.0 {
-            let mut seen = history.to_vec();
-            seen.sort_unstable();
-            seen.dedup();
-            for id in seen {
-                if let Some(l) = logits.get_mut(id as usize) {
-                    *l = if *l < 0.0 {
-                        *l * c.repetition_penalty
-                    } else {
-                        *l / c.repetition_penalty
-                    };
-                }
-            }
-        }
-        if !c.do_sample {
+        self.penalize(logits, history);
+        if !self.config.do_sample {
             return argmax(logits);
         }
-        if c.temperature != 1.0 {
-            for l in logits.iter_mut() {
-                *l /= c.temperature;
-            }
-        }
-        // Candidates sorted by logit, descending (ties by id, for determinism).
-        let mut idx: Vec<u32> = (0..logits.len() as u32).collect();
-        let k = if c.top_k > 0 {
-            c.top_k.min(logits.len())
-        } else {
-            logits.len()
-        };
-        let cmp = |a: &u32, b: &u32| {
-            logits[*b as usize]
-                .total_cmp(&logits[*a as usize])
-                .then(a.cmp(b))
-        };
-        if k < idx.len() {
-            idx.select_nth_unstable_by(k - 1, cmp);
-            idx.truncate(k);
-        }
-        idx.sort_unstable_by(cmp);
-        let max = logits[idx[0] as usize];
-        let mut probs: Vec<f64> = idx
-            .iter()
-            .map(|&i| ((logits[i as usize] - max) as f64).exp())
-            .collect();
-        let total: f64 = probs.iter().sum();
-        probs.iter_mut().for_each(|p| *p /= total);
-        if c.top_p < 1.0 {
-            // Keep the smallest prefix whose mass reaches top_p (at least one token).
-            let mut cum = 0.0;
-            let mut keep = probs.len();
-            for (i, p) in probs.iter().enumerate() {
-                cum += p;
-                if cum >= c.top_p as f64 {
-                    keep = i + 1;
-                    break;
-                }
-            }
-            probs.truncate(keep);
-            idx.truncate(keep);
-            let total: f64 = probs.iter().sum();
-            probs.iter_mut().for_each(|p| *p /= total);
-        }
+        let candidates = self.distribution_after_penalty(logits);
         let r: f64 = self.rng.random();
         let mut cum = 0.0;
-        for (p, id) in probs.iter().zip(&idx) {
+        for (id, p) in &candidates {
             cum += p;
             if r < cum {
                 return *id;
             }
         }
-        *idx.last().expect("at least one candidate")
+        candidates.last().expect("at least one candidate").0
+    }
+
+    /// The probabilities a sampled step draws from, after every processor (repetition
+    /// penalty, temperature, top-k, top-p), as `(id, p)` by descending logit; the ids the
+    /// filters removed are absent (their probability is 0).
+    pub fn distribution(&self, logits: &[f32], history: &[u32]) -> Vec<(u32, f64)> {
+        let mut l = logits.to_vec();
+        self.penalize(&mut l, history);
+        self.distribution_after_penalty(&mut l)
+    }
+
+    /// transformers' RepetitionPenaltyLogitsProcessor: every id seen so far, once.
+    fn penalize(&self, logits: &mut [f32], history: &[u32]) {
+        let penalty = self.config.repetition_penalty;
+        if penalty == 1.0 {
+            return;
+        }
+        let mut seen = history.to_vec();
+        seen.sort_unstable();
+        seen.dedup();
+        for id in seen {
+            if let Some(l) = logits.get_mut(id as usize) {
+                *l = if *l < 0.0 { *l * penalty } else { *l / penalty };
+            }
+        }
+    }
+
+    /// Temperature, then top-k (every id tied with the k-th logit stays, as transformers'
+    /// `scores < topk[-1]` keeps them), then top-p (transformers' rule: sorted ascending, drop
+    /// the ids whose cumulative probability is at most 1 − top_p), then softmax.
+    fn distribution_after_penalty(&self, logits: &mut [f32]) -> Vec<(u32, f64)> {
+        let c = &self.config;
+        let keep_min = c.min_tokens_to_keep.max(1);
+        if c.temperature != 1.0 {
+            for l in logits.iter_mut() {
+                *l /= c.temperature;
+            }
+        }
+        // Candidates by logit, descending; equal logits by id. (Which of several equal logits
+        // at the top-p cut survives is left to torch's unstable sort in transformers; here the
+        // lower id does, deterministically.)
+        let cmp = |a: &u32, b: &u32| {
+            logits[*b as usize]
+                .total_cmp(&logits[*a as usize])
+                .then(a.cmp(b))
+        };
+        let mut idx: Vec<u32> = (0..logits.len() as u32).collect();
+        let k = if c.top_k > 0 {
+            c.top_k.max(keep_min).min(logits.len())
+        } else {
+            logits.len()
+        };
+        if k < idx.len() {
+            idx.select_nth_unstable_by(k - 1, cmp);
+            let kth = logits[idx[k - 1] as usize];
+            idx.retain(|&i| logits[i as usize] >= kth);
+        }
+        idx.sort_unstable_by(cmp);
+        let softmax = |ids: &[u32]| -> Vec<f64> {
+            let max = logits[ids[0] as usize];
+            let e: Vec<f64> = ids
+                .iter()
+                .map(|&i| ((logits[i as usize] - max) as f64).exp())
+                .collect();
+            let total: f64 = e.iter().sum();
+            e.into_iter().map(|x| x / total).collect()
+        };
+        let mut probs = softmax(&idx);
+        if c.top_p < 1.0 {
+            // From the least likely up: drop while the mass so far is <= 1 - top_p.
+            let mut cum = 0.0;
+            let mut keep = idx.len();
+            for p in probs.iter().rev() {
+                cum += p;
+                if cum > 1.0 - c.top_p as f64 || keep <= keep_min {
+                    break;
+                }
+                keep -= 1;
+            }
+            idx.truncate(keep);
+            probs = softmax(&idx);
+        }
+        idx.into_iter().zip(probs).collect()
     }
 }
 
@@ -247,6 +343,7 @@ mod tests {
             repetition_penalty: 1.0,
             seed: 7,
             eos_token_ids: vec![],
+            min_tokens_to_keep: 1,
         }
     }
 
@@ -261,8 +358,9 @@ mod tests {
         };
         assert_eq!(draw(1), draw(1));
         assert_ne!(draw(1), draw(2));
-        // top-3 of logits are the ids with i%10 == 9 (ties broken by id): 9, 19, 29.
-        assert!(draw(3).iter().all(|id| [9, 19, 29].contains(id)));
+        // top-3: the highest logit is shared by the ten ids with i%10 == 9, and top-k keeps
+        // every id tied with the k-th, as transformers does.
+        assert!(draw(3).iter().all(|id| id % 10 == 9));
     }
 
     #[test]

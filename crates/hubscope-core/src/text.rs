@@ -1,8 +1,9 @@
-//! Text in and out: the `tokenizer.json` tokenizer, the chat template of
-//! `tokenizer_config.json` (rendered with minijinja as transformers renders it with jinja2),
-//! and a streaming decoder that never splits a multi-byte character.
+//! Text in and out: the `tokenizer.json` tokenizer, the chat template (`chat_template.jinja`,
+//! else `tokenizer_config.json`, else a processor's `chat_template.json`; rendered with
+//! minijinja as transformers renders it with jinja2, `strftime_now` on the caller's clock), and
+//! a streaming decoder that never splits a multi-byte character.
 
-use minijinja::{Environment, ErrorKind, Value as JValue, context};
+use minijinja::{Environment, ErrorKind, Value as JValue};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -24,9 +25,43 @@ impl Message {
     }
 }
 
+/// The files a tokenizer is read from, as bytes; only `tokenizer.json` is required.
+#[derive(Default, Clone, Copy)]
+pub struct TokenizerFiles<'a> {
+    pub tokenizer_json: &'a [u8],
+    pub tokenizer_config: Option<&'a [u8]>,
+    /// What `save_pretrained` writes since transformers 4.43; wins over the config's template.
+    pub chat_template_jinja: Option<&'a [u8]>,
+    /// A processor's `{"chat_template": …}`, read when no other template exists.
+    pub chat_template_json: Option<&'a [u8]>,
+}
+
+/// The names of the files above, in that order.
+pub const TOKENIZER_FILES: [&str; 4] = [
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "chat_template.jinja",
+    "chat_template.json",
+];
+
+/// The local time, for templates that print today's date (`strftime_now`). The core has no
+/// clock: the binary and the page pass one.
+pub type Clock = fn() -> chrono::NaiveDateTime;
+
+/// `strftime(format)` of a time, as Python's `datetime.strftime` (C locale); an unknown
+/// directive is an error, never a panic.
+pub fn strftime(t: &chrono::NaiveDateTime, format: &str) -> Result<String> {
+    use std::fmt::Write;
+    let mut out = String::new();
+    write!(out, "{}", t.format(format))
+        .map_err(|_| Error::ChatTemplate(format!("strftime_now: bad format {format:?}")))?;
+    Ok(out)
+}
+
 pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
     chat_template: Option<String>,
+    clock: Option<Clock>,
     /// Special-token strings the template may use (`bos_token`, `eos_token`, ...).
     special: Vec<(String, String)>,
     /// `eos_token` of tokenizer_config.json as an id, when it names a token.
@@ -45,15 +80,47 @@ fn token_string(v: &Value) -> Option<String> {
 impl Tokenizer {
     /// From the bytes of `tokenizer.json` and, optionally, `tokenizer_config.json`.
     pub fn from_bytes(tokenizer_json: &[u8], tokenizer_config: Option<&[u8]>) -> Result<Self> {
-        let inner = tokenizers::Tokenizer::from_bytes(tokenizer_json)
+        Self::from_files(TokenizerFiles {
+            tokenizer_json,
+            tokenizer_config,
+            ..Default::default()
+        })
+    }
+
+    /// From a model's tokenizer files, the chat template chosen as transformers chooses it.
+    pub fn from_files(files: TokenizerFiles<'_>) -> Result<Self> {
+        let inner = tokenizers::Tokenizer::from_bytes(files.tokenizer_json)
             .map_err(|e| Error::Tokenizer(e.to_string()))?;
-        let cfg: Value = match tokenizer_config {
+        let cfg: Value = match files.tokenizer_config {
             Some(b) => {
                 serde_json::from_slice(b).map_err(|e| Error::json("tokenizer_config.json", e))?
             }
             None => Value::Null,
         };
-        let chat_template = match cfg.get("chat_template") {
+        let jinja = match files.chat_template_jinja {
+            Some(b) => Some(String::from_utf8(b.to_vec()).map_err(|_| {
+                Error::Invalid("chat_template.jinja: not UTF-8 text".into())
+            })?),
+            None => None,
+        };
+        let processor = match files.chat_template_json {
+            Some(b) => {
+                let v: Value =
+                    serde_json::from_slice(b).map_err(|e| Error::json("chat_template.json", e))?;
+                match v.get("chat_template") {
+                    Some(Value::String(t)) => Some(t.clone()),
+                    _ => {
+                        return Err(Error::InvalidField {
+                            file: "chat_template.json".into(),
+                            field: "chat_template".into(),
+                            message: "expected a string".into(),
+                        });
+                    }
+                }
+            }
+            None => None,
+        };
+        let from_config = match cfg.get("chat_template") {
             Some(Value::String(s)) => Some(s.clone()),
             // A list of named templates: take "default".
             Some(Value::Array(list)) => list
@@ -64,6 +131,7 @@ impl Tokenizer {
                 .map(str::to_string),
             _ => None,
         };
+        let chat_template = jinja.or(from_config).or(processor);
         let mut special = vec![];
         for key in ["bos_token", "eos_token", "unk_token", "pad_token"] {
             if let Some(s) = cfg.get(key).and_then(token_string) {
@@ -77,6 +145,7 @@ impl Tokenizer {
         Ok(Tokenizer {
             inner,
             chat_template,
+            clock: None,
             special,
             eos_token_id,
         })
@@ -110,6 +179,12 @@ impl Tokenizer {
         self.chat_template.is_some()
     }
 
+    /// The clock `strftime_now` reads (local time); without one, a template that asks for the
+    /// date is an error.
+    pub fn set_clock(&mut self, clock: Clock) {
+        self.clock = Some(clock);
+    }
+
     /// Render the chat template, as `tokenizer.apply_chat_template(messages, tokenize=False,
     /// add_generation_prompt=...)` does.
     pub fn apply_chat_template(
@@ -117,8 +192,19 @@ impl Tokenizer {
         messages: &[Message],
         add_generation_prompt: bool,
     ) -> Result<String> {
+        self.apply_chat_template_with(messages, add_generation_prompt, &serde_json::Map::new())
+    }
+
+    /// The same with extra template variables, as transformers passes its `**kwargs` (e.g.
+    /// `date_string` to pin Llama 3's date line).
+    pub fn apply_chat_template_with(
+        &self,
+        messages: &[Message],
+        add_generation_prompt: bool,
+        extra: &serde_json::Map<String, Value>,
+    ) -> Result<String> {
         let template = self.chat_template.as_deref().ok_or_else(|| {
-            Error::ChatTemplate("this model has no chat_template; use a plain prompt".into())
+            Error::ChatTemplate("this model has no chat template (chat_template.jinja, or chat_template in tokenizer_config.json); use a plain prompt".into())
         })?;
         let mut env = Environment::new();
         env.set_trim_blocks(true);
@@ -130,10 +216,20 @@ impl Tokenizer {
                 Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
             },
         );
-        env.add_function("strftime_now", |_fmt: String| -> String {
-            // No clock in the model crate (wasm-safe); templates use this for a date line only.
-            String::new()
-        });
+        let clock = self.clock;
+        env.add_function(
+            "strftime_now",
+            move |fmt: String| -> std::result::Result<String, minijinja::Error> {
+                let now = clock.ok_or_else(|| {
+                    minijinja::Error::new(
+                        ErrorKind::InvalidOperation,
+                        "strftime_now: no clock was given to the tokenizer",
+                    )
+                })?();
+                strftime(&now, &fmt)
+                    .map_err(|e| minijinja::Error::new(ErrorKind::InvalidOperation, e.to_string()))
+            },
+        );
         env.add_template("chat", template)
             .map_err(|e| Error::ChatTemplate(e.to_string()))?;
         let tmpl = env
@@ -148,11 +244,13 @@ impl Tokenizer {
             "messages".into(),
             serde_json::to_value(messages).expect("messages serialize"),
         );
+        for (k, v) in extra {
+            ctx.insert(k.clone(), v.clone());
+        }
         ctx.insert(
             "add_generation_prompt".into(),
             Value::Bool(add_generation_prompt),
         );
-        let _ = context! {};
         tmpl.render(JValue::from_serialize(&ctx))
             .map_err(|e| Error::ChatTemplate(e.to_string()))
     }

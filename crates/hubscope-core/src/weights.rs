@@ -108,10 +108,14 @@ impl FileHeader {
             .map_err(|e| safetensors_err(file, format!("bad header JSON: {e}")))?;
         let mut tensors = BTreeMap::new();
         for (name, info) in meta.tensors() {
-            let elems: usize = info.shape.iter().product();
-            let expect = elems * info.dtype.bitsize() / 8;
+            let expect = info
+                .shape
+                .iter()
+                .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+                .and_then(|e| e.checked_mul(info.dtype.bitsize()))
+                .map(|bits| bits / 8);
             let (a, b) = info.data_offsets;
-            if b < a || b - a != expect {
+            if b < a || Some(b - a) != expect {
                 return Err(safetensors_err(
                     file,
                     format!(
@@ -134,7 +138,7 @@ impl FileHeader {
         }
         let data_len = meta.data_len();
         if let Some(size) = file_size {
-            let need = (8 + n + data_len) as u64;
+            let need = (8 + n as u64).saturating_add(data_len as u64);
             if size < need {
                 return Err(safetensors_err(
                     file,

@@ -70,6 +70,12 @@ fn median_spread(mut v: Vec<f64>) -> (f64, f64, f64) {
 }
 
 pub fn run(a: BenchArgs) -> Result<()> {
+    if a.runs == 0 {
+        bail!("--runs 0: give at least one measured run");
+    }
+    if a.prompt_len == 0 {
+        bail!("--prompt-len 0: the prompt needs at least one token");
+    }
     let rss_before = rss().1;
     let t0 = Instant::now();
     let (model, name) = match (&a.model, &a.shape) {
@@ -91,9 +97,11 @@ pub fn run(a: BenchArgs) -> Result<()> {
     // Reset the peak (VmHWM) so the next peak is the generation's alone (Linux >= 4.0).
     let _ = std::fs::write("/proc/self/clear_refs", "5");
     // A fixed pseudo-random prompt of ordinary tokens; EOS never stops a bench run.
+    // (Ids from a tenth of the vocabulary, at most 100, up: past most special tokens.)
     let vocab = model.config.vocab_size as u64;
+    let low = (vocab / 10).min(100);
     let prompt: Vec<u32> = (0..a.prompt_len as u64)
-        .map(|i| ((i * 2_654_435_761 + 1000) % (vocab - 1000).max(1)) as u32 + 100)
+        .map(|i| (low + (i * 2_654_435_761 + 1000) % (vocab - low).max(1)) as u32)
         .collect();
     let gcfg = GenerationConfig {
         max_new_tokens: a.gen_tokens,
@@ -104,6 +112,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         repetition_penalty: 1.0,
         seed: 0,
         eos_token_ids: vec![],
+        min_tokens_to_keep: 1,
     };
     let start = Instant::now();
     let clock = move || start.elapsed().as_secs_f64();

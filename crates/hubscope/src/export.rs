@@ -67,7 +67,7 @@ pub fn parse_size(s: &str) -> Result<u64> {
 }
 
 /// Files of a model folder that travel with the weights.
-const SIDE_FILES: [&str; 8] = [
+const SIDE_FILES: [&str; 9] = [
     "generation_config.json",
     "tokenizer.json",
     "tokenizer_config.json",
@@ -75,6 +75,7 @@ const SIDE_FILES: [&str; 8] = [
     "vocab.json",
     "merges.txt",
     "chat_template.jinja",
+    "chat_template.json",
     "added_tokens.json",
 ];
 

@@ -90,13 +90,12 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
     let init = a.init_adapter.as_deref().map(read_adapter).transpose()?;
     let dir = local_or_download(&a.model, &a.hub)?;
     let folder = ModelFolder::open(&dir.to_string_lossy())?;
-    let tok_bytes = folder
-        .read("tokenizer.json")
-        .context("tokenizer.json is needed to render the data")?;
-    let tok = hubscope_core::text::Tokenizer::from_bytes(
-        &tok_bytes,
-        folder.read_optional("tokenizer_config.json")?.as_deref(),
-    )?;
+    let tok = folder.tokenizer()?.with_context(|| {
+        format!(
+            "{}: missing (needed to render the data)",
+            folder.path("tokenizer.json").display()
+        )
+    })?;
     let examples = conversations
         .iter()
         .map(|m| render_example(&tok, m))

@@ -6,6 +6,7 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
+use hubscope_core::text::{TOKENIZER_FILES, Tokenizer, TokenizerFiles};
 use hubscope_core::weights::{FileHeader, ShardIndex, header_len};
 
 pub struct ModelFolder {
@@ -17,7 +18,7 @@ impl ModelFolder {
         let dir = PathBuf::from(path);
         if !dir.is_dir() {
             bail!(
-                "{path}: not a model folder (Hub repo ids are not supported yet; pass a local folder)"
+                "{path}: not a model folder"
             );
         }
         if !dir.join("config.json").is_file() {
@@ -45,6 +46,26 @@ impl ModelFolder {
         } else {
             Ok(None)
         }
+    }
+
+    /// The tokenizer with its chat template (`chat_template.jinja` wins over the config's, as
+    /// in transformers) and the local clock for `strftime_now`; None without tokenizer.json.
+    pub fn tokenizer(&self) -> Result<Option<Tokenizer>> {
+        let [json, config, jinja, processor] =
+            TOKENIZER_FILES.map(|f| self.read_optional(f));
+        let Some(json) = json? else {
+            return Ok(None);
+        };
+        let (config, jinja, processor) = (config?, jinja?, processor?);
+        let mut tok = Tokenizer::from_files(TokenizerFiles {
+            tokenizer_json: &json,
+            tokenizer_config: config.as_deref(),
+            chat_template_jinja: jinja.as_deref(),
+            chat_template_json: processor.as_deref(),
+        })
+        .with_context(|| self.dir.display().to_string())?;
+        tok.set_clock(|| chrono::Local::now().naive_local());
+        Ok(Some(tok))
     }
 
     /// The safetensors files of the checkpoint: the shards the index names, or the one file.

@@ -9,7 +9,7 @@ use hubscope_core::burn::tensor::Device;
 use hubscope_core::export::BURNPACK_FILE;
 use hubscope_core::generate::Step;
 use hubscope_core::generate::{Generation, RunOptions};
-use hubscope_core::sampling::{GenerationConfig, Sampler};
+use hubscope_core::sampling::{GenerationConfig, Overrides, Sampler};
 use hubscope_core::text::{Message, Tokenizer};
 use hubscope_core::{ComputeDtype, Model, ModelConfig};
 use serde_json::json;
@@ -36,13 +36,13 @@ pub struct GenerateArgs {
     #[arg(long)]
     pub max_new_tokens: Option<usize>,
     /// 0 means greedy. Defaults come from generation_config.json.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub temperature: Option<f32>,
     #[arg(long)]
     pub top_k: Option<usize>,
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub top_p: Option<f32>,
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub repetition_penalty: Option<f32>,
     #[arg(long)]
     pub seed: Option<u64>,
@@ -140,11 +140,8 @@ pub fn load(path: &str, dev: &DeviceArgs, need_tokenizer: bool) -> Result<Loaded
         &config,
         folder.read_optional("generation_config.json")?.as_deref(),
     )?;
-    let tokenizer = match folder.read_optional("tokenizer.json")? {
-        Some(bytes) => Some(Tokenizer::from_bytes(
-            &bytes,
-            folder.read_optional("tokenizer_config.json")?.as_deref(),
-        )?),
+    let tokenizer = match folder.tokenizer()? {
+        Some(t) => Some(t),
         None if !need_tokenizer => None,
         None => anyhow::bail!(
             "{}: missing (hubscope needs tokenizer.json to turn text into tokens)",
@@ -194,23 +191,27 @@ pub fn load_model_on(
     Ok(Model::from_safetensors(config, &files, dtype, &device)?)
 }
 
-pub fn prompt_ids(
+/// The text the model reads: the prompt itself, or the chat template's rendering of it.
+pub fn prompt_text(
     tokenizer: &Tokenizer,
     prompt: &str,
     chat: bool,
     system: Option<&str>,
-) -> Result<Vec<u32>> {
-    if chat {
-        let mut messages = vec![];
-        if let Some(s) = system {
-            messages.push(Message::new("system", s));
-        }
-        messages.push(Message::new("user", prompt));
-        let text = tokenizer.apply_chat_template(&messages, true)?;
-        Ok(tokenizer.encode(&text, false)?)
-    } else {
-        Ok(tokenizer.encode(prompt, true)?)
+) -> Result<String> {
+    if !chat {
+        return Ok(prompt.to_string());
     }
+    let mut messages = vec![];
+    if let Some(s) = system {
+        messages.push(Message::new("system", s));
+    }
+    messages.push(Message::new("user", prompt));
+    Ok(tokenizer.apply_chat_template(&messages, true)?)
+}
+
+/// Token ids of a prompt text: a rendered chat template carries its own special tokens.
+pub fn encode_prompt(tokenizer: &Tokenizer, text: &str, chat: bool) -> Result<Vec<u32>> {
+    Ok(tokenizer.encode(text, !chat)?)
 }
 
 pub fn generate_cmd(a: GenerateArgs) -> Result<()> {
@@ -219,36 +220,33 @@ pub fn generate_cmd(a: GenerateArgs) -> Result<()> {
     if let Some(ad) = &a.adapter {
         crate::finetune::apply_adapter(&mut loaded.model, ad)?;
     }
-    let mut g = loaded.generation.clone();
-    if let Some(t) = a.temperature {
-        g = g.with_temperature(t);
-    }
-    if let Some(k) = a.top_k {
-        g.top_k = k;
-    }
-    if let Some(p) = a.top_p {
-        g.top_p = p;
-    }
-    if let Some(r) = a.repetition_penalty {
-        g.repetition_penalty = r;
-    }
-    if let Some(n) = a.max_new_tokens {
-        g.max_new_tokens = n;
-    }
-    g.seed = a.seed.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0)
-    });
+    let g = loaded.generation.clone().with_overrides(&Overrides {
+        temperature: a.temperature,
+        top_k: a.top_k,
+        top_p: a.top_p,
+        repetition_penalty: a.repetition_penalty,
+        max_new_tokens: a.max_new_tokens,
+        seed: Some(a.seed.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0)
+        })),
+    })?;
     if a.system.is_some() && !a.chat {
         bail!("--system needs --chat");
     }
-    let ids = match (&a.prompt_ids, &loaded.tokenizer, &a.prompt) {
-        (Some(ids), _, _) => ids.clone(),
-        (None, Some(tok), Some(p)) => prompt_ids(tok, p, a.chat, a.system.as_deref())?,
+    let (ids, rendered) = match (&a.prompt_ids, &loaded.tokenizer, &a.prompt) {
+        (Some(ids), _, _) => (ids.clone(), None),
+        (None, Some(tok), Some(p)) => {
+            let text = prompt_text(tok, p, a.chat, a.system.as_deref())?;
+            (encode_prompt(tok, &text, a.chat)?, Some(text))
+        }
         _ => bail!("give --prompt (with a tokenizer.json) or --prompt-ids"),
     };
+    if ids.is_empty() {
+        bail!("the prompt is empty: give some text (or ids) to continue");
+    }
     let mut sampler = Sampler::new(g);
     let start = Instant::now();
     let clock = move || start.elapsed().as_secs_f64();
@@ -276,6 +274,7 @@ pub fn generate_cmd(a: GenerateArgs) -> Result<()> {
     result.timings.load_s = loaded.load_s;
     if a.json {
         let v = json!({
+            "prompt": rendered,
             "prompt_tokens": result.prompt_tokens,
             "tokens": result.tokens,
             "text": result.text,
