@@ -127,7 +127,9 @@ fn round_trips_for_every_fixture() {
                 src.display()
             );
             // ...and within that dtype's rounding of the f32 logits when computed in f32.
-            let d = logits(&dir, ComputeDtype::F32)
+            let reloaded = logits(&dir, ComputeDtype::F32);
+            assert_eq!(reloaded.len(), original.len(), "{name}: logits length");
+            let d = reloaded
                 .iter()
                 .zip(&original)
                 .map(|(a, b)| (a - b).abs())

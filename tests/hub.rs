@@ -127,7 +127,9 @@ fn python_huggingface_hub_downloads_from_serve_and_reads_our_cache() {
         .output()
         .unwrap();
     assert!(o.status.success(), "python offline lookup: {}", err(&o));
-    for (line, f) in String::from_utf8_lossy(&o.stdout).lines().zip(&files) {
+    let found = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(found.lines().count(), files.len(), "python found every file: {found}");
+    for (line, f) in found.lines().zip(&files) {
         same_bytes(
             Path::new(line),
             &common::fixtures().join("tiny-qwen3").join(f),

@@ -93,6 +93,7 @@ fn data_renders_as_peft_saw_it() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
+    assert_eq!(lines.len(), r["examples"].as_array().unwrap().len(), "one example per line");
     for (line, e) in lines.iter().zip(r["examples"].as_array().unwrap()) {
         let messages: Vec<Message> = serde_json::from_value(line["messages"].clone()).unwrap();
         let text = tok.apply_chat_template(&messages, false).unwrap();
@@ -123,6 +124,7 @@ fn losses_and_probe_match_peft() {
             .iter()
             .map(|x| x.as_f64().unwrap() as f32)
             .collect();
+        assert_eq!(got.len(), want.len(), "{what}: {got:?} vs {want:?}");
         for (g, w) in got.iter().zip(&want) {
             assert!((g - w).abs() <= tol, "{what}: {got:?} vs {want:?}");
         }
@@ -224,6 +226,7 @@ fn training_follows_the_peft_schedule() {
         .iter()
         .map(|x| x.as_f64().unwrap() as f32)
         .collect();
+    assert_eq!(after.len(), want.len(), "{after:?} vs {want:?}");
     for (g, w) in after.iter().zip(&want) {
         assert!(
             (g - w).abs() <= 1e-3,
@@ -260,6 +263,7 @@ fn finetune_generate_adapter_and_merge_through_the_cli() {
     let probe = ids(&r["probe"]["input_ids"]);
     let (i, v) = top5(&m, &probe);
     assert_eq!(i, ids(&r["probe"]["top5_after"]["ids"]));
+    assert_eq!(v.len(), 5);
     for (g, w) in v
         .iter()
         .zip(r["probe"]["top5_after"]["values"].as_array().unwrap())

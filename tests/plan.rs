@@ -149,3 +149,122 @@ fn mem_and_gpu_commands() {
     }
     assert!(v["nvidia"].is_array());
 }
+
+/// LoRA trainable-parameter counts as PEFT itself counts them (tests/data/count_lora_params.py:
+/// get_peft_model over transformers' model on the meta device), not the planner's formula.
+#[test]
+fn lora_counts_equal_pefts_own() {
+    let o = Command::new(common::torch_python())
+        .arg(common::data_script("count_lora_params.py"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<&str> = out.lines().filter(|l| l.split(' ').count() == 4).collect();
+    assert_eq!(lines.len(), 2 * COUNTS.len(), "{out}");
+    for l in lines {
+        let f: Vec<&str> = l.split(' ').collect();
+        let targets: Vec<String> = f[2].split(',').map(String::from).collect();
+        let r: usize = f[1].parse().unwrap();
+        let peft: u64 = f[3].parse().unwrap();
+        assert_eq!(
+            hubscope_core::plan::lora_params_for(&config(f[0]), r, &targets),
+            peft,
+            "{l}"
+        );
+    }
+}
+
+fn hubscope_json(args: &[&str]) -> Value {
+    let o = Command::new(env!("CARGO_BIN_EXE_hubscope")).args(args).output().unwrap();
+    assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    serde_json::from_str(out.lines().rfind(|l| l.starts_with('{')).unwrap()).unwrap()
+}
+
+fn within(planned: u64, measured: u64, pct: f64, what: &str) {
+    let off = (planned as f64 - measured as f64) / measured as f64 * 100.0;
+    eprintln!("{what}: planned {:.1} MiB, measured {:.1} MiB ({off:+.1}%)", planned as f64 / 1048576.0, measured as f64 / 1048576.0);
+    assert!(off.abs() <= pct, "{what}: planned {planned} vs measured {measured} ({off:+.1}%, claim ±{pct}%)");
+}
+
+/// The planner against what the engine really uses on this machine (memory, not time): the
+/// inference total at context 512 (448 prompt + 64 generated) vs `bench`'s own measurement
+/// (RSS growth of loading + peak growth while generating) within ±10%, for every fixture and
+/// the Qwen2.5-0.5B shape; and the LoRA row (r=8, all seven projections, f32 base) vs the
+/// peak RSS growth of `finetune` within ±15%, for tiny-qwen2 on the PEFT fixture data and for
+/// the Qwen2.5-0.5B shape (random weights from benches/make_shape.py, tiny-qwen2's tokenizer)
+/// on one 512-token chat example.
+#[test]
+fn planner_totals_follow_the_measured_peaks() {
+    let f = common::fixtures();
+    let inference = |args: &[&str], what: &str| {
+        let mut a = vec!["bench"];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["--prompt-len", "448", "--gen", "64", "--runs", "1", "--json"]);
+        let v = hubscope_json(&a);
+        assert_eq!(v["context"], 512);
+        let measured = v["rss_load_growth_bytes"].as_u64().unwrap()
+            + v["rss_generation_peak_growth_bytes"].as_u64().unwrap();
+        within(v["planned"]["total"].as_u64().unwrap(), measured, 10.0, what);
+    };
+    for dir in common::model_fixtures() {
+        inference(&[dir.to_str().unwrap()], &format!("{} inference", dir.display()));
+    }
+    inference(&["--shape", "qwen2.5-0.5b"], "Qwen2.5-0.5B shape inference");
+
+    let targets = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj";
+    let lora = |model: &std::path::Path, data: &std::path::Path, context: usize, what: &str| {
+        let out = tempfile::tempdir().unwrap();
+        let v = hubscope_json(&[
+            "finetune", model.to_str().unwrap(), "--data", data.to_str().unwrap(), "--epochs", "1",
+            "--lora-rank", "8", "--lora-alpha", "16", "--target", targets, "--json",
+            "--out", out.path().join("a").to_str().unwrap(),
+        ]);
+        let measured = v["peak_rss_bytes"].as_u64().unwrap() - v["rss_before_load_bytes"].as_u64().unwrap();
+        let c = ModelConfig::from_json(&std::fs::read(model.join("config.json")).unwrap()).unwrap();
+        let p = plan(&c, context, 1, 8, PlanDtype::F32);
+        let row = p.fine_tuning.iter().find(|r| r.method.starts_with("LoRA")).unwrap();
+        assert_eq!(v["trainable_params"].as_u64().unwrap(), row.trainable_params, "{what}");
+        within(row.total, measured, 15.0, what);
+    };
+    // The longest example of the PEFT data is the context the planner sizes for.
+    let r: Value = serde_json::from_slice(&std::fs::read(f.join("lora-tiny-qwen2/reference.json")).unwrap()).unwrap();
+    let longest = r["examples"].as_array().unwrap().iter().map(|e| e["input_ids"].as_array().unwrap().len()).max().unwrap();
+    lora(&f.join("tiny-qwen2"), &f.join("lora-tiny-qwen2/data.jsonl"), longest, "tiny-qwen2 LoRA");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let shape = tmp.path().join("qwen05");
+    let o = Command::new(common::python())
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../benches/make_shape.py"))
+        .args(["qwen2.5-0.5b", shape.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for t in ["tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(f.join("tiny-qwen2").join(t), shape.join(t)).unwrap();
+    }
+    // One chat example of exactly 512 tokens (user turn padded with a repeated word).
+    let tok = hubscope_core::text::Tokenizer::from_bytes(
+        &std::fs::read(shape.join("tokenizer.json")).unwrap(),
+        Some(&std::fs::read(shape.join("tokenizer_config.json")).unwrap()),
+    )
+    .unwrap();
+    let example = |n: usize| {
+        let messages = vec![
+            hubscope_core::text::Message::new("user", &"word ".repeat(n)),
+            hubscope_core::text::Message::new("assistant", "Done."),
+        ];
+        let text = tok.apply_chat_template(&messages, false).unwrap();
+        (tok.encode(&text, false).unwrap().len(), messages)
+    };
+    let base = example(0).0;
+    let (len, messages) = ((512 - base.min(512)).saturating_sub(4)..512)
+        .map(example)
+        .find(|(len, _)| *len == 512)
+        .expect("a 512-token example");
+    assert_eq!(len, 512);
+    let data = tmp.path().join("data.jsonl");
+    std::fs::write(&data, serde_json::json!({"messages": messages}).to_string()).unwrap();
+    lora(&shape, &data, 512, "Qwen2.5-0.5B shape LoRA");
+}

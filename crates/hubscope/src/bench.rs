@@ -11,6 +11,7 @@ use hubscope_core::{Model, ModelConfig, generate};
 use serde_json::json;
 
 use crate::folder::ModelFolder;
+use crate::process::rss;
 use crate::run::{DeviceArgs, load_model};
 
 /// Published configs of the shapes `--shape` builds with random weights (the same files the
@@ -42,20 +43,6 @@ pub struct BenchArgs {
     pub runs: usize,
     #[arg(long)]
     pub json: bool,
-}
-
-/// Peak and current resident set size of this process, in bytes (Linux).
-pub fn rss() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |k: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(k))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<u64>().ok())
-            .map_or(0, |kb| kb * 1024)
-    };
-    (field("VmHWM:"), field("VmRSS:"))
 }
 
 fn median_spread(mut v: Vec<f64>) -> (f64, f64, f64) {
@@ -95,7 +82,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let load_s = t0.elapsed().as_secs_f64();
     let rss_loaded = rss().1;
     // Reset the peak (VmHWM) so the next peak is the generation's alone (Linux >= 4.0).
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    crate::process::reset_peak();
     // A fixed pseudo-random prompt of ordinary tokens; EOS never stops a bench run.
     // (Ids from a tenth of the vocabulary, at most 100, up: past most special tokens.)
     let vocab = model.config.vocab_size as u64;

@@ -108,6 +108,10 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
     )
     .context("--batch-size / --epochs")?;
     let config = ModelConfig::from_json(&folder.read("config.json")?)?;
+    // The training's own peak: from here (the tokenizer's parsing peak is not the model's).
+    crate::process::release_freed_memory();
+    let rss_before = crate::process::rss().1;
+    crate::process::reset_peak();
     // Train on an autodiff device: gradients flow to the adapters only.
     let device = a.dev.device()?.autodiff();
     let mut model = crate::run::load_model_on(&folder, config, &a.dev, &device)?;
@@ -123,7 +127,7 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
             .map(|d| d.display().to_string())
             .unwrap_or_else(|| "adapter".into())
     })?;
-    let rss_loaded = crate::bench::rss().1;
+    let rss_loaded = crate::process::rss().1;
     let trainable = trainable_params(&mut model);
     let bar = ProgressBar::with_draw_target(
         Some(trainer.total_steps() as u64),
@@ -158,11 +162,11 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
     crate::export::write_atomically(&a.out, &files)?;
     let secs = t0.elapsed().as_secs_f64();
     if a.json {
-        let (peak, _) = crate::bench::rss();
+        let (peak, _) = crate::process::rss();
         println!(
             "{}",
             json!({"out": a.out, "trainable_params": trainable, "steps": losses.len(), "final_loss": losses.last(), "seconds": secs,
-                "tokens_per_s": tokens as f64 / secs, "peak_rss_bytes": peak, "rss_after_load_bytes": rss_loaded})
+                "tokens_per_s": tokens as f64 / secs, "peak_rss_bytes": peak, "rss_before_load_bytes": rss_before, "rss_after_load_bytes": rss_loaded})
         );
     } else {
         println!(

@@ -8,6 +8,7 @@ mod gpu;
 mod hub;
 mod inspect;
 mod mem;
+mod process;
 mod run;
 
 use std::process::ExitCode;
@@ -194,23 +195,8 @@ mod inspect_cmd {
     }
 }
 
-/// glibc hands freed blocks above its (moving) mmap and trim thresholds back to the kernel, so
-/// every layer's fresh intermediate tensors fault their pages in again: about a tenth of a
-/// prefill went to page faults. Keep blocks under 32 MiB in the heap for reuse instead (the
-/// weights and file buffers, larger, are still mapped and unmapped on their own).
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn keep_freed_memory() {
-    // SAFETY: mallopt only sets allocator parameters; called before any other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
-        libc::mallopt(libc::M_TOP_PAD, 64 << 20);
-    }
-}
-
 fn main() -> ExitCode {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    keep_freed_memory();
+    process::keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Inspect(a) => inspect_cmd::run(a),

@@ -188,7 +188,11 @@ pub fn load_model_on(
         .iter()
         .map(|(n, b)| (n.clone(), b.as_slice()))
         .collect();
-    Ok(Model::from_safetensors(config, &files, dtype, &device)?)
+    let model = Model::from_safetensors(config, &files, dtype, &device)?;
+    drop(files);
+    drop(bufs);
+    crate::process::release_freed_memory();
+    Ok(model)
 }
 
 /// The text the model reads: the prompt itself, or the chat template's rendering of it.
