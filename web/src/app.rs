@@ -339,14 +339,17 @@ pub fn App() -> impl IntoView {
                 } else {
                     tok.encode(&prompt.get_untracked(), true)?
                 };
-                let mut g = loaded
-                    .generation
-                    .clone()
-                    .with_temperature(temperature.get_untracked().parse().unwrap_or(0.0));
-                g.top_k = top_k.get_untracked().parse().unwrap_or(g.top_k);
-                g.top_p = top_p.get_untracked().parse().unwrap_or(g.top_p);
-                g.max_new_tokens = max_new.get_untracked().parse().unwrap_or(32);
-                g.seed = now_ms() as u64;
+                // The form's settings over the model's defaults, checked as the CLI's are.
+                let g = loaded.generation.clone().with_overrides(
+                    &hubscope_core::sampling::Overrides {
+                        temperature: Some(temperature.get_untracked().parse().unwrap_or(0.0)),
+                        top_k: top_k.get_untracked().parse().ok(),
+                        top_p: top_p.get_untracked().parse().ok(),
+                        repetition_penalty: None,
+                        max_new_tokens: Some(max_new.get_untracked().parse().unwrap_or(32)),
+                        seed: Some(now_ms() as u64),
+                    },
+                )?;
                 let stop3 = stop.clone();
                 let out = engine::stream(&loaded, &ids, g, &mut |text| {
                     output.update(|o| o.push_str(text));
