@@ -402,15 +402,30 @@ fn chat_template_jinja_renders_identically_in_generate_and_finetune() {
     let (_t, moved) = template_in_jinja();
     let chat = |dir: &Path| {
         let o = hubscope(&[
-            "generate", dir.to_str().unwrap(), "--chat", "--system", "Be brief.", "--prompt",
-            "What is the capital of France?", "--temperature", "0", "--max-new-tokens", "6", "--json",
+            "generate",
+            dir.to_str().unwrap(),
+            "--chat",
+            "--system",
+            "Be brief.",
+            "--prompt",
+            "What is the capital of France?",
+            "--temperature",
+            "0",
+            "--max-new-tokens",
+            "6",
+            "--json",
         ]);
         assert!(o.status.success(), "{}", stderr(&o));
         serde_json::from_str::<Value>(&stdout(&o)).unwrap()
     };
     let original = chat(&common::fixtures().join("tiny-qwen2"));
     let from_jinja = chat(&moved);
-    assert!(original["prompt"].as_str().unwrap().contains("<|im_start|>system"));
+    assert!(
+        original["prompt"]
+            .as_str()
+            .unwrap()
+            .contains("<|im_start|>system")
+    );
     assert_eq!(from_jinja["prompt"], original["prompt"]);
     assert_eq!(from_jinja["prompt_tokens"], original["prompt_tokens"]);
     assert_eq!(from_jinja["tokens"], original["tokens"]);
@@ -426,8 +441,15 @@ fn chat_template_jinja_renders_identically_in_generate_and_finetune() {
     let out = tempfile::tempdir().unwrap();
     let data = common::fixtures().join("lora-tiny-qwen2/data.jsonl");
     let o = hubscope(&[
-        "finetune", moved.to_str().unwrap(), "--data", data.to_str().unwrap(), "--epochs", "1",
-        "--json", "--out", out.path().join("a").to_str().unwrap(),
+        "finetune",
+        moved.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--json",
+        "--out",
+        out.path().join("a").to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
@@ -442,8 +464,16 @@ fn llama_3_template_dates_the_prompt_like_transformers() {
         .find(|d| d.ends_with("llama3-rope"))
         .unwrap();
     let o = hubscope(&[
-        "generate", dir.to_str().unwrap(), "--chat", "--prompt", "Hi", "--max-new-tokens", "1",
-        "--temperature", "0", "--json",
+        "generate",
+        dir.to_str().unwrap(),
+        "--chat",
+        "--prompt",
+        "Hi",
+        "--max-new-tokens",
+        "1",
+        "--temperature",
+        "0",
+        "--json",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let ours: Value = serde_json::from_str(&stdout(&o)).unwrap();
@@ -452,7 +482,11 @@ fn llama_3_template_dates_the_prompt_like_transformers() {
         .args(["-c", script, dir.to_str().unwrap()])
         .output()
         .unwrap();
-    assert!(py.status.success(), "{}", String::from_utf8_lossy(&py.stderr));
+    assert!(
+        py.status.success(),
+        "{}",
+        String::from_utf8_lossy(&py.stderr)
+    );
     let theirs = String::from_utf8_lossy(&py.stdout).into_owned();
     assert!(theirs.contains("Today Date: "), "{theirs}");
     assert_eq!(ours["prompt"].as_str().unwrap(), theirs);
@@ -470,8 +504,14 @@ fn bad_generation_and_bench_arguments_are_one_line_errors() {
         (vec!["--prompt", "hi", "--top-p", "0"], "top_p"),
         (vec!["--prompt", "hi", "--top-p", "1.5"], "top_p"),
         (vec!["--prompt", "hi", "--temperature", "-1"], "temperature"),
-        (vec!["--prompt", "hi", "--temperature", "NaN"], "temperature"),
-        (vec!["--prompt", "hi", "--repetition-penalty", "0"], "repetition_penalty"),
+        (
+            vec!["--prompt", "hi", "--temperature", "NaN"],
+            "temperature",
+        ),
+        (
+            vec!["--prompt", "hi", "--repetition-penalty", "0"],
+            "repetition_penalty",
+        ),
     ];
     for (extra, says) in cases {
         let mut args = base.to_vec();
@@ -486,7 +526,15 @@ fn bad_generation_and_bench_arguments_are_one_line_errors() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("empty"), "{}", stderr(&o));
     // --max-new-tokens 0: a defined result, no tokens.
-    let o = hubscope(&["generate", d, "--prompt", "hi", "--max-new-tokens", "0", "--json"]);
+    let o = hubscope(&[
+        "generate",
+        d,
+        "--prompt",
+        "hi",
+        "--max-new-tokens",
+        "0",
+        "--json",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["tokens"].as_array().unwrap().len(), 0);
@@ -519,10 +567,26 @@ fn bad_generation_and_bench_arguments_are_one_line_errors() {
     }
     let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
         .iter()
-        .map(|(n, d, s)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d).unwrap()))
+        .map(|(n, d, s)| {
+            (
+                n.clone(),
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d)
+                    .unwrap(),
+            )
+        })
         .collect();
     safetensors::serialize_to_file(views, None, &small.join("model.safetensors")).unwrap();
-    let o = hubscope(&["bench", small.to_str().unwrap(), "--prompt-len", "8", "--gen", "4", "--runs", "1", "--json"]);
+    let o = hubscope(&[
+        "bench",
+        small.to_str().unwrap(),
+        "--prompt-len",
+        "8",
+        "--gen",
+        "4",
+        "--runs",
+        "1",
+        "--json",
+    ]);
     assert!(o.status.success(), "vocab 500: {}", stderr(&o));
 }
 
@@ -532,8 +596,19 @@ fn seeded_sampling_repeats_from_the_command_line() {
     let d = common::fixtures().join("tiny-qwen2");
     let run = |seed: &str| {
         let o = hubscope(&[
-            "generate", d.to_str().unwrap(), "--prompt", "Once upon a time", "--temperature", "1.0",
-            "--top-k", "0", "--max-new-tokens", "16", "--seed", seed, "--json",
+            "generate",
+            d.to_str().unwrap(),
+            "--prompt",
+            "Once upon a time",
+            "--temperature",
+            "1.0",
+            "--top-k",
+            "0",
+            "--max-new-tokens",
+            "16",
+            "--seed",
+            seed,
+            "--json",
         ]);
         assert!(o.status.success(), "{}", stderr(&o));
         serde_json::from_str::<Value>(&stdout(&o)).unwrap()["tokens"].clone()

@@ -34,13 +34,32 @@ fn any_json() -> impl Strategy<Value = Value> {
         (-3i64..70).prop_map(Value::from),
         any::<i64>().prop_map(Value::from),
         any::<u64>().prop_map(Value::from),
-        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        any::<f64>()
+            .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
         "\\PC{0,12}".prop_map(Value::from),
         prop::sample::select(vec![
-            "F32", "BF16", "F16", "I64", "U8", "F8_E4M3", "llama", "qwen2", "qwen3", "full_attention",
-            "sliding_attention", "llama3", "linear", "default", "yarn", "q_proj", "all-linear",
-            "{{ messages[0]['content'] }}", "{% for m in messages %}{{ m.role }}{% endfor %}",
-            "{{ raise_exception('no') }}", "{{ strftime_now('%d %b %Y') }}", "{{ 1/0 }}",
+            "F32",
+            "BF16",
+            "F16",
+            "I64",
+            "U8",
+            "F8_E4M3",
+            "llama",
+            "qwen2",
+            "qwen3",
+            "full_attention",
+            "sliding_attention",
+            "llama3",
+            "linear",
+            "default",
+            "yarn",
+            "q_proj",
+            "all-linear",
+            "{{ messages[0]['content'] }}",
+            "{% for m in messages %}{{ m.role }}{% endfor %}",
+            "{{ raise_exception('no') }}",
+            "{{ strftime_now('%d %b %Y') }}",
+            "{{ 1/0 }}",
         ])
         .prop_map(Value::from),
     ];
@@ -131,7 +150,11 @@ fn safetensors_bytes() -> impl Strategy<Value = (Vec<u8>, Option<u64>)> {
     });
     (
         mutated(header),
-        prop_oneof![Just(None), any::<u64>().prop_map(Some), (0u64..4096).prop_map(Some)],
+        prop_oneof![
+            Just(None),
+            any::<u64>().prop_map(Some),
+            (0u64..4096).prop_map(Some)
+        ],
         prop_oneof![3 => Just(None), 1 => any::<u64>().prop_map(Some)],
         prop::collection::vec(any::<u8>(), 0..64),
     )
@@ -185,17 +208,21 @@ fn never_panics<S: Strategy>(what: &str, strategy: S, check: impl Fn(S::Value) -
 #[test]
 fn safetensors_headers_never_panic() {
     let c = ModelConfig::from_json(&fixture("tiny-qwen2/config.json")).expect("config");
-    never_panics("safetensors headers", safetensors_bytes(), |(bytes, size)| {
-        let _ = hubscope_core::weights::header_len("model.safetensors", &bytes);
-        match FileHeader::parse("model.safetensors", &bytes, size) {
-            Ok(h) => {
-                // A parsed header feeds the load plan of a real config.
-                let _ = plan_load(&c, &[h]);
-                true
+    never_panics(
+        "safetensors headers",
+        safetensors_bytes(),
+        |(bytes, size)| {
+            let _ = hubscope_core::weights::header_len("model.safetensors", &bytes);
+            match FileHeader::parse("model.safetensors", &bytes, size) {
+                Ok(h) => {
+                    // A parsed header feeds the load plan of a real config.
+                    let _ = plan_load(&c, &[h]);
+                    true
+                }
+                Err(_) => false,
             }
-            Err(_) => false,
-        }
-    });
+        },
+    );
 }
 
 #[test]
@@ -206,13 +233,17 @@ fn shard_indexes_never_panic() {
                        "lm_head.weight": "model-00002-of-00002.safetensors"}
     }))
     .expect("json");
-    never_panics("shard indexes", file_like(real), |bytes| match ShardIndex::from_json(&bytes) {
-        Ok(ix) => {
-            let _ = ix.shards();
-            true
-        }
-        Err(_) => false,
-    });
+    never_panics(
+        "shard indexes",
+        file_like(real),
+        |bytes| match ShardIndex::from_json(&bytes) {
+            Ok(ix) => {
+                let _ = ix.shards();
+                true
+            }
+            Err(_) => false,
+        },
+    );
 }
 
 #[test]
@@ -222,18 +253,23 @@ fn configs_and_what_derives_from_them_never_panic() {
         file_like(fixture("tiny-qwen3/config.json")),
         file_like(fixture("tiny-llama/config.json")),
     ];
-    never_panics("config.json", strategy, |bytes| match ModelConfig::from_json(&bytes) {
-        Ok(c) => {
-            let tree = hubscope_core::structure::model_tree(&c);
-            let _ = hubscope_core::structure::torch_repr(&tree);
-            let _ = tree.num_params();
-            let _ = c.kv_bytes_per_token(2);
-            let _ = hubscope_core::plan::plan(&c, 512, 1, 8, hubscope_core::plan::PlanDtype::F16);
-            let _ = hubscope_core::sampling::GenerationConfig::from_model(&c, None);
-            true
-        }
-        Err(_) => false,
-    });
+    never_panics(
+        "config.json",
+        strategy,
+        |bytes| match ModelConfig::from_json(&bytes) {
+            Ok(c) => {
+                let tree = hubscope_core::structure::model_tree(&c);
+                let _ = hubscope_core::structure::torch_repr(&tree);
+                let _ = tree.num_params();
+                let _ = c.kv_bytes_per_token(2);
+                let _ =
+                    hubscope_core::plan::plan(&c, 512, 1, 8, hubscope_core::plan::PlanDtype::F16);
+                let _ = hubscope_core::sampling::GenerationConfig::from_model(&c, None);
+                true
+            }
+            Err(_) => false,
+        },
+    );
 }
 
 #[test]
@@ -256,7 +292,10 @@ fn tokenizer_configs_and_their_templates_never_panic() {
                 }
                 let _ = render_example(
                     &t,
-                    &[Message::new("user", "hi"), Message::new("assistant", &content)],
+                    &[
+                        Message::new("user", "hi"),
+                        Message::new("assistant", &content),
+                    ],
                 );
                 true
             }
@@ -268,31 +307,43 @@ fn tokenizer_configs_and_their_templates_never_panic() {
 #[test]
 fn adapter_configs_never_panic() {
     let real = fixture("lora-tiny-qwen2/adapter_init/adapter_config.json");
-    never_panics("adapter_config.json", file_like(real), |bytes| {
-        match AdapterConfig::from_json(&bytes) {
+    never_panics(
+        "adapter_config.json",
+        file_like(real),
+        |bytes| match AdapterConfig::from_json(&bytes) {
             Ok(a) => {
                 let _ = a.scale();
                 let _ = a.to_json("base");
                 true
             }
             Err(_) => false,
-        }
-    });
+        },
+    );
 }
 
 #[test]
 fn training_data_lines_never_panic() {
     let line = prop_oneof![
-        file_like(serde_json::to_vec(&json!({"messages": [
-            {"role": "user", "content": "hi"}, {"role": "assistant", "content": "there"}]})).expect("json")),
-        file_like(serde_json::to_vec(&json!({"instruction": "hi", "input": "", "output": "there"})).expect("json")),
+        file_like(
+            serde_json::to_vec(&json!({"messages": [
+            {"role": "user", "content": "hi"}, {"role": "assistant", "content": "there"}]}))
+            .expect("json")
+        ),
+        file_like(
+            serde_json::to_vec(&json!({"instruction": "hi", "input": "", "output": "there"}))
+                .expect("json")
+        ),
     ];
-    never_panics("training data (JSONL)", prop::collection::vec(line, 1..4), |lines| {
-        let text: String = lines
-            .iter()
-            .map(|l| String::from_utf8_lossy(l).replace('\n', " "))
-            .collect::<Vec<_>>()
-            .join("\n");
-        parse_jsonl(&text).is_ok()
-    });
+    never_panics(
+        "training data (JSONL)",
+        prop::collection::vec(line, 1..4),
+        |lines| {
+            let text: String = lines
+                .iter()
+                .map(|l| String::from_utf8_lossy(l).replace('\n', " "))
+                .collect::<Vec<_>>()
+                .join("\n");
+            parse_jsonl(&text).is_ok()
+        },
+    );
 }

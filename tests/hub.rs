@@ -128,7 +128,11 @@ fn python_huggingface_hub_downloads_from_serve_and_reads_our_cache() {
         .unwrap();
     assert!(o.status.success(), "python offline lookup: {}", err(&o));
     let found = String::from_utf8_lossy(&o.stdout).into_owned();
-    assert_eq!(found.lines().count(), files.len(), "python found every file: {found}");
+    assert_eq!(
+        found.lines().count(),
+        files.len(),
+        "python found every file: {found}"
+    );
     for (line, f) in found.lines().zip(&files) {
         same_bytes(
             Path::new(line),
@@ -619,16 +623,31 @@ fn downloads_and_inspect_follow_cdn_redirects_and_the_token_stays_home() {
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("c");
     let o = hubscope(
-        &["download", "fx/tiny-qwen2", "--endpoint", &s.url, "--cache-dir", cache.to_str().unwrap(), "--json"],
+        &[
+            "download",
+            "fx/tiny-qwen2",
+            "--endpoint",
+            &s.url,
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--json",
+        ],
         &[("HF_TOKEN", "sekret")],
     );
     let v = json(&o);
-    assert!(err(&o).contains("retrying"), "the cut was retried: {}", err(&o));
+    assert!(
+        err(&o).contains("retrying"),
+        "the cut was retried: {}",
+        err(&o)
+    );
     let weights = common::fixtures().join("tiny-qwen2/model.safetensors");
     let size = std::fs::metadata(&weights).unwrap().len();
     for f in v["files"].as_array().unwrap() {
         let name = f["file"].as_str().unwrap();
-        same_bytes(Path::new(f["path"].as_str().unwrap()), &common::fixtures().join("tiny-qwen2").join(name));
+        same_bytes(
+            Path::new(f["path"].as_str().unwrap()),
+            &common::fixtures().join("tiny-qwen2").join(name),
+        );
     }
     let stats = s.stats();
     assert!(stats["cdn_requests"].as_u64().unwrap() >= 2, "{stats}");
@@ -639,17 +658,29 @@ fn downloads_and_inspect_follow_cdn_redirects_and_the_token_stays_home() {
     // The resume asked the CDN for the rest only.
     let key = format!("cdn/{}", sha256_hex(&weights));
     let sent = s.sent(&key);
-    assert!(sent >= size && sent < size + 1_000_000, "CDN sent {sent} bytes of {size}");
+    assert!(
+        sent >= size && sent < size + 1_000_000,
+        "CDN sent {sent} bytes of {size}"
+    );
 
     // Header-only inspect through the redirect: ranged GETs land on the CDN, < 64 KiB.
-    let before = s.sent(&format!("cdn/{}", sha256_hex(&common::fixtures().join("tiny-llama/model.safetensors"))));
+    let before = s.sent(&format!(
+        "cdn/{}",
+        sha256_hex(&common::fixtures().join("tiny-llama/model.safetensors"))
+    ));
     let v = json(&hubscope(
         &["inspect", "fx/tiny-llama", "--endpoint", &s.url, "--json"],
         &[("HF_TOKEN", "sekret")],
     ));
-    let sent = s.sent(&format!("cdn/{}", sha256_hex(&common::fixtures().join("tiny-llama/model.safetensors")))) - before;
+    let sent = s.sent(&format!(
+        "cdn/{}",
+        sha256_hex(&common::fixtures().join("tiny-llama/model.safetensors"))
+    )) - before;
     assert!(sent > 0 && sent < 64 * 1024, "{sent} bytes of weights");
-    let summary: Value = serde_json::from_slice(&std::fs::read(common::fixtures().join("tiny-llama/summary.json")).unwrap()).unwrap();
+    let summary: Value = serde_json::from_slice(
+        &std::fs::read(common::fixtures().join("tiny-llama/summary.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(v["total_parameters"], summary["parameter_count"]);
 
     // Python's huggingface_hub through the same redirects: the same files.
@@ -660,8 +691,17 @@ fn downloads_and_inspect_follow_cdn_redirects_and_the_token_stays_home() {
         .output()
         .unwrap();
     assert!(o.status.success(), "python: {}", err(&o));
-    let folder = PathBuf::from(String::from_utf8_lossy(&o.stdout).trim().lines().last().unwrap());
-    same_bytes(&folder.join("model.safetensors"), &common::fixtures().join("tiny-llama/model.safetensors"));
+    let folder = PathBuf::from(
+        String::from_utf8_lossy(&o.stdout)
+            .trim()
+            .lines()
+            .last()
+            .unwrap(),
+    );
+    same_bytes(
+        &folder.join("model.safetensors"),
+        &common::fixtures().join("tiny-llama/model.safetensors"),
+    );
     assert_eq!(s.stats()["cdn_requests_with_authorization"], 0);
 }
 
@@ -701,18 +741,47 @@ fn hostile_hub(mode: &'static str) -> String {
             let mut buf = [0u8; 4096];
             let n = c.read(&mut buf).unwrap_or(0);
             let req = String::from_utf8_lossy(&buf[..n]).to_string();
-            let commit = if mode == "commit" { "../../../../escape".to_string() } else { "ab".repeat(20) };
-            let file = if mode == "filename" { "../../../../escape.txt" } else { "config.json" };
-            let etag = if mode == "etag" { "../../../../escape" } else { "0123456789abcdef0123456789abcdef01234567" };
+            let commit = if mode == "commit" {
+                "../../../../escape".to_string()
+            } else {
+                "ab".repeat(20)
+            };
+            let file = if mode == "filename" {
+                "../../../../escape.txt"
+            } else {
+                "config.json"
+            };
+            let etag = if mode == "etag" {
+                "../../../../escape"
+            } else {
+                "0123456789abcdef0123456789abcdef01234567"
+            };
             let (head, body) = if req.contains("/api/models/") {
                 let body = serde_json::json!({"sha": commit, "siblings": [{"rfilename": file, "size": 2}]}).to_string();
-                ("HTTP/1.1 200 OK\r\nContent-Type: application/json".to_string(), body)
+                (
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json".to_string(),
+                    body,
+                )
             } else {
-                (format!("HTTP/1.1 200 OK\r\nETag: \"{etag}\"\r\nX-Repo-Commit: {commit}"), "{}".to_string())
+                (
+                    format!("HTTP/1.1 200 OK\r\nETag: \"{etag}\"\r\nX-Repo-Commit: {commit}"),
+                    "{}".to_string(),
+                )
             };
-            let body = if req.starts_with("HEAD") { String::new() } else { body };
-            let len = if req.starts_with("HEAD") { 2 } else { body.len() };
-            let _ = write!(c, "{head}\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n{body}");
+            let body = if req.starts_with("HEAD") {
+                String::new()
+            } else {
+                body
+            };
+            let len = if req.starts_with("HEAD") {
+                2
+            } else {
+                body.len()
+            };
+            let _ = write!(
+                c,
+                "{head}\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n{body}"
+            );
         }
     });
     url
@@ -730,13 +799,30 @@ fn all_paths(root: &Path, out: &mut Vec<PathBuf>) {
 
 #[test]
 fn server_values_become_paths_only_after_validation() {
-    for (mode, says) in [("commit", "commit"), ("filename", "unsafe file name"), ("etag", "ETag")] {
+    for (mode, says) in [
+        ("commit", "commit"),
+        ("filename", "unsafe file name"),
+        ("etag", "ETag"),
+    ] {
         let url = hostile_hub(mode);
         let tmp = tempfile::tempdir().unwrap();
         let cache = tmp.path().join("a/b/c/cache");
         let local = tmp.path().join("a/b/c/local");
-        for target in [["--cache-dir", cache.to_str().unwrap()], ["--local-dir", local.to_str().unwrap()]] {
-            let o = hubscope(&["download", "org/m", "--endpoint", &url, target[0], target[1]], &[]);
+        for target in [
+            ["--cache-dir", cache.to_str().unwrap()],
+            ["--local-dir", local.to_str().unwrap()],
+        ] {
+            let o = hubscope(
+                &[
+                    "download",
+                    "org/m",
+                    "--endpoint",
+                    &url,
+                    target[0],
+                    target[1],
+                ],
+                &[],
+            );
             assert_eq!(o.status.code(), Some(1), "{mode}: {}", err(&o));
             assert!(err(&o).contains(says), "{mode}: {}", err(&o));
             assert_eq!(err(&o).trim().lines().count(), 1, "{}", err(&o));
@@ -744,7 +830,9 @@ fn server_values_become_paths_only_after_validation() {
         let mut paths = vec![];
         all_paths(tmp.path(), &mut paths);
         assert!(
-            paths.iter().all(|p| !p.to_string_lossy().contains("escape")),
+            paths
+                .iter()
+                .all(|p| !p.to_string_lossy().contains("escape")),
             "{mode}: something was written from a hostile value: {paths:?}"
         );
     }
@@ -763,14 +851,48 @@ fn server_values_become_paths_only_after_validation() {
     std::fs::write(root.join("refs/main"), &commit).unwrap();
     std::fs::write(root.join("refs/evil"), "../../../victim-dir").unwrap();
     #[cfg(unix)]
-    std::os::unix::fs::symlink(&victim, root.join("snapshots").join(&commit).join("config.json")).unwrap();
-    let o = hubscope(&["cache", "rm", "org/m@evil", "--cache-dir", cache.to_str().unwrap()], &[]);
-    assert_eq!(o.status.code(), Some(1), "a ref that is no commit: {}", err(&o));
-    assert!(victim_dir.join("x").is_dir(), "cache rm followed a poisoned ref");
-    let o = hubscope(&["cache", "rm", "org/m@main", "--cache-dir", cache.to_str().unwrap()], &[]);
+    std::os::unix::fs::symlink(
+        &victim,
+        root.join("snapshots").join(&commit).join("config.json"),
+    )
+    .unwrap();
+    let o = hubscope(
+        &[
+            "cache",
+            "rm",
+            "org/m@evil",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "a ref that is no commit: {}",
+        err(&o)
+    );
+    assert!(
+        victim_dir.join("x").is_dir(),
+        "cache rm followed a poisoned ref"
+    );
+    let o = hubscope(
+        &[
+            "cache",
+            "rm",
+            "org/m@main",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+        ],
+        &[],
+    );
     assert!(o.status.success(), "{}", err(&o));
     assert!(!root.join("snapshots").join(&commit).exists());
-    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me", "cache rm deleted a file outside the cache");
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "keep me",
+        "cache rm deleted a file outside the cache"
+    );
 }
 
 #[test]
@@ -783,16 +905,66 @@ fn offline_inspect_and_mem_read_the_cache_with_zero_requests() {
     let requests = |s: &Server| s.stats()["requests"].as_u64().unwrap();
     let before = requests(&s);
     let offline = [("HF_HUB_OFFLINE", "1")];
-    let v = json(&hubscope(&["inspect", "fx/tiny-llama", "--endpoint", &s.url, "--cache-dir", c, "--json"], &offline));
-    let summary: Value = serde_json::from_slice(&std::fs::read(common::fixtures().join("tiny-llama/summary.json")).unwrap()).unwrap();
+    let v = json(&hubscope(
+        &[
+            "inspect",
+            "fx/tiny-llama",
+            "--endpoint",
+            &s.url,
+            "--cache-dir",
+            c,
+            "--json",
+        ],
+        &offline,
+    ));
+    let summary: Value = serde_json::from_slice(
+        &std::fs::read(common::fixtures().join("tiny-llama/summary.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(v["total_parameters"], summary["parameter_count"]);
-    let o = hubscope(&["inspect", "fx/tiny-llama", "--endpoint", &s.url, "--cache-dir", c, "--plain"], &offline);
+    let o = hubscope(
+        &[
+            "inspect",
+            "fx/tiny-llama",
+            "--endpoint",
+            &s.url,
+            "--cache-dir",
+            c,
+            "--plain",
+        ],
+        &offline,
+    );
     assert!(o.status.success(), "{}", err(&o));
-    let o = hubscope(&["mem", "fx/tiny-llama", "--endpoint", &s.url, "--cache-dir", c, "--json"], &offline);
+    let o = hubscope(
+        &[
+            "mem",
+            "fx/tiny-llama",
+            "--endpoint",
+            &s.url,
+            "--cache-dir",
+            c,
+            "--json",
+        ],
+        &offline,
+    );
     assert!(o.status.success(), "{}", err(&o));
-    let o = hubscope(&["inspect", "fx/tiny-qwen2", "--endpoint", &s.url, "--cache-dir", c], &offline);
+    let o = hubscope(
+        &[
+            "inspect",
+            "fx/tiny-qwen2",
+            "--endpoint",
+            &s.url,
+            "--cache-dir",
+            c,
+        ],
+        &offline,
+    );
     assert_eq!(o.status.code(), Some(1));
-    assert!(err(&o).contains("HF_HUB_OFFLINE") && err(&o).contains("fx/tiny-qwen2"), "{}", err(&o));
+    assert!(
+        err(&o).contains("HF_HUB_OFFLINE") && err(&o).contains("fx/tiny-qwen2"),
+        "{}",
+        err(&o)
+    );
     // One request since `before`: the stats read itself.
     assert_eq!(requests(&s) - before, 1, "offline commands sent requests");
 }

@@ -93,7 +93,11 @@ fn data_renders_as_peft_saw_it() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), r["examples"].as_array().unwrap().len(), "one example per line");
+    assert_eq!(
+        lines.len(),
+        r["examples"].as_array().unwrap().len(),
+        "one example per line"
+    );
     for (line, e) in lines.iter().zip(r["examples"].as_array().unwrap()) {
         let messages: Vec<Message> = serde_json::from_value(line["messages"].clone()).unwrap();
         let text = tok.apply_chat_template(&messages, false).unwrap();
@@ -436,7 +440,12 @@ fn batches_follow_peft_with_padding() {
             .unwrap(),
     )
     .unwrap();
-    let want: Vec<f64> = v["steps"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    let want: Vec<f64> = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
     let lengths = v["lengths"].as_array().unwrap();
     assert!(lengths[0] != lengths[1], "the batch pads: {lengths:?}");
     let out = tempfile::tempdir().unwrap();

@@ -176,16 +176,30 @@ fn lora_counts_equal_pefts_own() {
 }
 
 fn hubscope_json(args: &[&str]) -> Value {
-    let o = Command::new(env!("CARGO_BIN_EXE_hubscope")).args(args).output().unwrap();
-    assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    let o = Command::new(env!("CARGO_BIN_EXE_hubscope"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let out = String::from_utf8_lossy(&o.stdout);
     serde_json::from_str(out.lines().rfind(|l| l.starts_with('{')).unwrap()).unwrap()
 }
 
 fn within(planned: u64, measured: u64, pct: f64, what: &str) {
     let off = (planned as f64 - measured as f64) / measured as f64 * 100.0;
-    eprintln!("{what}: planned {:.1} MiB, measured {:.1} MiB ({off:+.1}%)", planned as f64 / 1048576.0, measured as f64 / 1048576.0);
-    assert!(off.abs() <= pct, "{what}: planned {planned} vs measured {measured} ({off:+.1}%, claim ±{pct}%)");
+    eprintln!(
+        "{what}: planned {:.1} MiB, measured {:.1} MiB ({off:+.1}%)",
+        planned as f64 / 1048576.0,
+        measured as f64 / 1048576.0
+    );
+    assert!(
+        off.abs() <= pct,
+        "{what}: planned {planned} vs measured {measured} ({off:+.1}%, claim ±{pct}%)"
+    );
 }
 
 /// The planner against what the engine really uses on this machine (memory, not time): the
@@ -201,15 +215,31 @@ fn planner_totals_follow_the_measured_peaks() {
     let inference = |args: &[&str], what: &str| {
         let mut a = vec!["bench"];
         a.extend_from_slice(args);
-        a.extend_from_slice(&["--prompt-len", "448", "--gen", "64", "--runs", "1", "--json"]);
+        a.extend_from_slice(&[
+            "--prompt-len",
+            "448",
+            "--gen",
+            "64",
+            "--runs",
+            "1",
+            "--json",
+        ]);
         let v = hubscope_json(&a);
         assert_eq!(v["context"], 512);
         let measured = v["rss_load_growth_bytes"].as_u64().unwrap()
             + v["rss_generation_peak_growth_bytes"].as_u64().unwrap();
-        within(v["planned"]["total"].as_u64().unwrap(), measured, 10.0, what);
+        within(
+            v["planned"]["total"].as_u64().unwrap(),
+            measured,
+            10.0,
+            what,
+        );
     };
     for dir in common::model_fixtures() {
-        inference(&[dir.to_str().unwrap()], &format!("{} inference", dir.display()));
+        inference(
+            &[dir.to_str().unwrap()],
+            &format!("{} inference", dir.display()),
+        );
     }
     inference(&["--shape", "qwen2.5-0.5b"], "Qwen2.5-0.5B shape inference");
 
@@ -217,21 +247,55 @@ fn planner_totals_follow_the_measured_peaks() {
     let lora = |model: &std::path::Path, data: &std::path::Path, context: usize, what: &str| {
         let out = tempfile::tempdir().unwrap();
         let v = hubscope_json(&[
-            "finetune", model.to_str().unwrap(), "--data", data.to_str().unwrap(), "--epochs", "1",
-            "--lora-rank", "8", "--lora-alpha", "16", "--target", targets, "--json",
-            "--out", out.path().join("a").to_str().unwrap(),
+            "finetune",
+            model.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--epochs",
+            "1",
+            "--lora-rank",
+            "8",
+            "--lora-alpha",
+            "16",
+            "--target",
+            targets,
+            "--json",
+            "--out",
+            out.path().join("a").to_str().unwrap(),
         ]);
-        let measured = v["peak_rss_bytes"].as_u64().unwrap() - v["rss_before_load_bytes"].as_u64().unwrap();
+        let measured =
+            v["peak_rss_bytes"].as_u64().unwrap() - v["rss_before_load_bytes"].as_u64().unwrap();
         let c = ModelConfig::from_json(&std::fs::read(model.join("config.json")).unwrap()).unwrap();
         let p = plan(&c, context, 1, 8, PlanDtype::F32);
-        let row = p.fine_tuning.iter().find(|r| r.method.starts_with("LoRA")).unwrap();
-        assert_eq!(v["trainable_params"].as_u64().unwrap(), row.trainable_params, "{what}");
+        let row = p
+            .fine_tuning
+            .iter()
+            .find(|r| r.method.starts_with("LoRA"))
+            .unwrap();
+        assert_eq!(
+            v["trainable_params"].as_u64().unwrap(),
+            row.trainable_params,
+            "{what}"
+        );
         within(row.total, measured, 15.0, what);
     };
     // The longest example of the PEFT data is the context the planner sizes for.
-    let r: Value = serde_json::from_slice(&std::fs::read(f.join("lora-tiny-qwen2/reference.json")).unwrap()).unwrap();
-    let longest = r["examples"].as_array().unwrap().iter().map(|e| e["input_ids"].as_array().unwrap().len()).max().unwrap();
-    lora(&f.join("tiny-qwen2"), &f.join("lora-tiny-qwen2/data.jsonl"), longest, "tiny-qwen2 LoRA");
+    let r: Value =
+        serde_json::from_slice(&std::fs::read(f.join("lora-tiny-qwen2/reference.json")).unwrap())
+            .unwrap();
+    let longest = r["examples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["input_ids"].as_array().unwrap().len())
+        .max()
+        .unwrap();
+    lora(
+        &f.join("tiny-qwen2"),
+        &f.join("lora-tiny-qwen2/data.jsonl"),
+        longest,
+        "tiny-qwen2 LoRA",
+    );
 
     let tmp = tempfile::tempdir().unwrap();
     let shape = tmp.path().join("qwen05");

@@ -109,7 +109,10 @@ fn prompt_ids(f: &Fixture, p: &Value) -> Vec<u32> {
         let messages: Vec<Message> =
             serde_json::from_value(p["messages"].clone()).expect("messages");
         // Extra template variables transformers was given (e.g. a pinned `date_string`).
-        let extra = p["template_kwargs"].as_object().cloned().unwrap_or_default();
+        let extra = p["template_kwargs"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
         let text = f
             .tokenizer
             .apply_chat_template_with(
@@ -211,7 +214,11 @@ fn check_against_reference(f: &Fixture, tol: f32) {
                 traced,
                 "{name}: the embedding and every layer are traced"
             );
-            assert_eq!(layers.len(), traced * n * h, "{name}: reference layer outputs");
+            assert_eq!(
+                layers.len(),
+                traced * n * h,
+                "{name}: reference layer outputs"
+            );
             for (k, t) in trace.layer_outputs.into_iter().enumerate() {
                 let got = pollster::block_on(read_f32(t)).expect("read");
                 let d = max_abs_diff(&got, &layers[k * n * h..(k + 1) * n * h]);
@@ -262,7 +269,11 @@ fn check_against_reference(f: &Fixture, tol: f32) {
                     "{name}: finish reason"
                 );
                 if let Some(stops) = g.get("generate_stops_at") {
-                    assert_eq!(out.tokens, ids_of(stops), "{name}: transformers' generate()");
+                    assert_eq!(
+                        out.tokens,
+                        ids_of(stops),
+                        "{name}: transformers' generate()"
+                    );
                 }
             }
             if until == max_new {
@@ -441,10 +452,14 @@ fn sampling_distribution_matches_transformers_processors() {
     // Logits with ties: values on a coarse grid so several ids share each value.
     let mut state = 12345u64;
     let mut next = || {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (state >> 33) as f64 / (1u64 << 31) as f64
     };
-    let logits: Vec<f32> = (0..64).map(|_| ((next() * 24.0).floor() / 4.0 - 3.0) as f32).collect();
+    let logits: Vec<f32> = (0..64)
+        .map(|_| ((next() * 24.0).floor() / 4.0 - 3.0) as f32)
+        .collect();
     let smooth: Vec<f32> = (0..64).map(|_| (next() * 8.0 - 4.0) as f32).collect();
     let history: Vec<u32> = vec![3, 7, 7, 20, 41];
     // (repetition_penalty, temperature, top_k, top_p, min_tokens_to_keep, which logits)
@@ -524,7 +539,10 @@ fn sampling_distribution_matches_transformers_processors() {
             .zip(sorted(want))
             .map(|(a, b)| (a - b).abs())
             .fold(0.0, f64::max);
-        assert!(d <= 1e-6, "{case}: max diff {d}\nours {dense:?}\ntheirs {want:?}");
+        assert!(
+            d <= 1e-6,
+            "{case}: max diff {d}\nours {dense:?}\ntheirs {want:?}"
+        );
         for (id, (a, b)) in dense.iter().zip(want).enumerate() {
             if *a > 0.0 && *b > 0.0 {
                 assert!((a - b).abs() <= 1e-6, "{case}: id {id}: {a} vs {b}");
@@ -537,7 +555,10 @@ fn sampling_distribution_matches_transformers_processors() {
 #[test]
 fn generation_config_defaults_as_transformers_reads_them() {
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = ModelConfig::from_json(&std::fs::read(common::fixtures().join("tiny-qwen2/config.json")).unwrap()).unwrap();
+    let cfg = ModelConfig::from_json(
+        &std::fs::read(common::fixtures().join("tiny-qwen2/config.json")).unwrap(),
+    )
+    .unwrap();
     for (i, file) in [
         serde_json::json!({"bos_token_id": 151643, "eos_token_id": [151645, 151643], "do_sample": true,
             "temperature": 0.7, "top_p": 0.8, "top_k": 20, "repetition_penalty": 1.05}),
@@ -576,7 +597,12 @@ fn strftime_matches_python() {
         .unwrap()
         .and_hms_opt(14, 5, 9)
         .unwrap();
-    let formats = ["%d %b %Y", "%Y-%m-%d %H:%M:%S", "%A, %B %d, %Y", "%a %j %p %I %y %%"];
+    let formats = [
+        "%d %b %Y",
+        "%Y-%m-%d %H:%M:%S",
+        "%A, %B %d, %Y",
+        "%a %j %p %I %y %%",
+    ];
     let script = "import sys, datetime\nt = datetime.datetime(2026, 3, 2, 14, 5, 9)\nfor f in sys.argv[1:]: print(t.strftime(f))";
     let o = std::process::Command::new(common::python())
         .args(["-c", script])
@@ -589,5 +615,8 @@ fn strftime_matches_python() {
     for (f, w) in formats.iter().zip(want) {
         assert_eq!(hubscope_core::text::strftime(&t, f).unwrap(), w, "{f}");
     }
-    assert!(hubscope_core::text::strftime(&t, "%Q").is_err(), "an unknown directive is an error");
+    assert!(
+        hubscope_core::text::strftime(&t, "%Q").is_err(),
+        "an unknown directive is an error"
+    );
 }

@@ -373,9 +373,13 @@ fn server_going_away_mid_download_is_reported() {
     b.click("tab-memory");
     b.screenshot("after-network-cut");
     // The panel exists (null would fail here, not pass) and is the one shown.
-    let class = b.js("const e = document.getElementById('panel-memory'); return e ? e.className : null;");
+    let class =
+        b.js("const e = document.getElementById('panel-memory'); return e ? e.className : null;");
     let class = class.as_str().expect("the Memory panel is in the page");
-    assert!(!class.contains("hidden"), "the Memory panel is hidden: {class}");
+    assert!(
+        !class.contains("hidden"),
+        "the Memory panel is hidden: {class}"
+    );
 }
 
 /// The Fine-tune tab trains the PEFT reference schedule (adapter_init, lr 1e-3, 2 epochs of

@@ -41,13 +41,23 @@ pub fn generated_fixtures() -> Vec<PathBuf> {
     let dir = PathBuf::from(std::env::var_os("HUBSCOPE_GEN_FIXTURES").expect(
         "HUBSCOPE_GEN_FIXTURES is not set: run scripts/test.sh, which makes these fixtures",
     ));
-    let mut v: Vec<PathBuf> = ["llama3-rope", "llama-linear", "qwen2-sliding", "qwen3-sliding", "qwen2-eos"]
-        .iter()
-        .map(|n| dir.join(n))
-        .collect();
+    let mut v: Vec<PathBuf> = [
+        "llama3-rope",
+        "llama-linear",
+        "qwen2-sliding",
+        "qwen3-sliding",
+        "qwen2-eos",
+    ]
+    .iter()
+    .map(|n| dir.join(n))
+    .collect();
     v.sort();
     for d in &v {
-        assert!(d.join("reference.json").is_file(), "{}: missing", d.display());
+        assert!(
+            d.join("reference.json").is_file(),
+            "{}: missing",
+            d.display()
+        );
     }
     v
 }
@@ -208,7 +218,14 @@ impl Server {
     pub fn start_with(models: &str, port: u16, extra: &[&str]) -> Server {
         use std::io::BufRead;
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hubscope"))
-            .args(["serve", "--models", models, "--port", &port.to_string(), "--stats"])
+            .args([
+                "serve",
+                "--models",
+                models,
+                "--port",
+                &port.to_string(),
+                "--stats",
+            ])
             .args(extra)
             .stdout(std::process::Stdio::piped())
             .spawn()

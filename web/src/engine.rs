@@ -333,12 +333,13 @@ fn build(
         .map(|(n, b)| (n.clone(), b.as_slice()))
         .collect();
     let model = Model::from_safetensors(view.config.clone(), &shards, dtype, device)?;
-    let mut tokenizer = hubscope_core::text::Tokenizer::from_files(hubscope_core::text::TokenizerFiles {
-        tokenizer_json: &files.tokenizer_json,
-        tokenizer_config: files.tokenizer_config.as_deref(),
-        chat_template_jinja: files.chat_template_jinja.as_deref(),
-        chat_template_json: files.chat_template_json.as_deref(),
-    })?;
+    let mut tokenizer =
+        hubscope_core::text::Tokenizer::from_files(hubscope_core::text::TokenizerFiles {
+            tokenizer_json: &files.tokenizer_json,
+            tokenizer_config: files.tokenizer_config.as_deref(),
+            chat_template_jinja: files.chat_template_jinja.as_deref(),
+            chat_template_json: files.chat_template_json.as_deref(),
+        })?;
     tokenizer.set_clock(local_now);
     let generation = hubscope_core::sampling::GenerationConfig::from_model(
         &view.config,
@@ -469,9 +470,13 @@ pub async fn stream(
 /// The browser's local time, for chat templates that print today's date.
 fn local_now() -> hubscope_core::chrono::NaiveDateTime {
     let d = js_sys::Date::new_0();
-    hubscope_core::chrono::NaiveDate::from_ymd_opt(d.get_full_year() as i32, d.get_month() + 1, d.get_date())
-        .and_then(|day| day.and_hms_opt(d.get_hours(), d.get_minutes(), d.get_seconds()))
-        .unwrap_or_default()
+    hubscope_core::chrono::NaiveDate::from_ymd_opt(
+        d.get_full_year() as i32,
+        d.get_month() + 1,
+        d.get_date(),
+    )
+    .and_then(|day| day.and_hms_opt(d.get_hours(), d.get_minutes(), d.get_seconds()))
+    .unwrap_or_default()
 }
 
 async fn small(

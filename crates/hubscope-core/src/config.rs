@@ -163,7 +163,10 @@ impl ModelConfig {
         let bounded = |v: Option<usize>, f: &str, max: usize| -> Result<usize> {
             let x = req(v, f)?;
             if x > max {
-                return Err(invalid(f, format!("{x} is implausibly large (at most {max})")));
+                return Err(invalid(
+                    f,
+                    format!("{x} is implausibly large (at most {max})"),
+                ));
             }
             Ok(x)
         };

@@ -145,8 +145,7 @@ pub fn is_safe_repo_path(p: &str) -> bool {
         && p.len() <= 4096
         && !p.contains(['\\', '\0'])
         && p.as_bytes().get(1) != Some(&b':')
-        && p
-            .split('/')
+        && p.split('/')
             .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
 }
 
@@ -256,12 +255,32 @@ mod tests {
         }
         assert_eq!(clean_etag("W/\"abc\""), "abc");
         assert!(is_safe_etag("0123abcdef") && is_safe_etag(&"a".repeat(64)));
-        for bad in ["", "../x", "a/b", "a\0b", ".", "..", "a b", &"a".repeat(129)] {
+        for bad in [
+            "",
+            "../x",
+            "a/b",
+            "a\0b",
+            ".",
+            "..",
+            "a b",
+            &"a".repeat(129),
+        ] {
             assert!(!is_safe_etag(bad), "{bad:?}");
         }
         assert!(is_commit(&"ab12".repeat(10)) && !is_commit("../../x") && !is_commit("main"));
         assert!(is_safe_repo_path("onnx/model.onnx") && is_safe_repo_path(".gitattributes"));
-        for bad in ["", "/etc/passwd", "a/../b", "../x", "a//b", "a\\b", "x\0", "C:/x", "a/./b", "a/"] {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "a/../b",
+            "../x",
+            "a//b",
+            "a\\b",
+            "x\0",
+            "C:/x",
+            "a/./b",
+            "a/",
+        ] {
             assert!(!is_safe_repo_path(bad), "{bad:?}");
         }
     }

@@ -123,7 +123,10 @@ impl GenerationConfig {
     pub fn with_overrides(mut self, o: &Overrides) -> Result<Self> {
         if let Some(t) = o.temperature {
             if !t.is_finite() || t < 0.0 {
-                return Err(bad("temperature", format!("{t}: must be 0 (greedy) or a positive number")));
+                return Err(bad(
+                    "temperature",
+                    format!("{t}: must be 0 (greedy) or a positive number"),
+                ));
             }
             self = self.with_temperature(t);
         }
@@ -155,7 +158,10 @@ impl GenerationConfig {
         if self.do_sample && !(self.temperature.is_finite() && self.temperature > 0.0) {
             return Err(bad(
                 "temperature",
-                format!("{}: must be a positive number when sampling", self.temperature),
+                format!(
+                    "{}: must be a positive number when sampling",
+                    self.temperature
+                ),
             ));
         }
         if !(self.repetition_penalty.is_finite() && self.repetition_penalty > 0.0) {

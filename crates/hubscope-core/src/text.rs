@@ -98,9 +98,10 @@ impl Tokenizer {
             None => Value::Null,
         };
         let jinja = match files.chat_template_jinja {
-            Some(b) => Some(String::from_utf8(b.to_vec()).map_err(|_| {
-                Error::Invalid("chat_template.jinja: not UTF-8 text".into())
-            })?),
+            Some(b) => Some(
+                String::from_utf8(b.to_vec())
+                    .map_err(|_| Error::Invalid("chat_template.jinja: not UTF-8 text".into()))?,
+            ),
             None => None,
         };
         let processor = match files.chat_template_json {

@@ -17,9 +17,7 @@ impl ModelFolder {
     pub fn open(path: &str) -> Result<Self> {
         let dir = PathBuf::from(path);
         if !dir.is_dir() {
-            bail!(
-                "{path}: not a model folder"
-            );
+            bail!("{path}: not a model folder");
         }
         if !dir.join("config.json").is_file() {
             bail!(
@@ -51,8 +49,7 @@ impl ModelFolder {
     /// The tokenizer with its chat template (`chat_template.jinja` wins over the config's, as
     /// in transformers) and the local clock for `strftime_now`; None without tokenizer.json.
     pub fn tokenizer(&self) -> Result<Option<Tokenizer>> {
-        let [json, config, jinja, processor] =
-            TOKENIZER_FILES.map(|f| self.read_optional(f));
+        let [json, config, jinja, processor] = TOKENIZER_FILES.map(|f| self.read_optional(f));
         let Some(json) = json? else {
             return Ok(None);
         };

@@ -207,7 +207,9 @@ impl HubClient {
             .with_context(|| format!("{what}: the server sent no ETag"))?;
         let etag = clean_etag(raw);
         if !is_safe_etag(&etag) {
-            bail!("{what}: the server sent an unusable ETag {raw:?} (expected letters, digits, - or _)");
+            bail!(
+                "{what}: the server sent an unusable ETag {raw:?} (expected letters, digits, - or _)"
+            );
         }
         let size = resp
             .header("X-Linked-Size")
@@ -341,12 +343,30 @@ mod tests {
 
     #[test]
     fn origins_are_compared_parsed() {
-        assert!(same_origin("https://huggingface.co", "https://huggingface.co/a/resolve/main/x"));
-        assert!(same_origin("https://huggingface.co", "https://huggingface.co:443/x"));
-        assert!(!same_origin("https://huggingface.co", "https://huggingface.co.evil.example/x"));
-        assert!(!same_origin("http://127.0.0.1:4180", "http://127.0.0.1:41801/x"));
-        assert!(!same_origin("https://huggingface.co", "http://huggingface.co/x"));
-        assert!(!same_origin("https://huggingface.co", "https://cdn-lfs.hf.co/x"));
+        assert!(same_origin(
+            "https://huggingface.co",
+            "https://huggingface.co/a/resolve/main/x"
+        ));
+        assert!(same_origin(
+            "https://huggingface.co",
+            "https://huggingface.co:443/x"
+        ));
+        assert!(!same_origin(
+            "https://huggingface.co",
+            "https://huggingface.co.evil.example/x"
+        ));
+        assert!(!same_origin(
+            "http://127.0.0.1:4180",
+            "http://127.0.0.1:41801/x"
+        ));
+        assert!(!same_origin(
+            "https://huggingface.co",
+            "http://huggingface.co/x"
+        ));
+        assert!(!same_origin(
+            "https://huggingface.co",
+            "https://cdn-lfs.hf.co/x"
+        ));
         assert!(!same_origin("https://huggingface.co", "not a url"));
     }
 }

@@ -316,7 +316,11 @@ pub fn snapshot(
             repo.revision
         );
     }
-    if let Some(bad) = info.siblings.iter().find(|s| !is_safe_repo_path(&s.rfilename)) {
+    if let Some(bad) = info
+        .siblings
+        .iter()
+        .find(|s| !is_safe_repo_path(&s.rfilename))
+    {
         bail!(
             "{}: the server listed an unsafe file name {:?}",
             repo.id,

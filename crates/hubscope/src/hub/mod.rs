@@ -87,7 +87,10 @@ pub fn read_headers(model: &str, hub: &HubArgs) -> Result<Headers> {
         })?;
         let snap = rc.snapshot(&commit);
         let mut h = folder_headers(&ModelFolder::open(&snap.to_string_lossy())?)?;
-        h.source = format!("{}@{} ({commit}, from the cache, offline)", repo.id, repo.revision);
+        h.source = format!(
+            "{}@{} ({commit}, from the cache, offline)",
+            repo.id, repo.revision
+        );
         return Ok(h);
     }
     let client = HubClient::new(hub.endpoint.clone(), hub.token.clone())?;

@@ -594,12 +594,12 @@ async fn send_file(
     let cut = state.faults.cut_after.filter(|&n| {
         len > n
             && state
-            .faults
-            .cut_left
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                if n == 0 { None } else { Some(n - 1) }
-            })
-            .is_ok()
+                .faults
+                .cut_left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                    if n == 0 { None } else { Some(n - 1) }
+                })
+                .is_ok()
     });
     let mut file_h = match tokio::fs::File::open(&f.full).await {
         Ok(x) => x,
@@ -758,9 +758,11 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
             .lock()
             .expect("lock")
             .clone();
-        axum::Json(json!({"bytes_sent": s, "requests": state.requests.load(Ordering::Relaxed),
+        axum::Json(
+            json!({"bytes_sent": s, "requests": state.requests.load(Ordering::Relaxed),
             "cdn_requests": state.cdn_requests.load(Ordering::Relaxed),
-            "cdn_requests_with_authorization": state.cdn_authorized.load(Ordering::Relaxed)}))
+            "cdn_requests_with_authorization": state.cdn_authorized.load(Ordering::Relaxed)}),
+        )
         .into_response()
     } else {
         match segments(&path) {
