@@ -904,61 +904,24 @@ fn offline_inspect_and_mem_read_the_cache_with_zero_requests() {
     download_json(&s, "fx/tiny-llama", &["--cache-dir", c]);
     let requests = |s: &Server| s.stats()["requests"].as_u64().unwrap();
     let before = requests(&s);
-    let offline = [("HF_HUB_OFFLINE", "1")];
-    let v = json(&hubscope(
-        &[
-            "inspect",
-            "fx/tiny-llama",
-            "--endpoint",
-            &s.url,
-            "--cache-dir",
-            c,
-            "--json",
-        ],
-        &offline,
-    ));
+    // `COMMAND REPO --endpoint <server> --cache-dir C EXTRA` with HF_HUB_OFFLINE=1.
+    let offline = |command: &str, repo: &str, extra: &str| {
+        hubscope(
+            &[command, repo, "--endpoint", &s.url, "--cache-dir", c, extra],
+            &[("HF_HUB_OFFLINE", "1")],
+        )
+    };
+    let v = json(&offline("inspect", "fx/tiny-llama", "--json"));
     let summary: Value = serde_json::from_slice(
         &std::fs::read(common::fixtures().join("tiny-llama/summary.json")).unwrap(),
     )
     .unwrap();
     assert_eq!(v["total_parameters"], summary["parameter_count"]);
-    let o = hubscope(
-        &[
-            "inspect",
-            "fx/tiny-llama",
-            "--endpoint",
-            &s.url,
-            "--cache-dir",
-            c,
-            "--plain",
-        ],
-        &offline,
-    );
-    assert!(o.status.success(), "{}", err(&o));
-    let o = hubscope(
-        &[
-            "mem",
-            "fx/tiny-llama",
-            "--endpoint",
-            &s.url,
-            "--cache-dir",
-            c,
-            "--json",
-        ],
-        &offline,
-    );
-    assert!(o.status.success(), "{}", err(&o));
-    let o = hubscope(
-        &[
-            "inspect",
-            "fx/tiny-qwen2",
-            "--endpoint",
-            &s.url,
-            "--cache-dir",
-            c,
-        ],
-        &offline,
-    );
+    for (command, extra) in [("inspect", "--plain"), ("mem", "--json")] {
+        let o = offline(command, "fx/tiny-llama", extra);
+        assert!(o.status.success(), "{command}: {}", err(&o));
+    }
+    let o = offline("inspect", "fx/tiny-qwen2", "--json");
     assert_eq!(o.status.code(), Some(1));
     assert!(
         err(&o).contains("HF_HUB_OFFLINE") && err(&o).contains("fx/tiny-qwen2"),

@@ -140,14 +140,13 @@ pub fn load(path: &str, dev: &DeviceArgs, need_tokenizer: bool) -> Result<Loaded
         &config,
         folder.read_optional("generation_config.json")?.as_deref(),
     )?;
-    let tokenizer = match folder.tokenizer()? {
-        Some(t) => Some(t),
-        None if !need_tokenizer => None,
-        None => anyhow::bail!(
+    let tokenizer = folder.tokenizer()?;
+    if tokenizer.is_none() && need_tokenizer {
+        bail!(
             "{}: missing (hubscope needs tokenizer.json to turn text into tokens)",
             folder.path("tokenizer.json").display()
-        ),
-    };
+        );
+    }
     let model = load_model(&folder, config, dev)?;
     let generation = generation.with_tokenizer_eos(tokenizer.as_ref().and_then(|t| t.eos_token_id));
     Ok(Loaded {
