@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use hubscope_core::burn::tensor::Device;
-use hubscope_core::generate::read_f32;
+use hubscope_core::model::read_f32;
 use hubscope_core::{ComputeDtype, Model, ModelConfig};
 use serde_json::Value;
 

@@ -9,9 +9,10 @@
 mod common;
 
 use hubscope_core::ModelConfig;
+use hubscope_core::load::plan_load;
 use hubscope_core::lora::{AdapterConfig, parse_jsonl, render_example};
+use hubscope_core::safetensors::{FileHeader, ShardIndex};
 use hubscope_core::text::{Message, Tokenizer};
-use hubscope_core::weights::{FileHeader, ShardIndex, plan_load};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use serde_json::{Map, Value, json};
@@ -212,7 +213,7 @@ fn safetensors_headers_never_panic() {
         "safetensors headers",
         safetensors_bytes(),
         |(bytes, size)| {
-            let _ = hubscope_core::weights::header_len("model.safetensors", &bytes);
+            let _ = hubscope_core::safetensors::header_len("model.safetensors", &bytes);
             match FileHeader::parse("model.safetensors", &bytes, size) {
                 Ok(h) => {
                     // A parsed header feeds the load plan of a real config.

@@ -6,8 +6,8 @@ mod common;
 use std::path::Path;
 
 use hubscope_core::burn::tensor::Device;
-use hubscope_core::generate::read_f32;
 use hubscope_core::lora::{AdapterConfig, attach, causal_lm_loss};
+use hubscope_core::model::read_f32;
 use hubscope_core::text::{Message, Tokenizer};
 use hubscope_core::{ComputeDtype, Model, ModelConfig};
 use serde_json::Value;

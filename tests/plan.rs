@@ -11,8 +11,8 @@ use serde_json::Value;
 
 fn config(name: &str) -> ModelConfig {
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/data/configs")
-        .join(format!("{name}.json"));
+        .join("shapes")
+        .join(format!("{}.json", name.to_lowercase()));
     ModelConfig::from_json(&std::fs::read(&p).unwrap()).unwrap()
 }
 
@@ -52,7 +52,7 @@ fn transformers_counts_the_same_parameters() {
     for (name, want) in COUNTS {
         let line = out
             .lines()
-            .find(|l| l.split(' ').next() == Some(name))
+            .find(|l| l.split(' ').next() == Some(name.to_lowercase().as_str()))
             .unwrap_or_else(|| panic!("{name} missing in {out}"));
         let got: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
         assert_eq!(got, want, "transformers' count of {name}");

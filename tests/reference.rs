@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use hubscope_core::burn::tensor::Device;
-use hubscope_core::generate::{RunOptions, read_f32};
+use hubscope_core::generate::RunOptions;
+use hubscope_core::model::read_f32;
 use hubscope_core::sampling::{GenerationConfig, Sampler};
 use hubscope_core::text::{Message, Tokenizer, TokenizerFiles};
 use hubscope_core::{ComputeDtype, Model, ModelConfig, generate};

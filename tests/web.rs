@@ -169,6 +169,15 @@ impl Browser {
         );
     }
 
+    /// Pick an option of a `<select>` as a user would (the value, then a `change` event).
+    fn choose(&self, id: &str, value: &str) {
+        self.cmd(
+            "POST",
+            "execute/sync",
+            Some(json!({"script": "const e = document.getElementById(arguments[0]); e.value = arguments[1]; e.dispatchEvent(new Event('change', {bubbles: true})); return null;", "args": [id, value]})),
+        );
+    }
+
     /// Choose a local file in an `<input type=file>` (WebDriver's Element Send Keys).
     fn upload(&self, id: &str, path: &Path) {
         let e = self.cmd(
@@ -356,6 +365,110 @@ fn browser_app_end_to_end() {
     b.wait_text("tab-structure", 5, |t| t == "结构");
 }
 
+/// Every setting a link can carry, set through the page's own controls, is written to the
+/// address bar; opening that address gives the same view (the token never goes into it).
+#[test]
+fn every_setting_round_trips_through_the_address_bar() {
+    let server = serve(&[]);
+    let url = server.url.clone();
+    let b = Browser::start();
+    b.go(&format!("{url}/"));
+    b.wait_text("tab-model", 30, |t| !t.is_empty());
+    // (URL key, element id, value): text fields and selects, each away from its default.
+    let texts = [
+        ("model", "repo", "fx/tiny-llama"),
+        ("revision", "revision", "v1.0"),
+        ("endpoint", "endpoint", "http://127.0.0.1:9/mirror"),
+        ("prompt", "prompt", "你好, world & more"),
+        ("system", "system", "Be brief."),
+        ("temperature", "temperature", "0.7"),
+        ("top_k", "top-k", "20"),
+        ("top_p", "top-p", "0.9"),
+        ("max_new_tokens", "max-new", "48"),
+        ("context", "context", "2048"),
+        ("ft_rank", "ft-rank", "4"),
+        ("ft_alpha", "ft-alpha", "8"),
+        ("ft_dropout", "ft-dropout", "0.1"),
+        ("ft_targets", "ft-targets", "q_proj,v_proj"),
+        ("ft_epochs", "ft-epochs", "3"),
+        ("ft_batch", "ft-batch", "2"),
+        ("ft_lr", "ft-lr", "0.001"),
+        ("ft_wd", "ft-wd", "0.01"),
+        ("ft_seed", "ft-seed", "7"),
+        // After the adapter shape fields: a starting adapter disables them.
+        ("ft_init", "ft-init", "fx/lora-tiny-qwen2"),
+        ("ft_init_sub", "ft-init-sub", "adapter_init"),
+    ];
+    let selects = [
+        ("device", "device", "cpu"),
+        ("dtype", "dtype", "f16"),
+        ("gpu_gb", "gpu-gb", "24"),
+    ];
+    for (_, id, v) in texts {
+        b.set(id, v);
+    }
+    for (_, id, v) in selects {
+        b.choose(id, v);
+    }
+    b.set("token", "hf_secret_never_in_links");
+    b.click("chat");
+    b.click("lang");
+    b.click("tab-finetune");
+    std::thread::sleep(Duration::from_millis(500));
+    let search = b
+        .js("return location.search;")
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!search.contains("hf_secret"), "the token leaked: {search}");
+    let query: Vec<(String, String)> =
+        url::form_urlencoded::parse(search.trim_start_matches('?').as_bytes())
+            .into_owned()
+            .collect();
+    let get = |k: &str| {
+        query
+            .iter()
+            .find(|(kk, _)| kk == k)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_else(|| panic!("`{k}` missing from the address bar: {search}"))
+    };
+    for (key, _, v) in texts.iter().chain(selects.iter()) {
+        assert_eq!(get(key), *v, "{key} in {search}");
+    }
+    assert_eq!(get("chat"), "1");
+    assert_eq!(get("lang"), "zh");
+    assert_eq!(get("tab"), "finetune");
+
+    // The copied link, opened fresh: the same settings in the same controls.
+    b.go(&format!("{url}/{search}"));
+    b.wait_text("tab-model", 30, |t| !t.is_empty());
+    for (key, id, v) in texts.iter().chain(selects.iter()) {
+        assert_eq!(b.value(id), *v, "{key} after reload");
+    }
+    assert_eq!(
+        b.js("return document.getElementById('chat').checked;"),
+        json!(true)
+    );
+    assert_eq!(b.value("token"), "", "the token is not in the link");
+    assert_eq!(
+        b.js("return document.getElementById('panel-finetune').classList.contains('hidden');"),
+        json!(false),
+        "the fine-tune tab is shown"
+    );
+    let zh_title = b.text("tab-finetune");
+    b.click("lang");
+    assert_ne!(b.text("tab-finetune"), zh_title, "the page was in Chinese");
+    let again = b
+        .js("return location.search;")
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        !again.contains("lang="),
+        "back to the default language: {again}"
+    );
+}
+
 #[test]
 fn server_going_away_mid_download_is_reported() {
     // Slow weights (1 MB/s) so the download is mid-way when the server is killed.
@@ -482,7 +595,7 @@ fn browser_fine_tune_reproduces_peft() {
             .map(|x| x.as_u64().unwrap() as u32)
             .collect();
         let mut cache = m.new_cache();
-        let logits = pollster::block_on(hubscope_core::generate::read_f32(
+        let logits = pollster::block_on(hubscope_core::model::read_f32(
             m.step(&probe, &mut cache).unwrap(),
         ))
         .unwrap();
@@ -544,7 +657,7 @@ fn browser_fine_tune_reproduces_peft() {
     };
     let ids: Vec<u32> = num("input_ids").iter().map(|&x| x as u32).collect();
     let loss = hubscope_core::lora::causal_lm_loss(&base, &ids, &num("labels")).unwrap();
-    let want = pollster::block_on(hubscope_core::generate::read_f32(loss)).unwrap()[0] as f64;
+    let want = pollster::block_on(hubscope_core::model::read_f32(loss)).unwrap()[0] as f64;
     assert!(
         (first - want).abs() <= 1e-3,
         "fresh adapter, first step: {first} vs the base model's {want}"

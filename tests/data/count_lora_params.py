@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""LoRA trainable-parameter counts of tests/data/configs/*.json as PEFT counts them: the model
+"""LoRA trainable-parameter counts of crates/hubscope/shapes/*.json as PEFT counts them: the model
 built on the meta device by transformers, wrapped by peft.get_peft_model with LoraConfig(r,
 target_modules), then sum(p.numel() for trainable p). Prints `name r targets count` lines.
 
@@ -12,7 +12,8 @@ from transformers import AutoConfig, AutoModelForCausalLM
 
 here = os.path.dirname(os.path.abspath(__file__))
 ALL = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-for path in sorted(glob.glob(os.path.join(here, "configs", "*.json"))):
+shapes = os.path.join(here, "..", "..", "crates", "hubscope", "shapes")
+for path in sorted(glob.glob(os.path.join(shapes, "*.json"))):
     config = AutoConfig.from_pretrained(path)
     for r, targets in [(8, ALL), (16, ["q_proj", "v_proj"])]:
         with torch.device("meta"):

@@ -99,11 +99,6 @@ pub async fn get(
     body_bytes(&resp).await
 }
 
-pub async fn get_json(url: &str, token: Option<&str>) -> Result<serde_json::Value, FetchError> {
-    let b = get(url, token, None).await?;
-    serde_json::from_slice(&b).map_err(|e| FetchError::Other(format!("{url}: invalid JSON: {e}")))
-}
-
 async fn open_cache() -> Option<web_sys::Cache> {
     let caches = window().caches().ok()?;
     JsFuture::from(caches.open(CACHE_NAME))

@@ -64,11 +64,22 @@ pub enum Error {
     Invalid(String),
     #[error("device read-back failed: {0}")]
     Device(String),
+    /// An error of a file that came from `place` (an adapter folder, a repo).
+    #[error("{place}: {inner}")]
+    In { place: String, inner: Box<Error> },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
+    /// Say where the file at fault came from.
+    pub fn within(self, place: impl Into<String>) -> Self {
+        Error::In {
+            place: place.into(),
+            inner: Box::new(self),
+        }
+    }
+
     pub(crate) fn json(file: &str, source: serde_json::Error) -> Self {
         Error::Json {
             file: file.to_string(),

@@ -100,6 +100,49 @@ pub fn info_url(endpoint: &str, repo: &RepoRef) -> String {
     )
 }
 
+/// An LFS file's pointer in the repo info.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Lfs {
+    pub size: u64,
+}
+
+/// A file of the repo as the info lists it.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Sibling {
+    pub rfilename: String,
+    #[serde(default)]
+    pub size: Option<u64>,
+    #[serde(default)]
+    pub lfs: Option<Lfs>,
+}
+
+/// What [`info_url`] answers: the commit and the files.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct RepoInfo {
+    pub sha: String,
+    #[serde(default)]
+    pub siblings: Vec<Sibling>,
+}
+
+impl RepoInfo {
+    pub fn from_json(bytes: &[u8]) -> Result<Self> {
+        serde_json::from_slice(bytes).map_err(|e| Error::json("repo info", e))
+    }
+
+    /// (file name, size) of every file; the size is the LFS object's for LFS files.
+    pub fn files(&self) -> Vec<(String, Option<u64>)> {
+        self.siblings
+            .iter()
+            .map(|s| {
+                (
+                    s.rfilename.clone(),
+                    s.lfs.as_ref().map(|l| l.size).or(s.size),
+                )
+            })
+            .collect()
+    }
+}
+
 /// `{endpoint}/api/models/{repo}/tree/{revision}`: files with sizes and LFS hashes.
 pub fn tree_url(endpoint: &str, repo: &RepoRef) -> String {
     format!(
@@ -180,7 +223,7 @@ pub trait RepoReader {
 /// config.json and every safetensors header of a repo, the weight data never touched.
 pub struct RepoHeaders {
     pub config: Vec<u8>,
-    pub headers: Vec<crate::weights::FileHeader>,
+    pub headers: Vec<crate::safetensors::FileHeader>,
     /// Bytes of safetensors files read (8-byte lengths + JSON headers).
     pub header_bytes: u64,
     /// Bytes of every read (config, index, headers).
@@ -197,7 +240,7 @@ pub async fn read_repo_headers<R: RepoReader>(
     repo_id: &str,
     files: &[(String, Option<u64>)],
 ) -> std::result::Result<RepoHeaders, R::Error> {
-    use crate::weights::{FileHeader, ShardIndex, header_len};
+    use crate::safetensors::{FileHeader, ShardIndex, header_len};
     let has = |n: &str| files.iter().any(|(f, _)| f == n);
     if !has("config.json") {
         return Err(Error::Invalid(format!("{repo_id}: the repo has no config.json")).into());

@@ -12,6 +12,11 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, DType, Device, Distribution, Int, Tensor, TensorData};
 
 use crate::cache::{KvCache, LayerCache};
+use crate::config::ModelConfig;
+use crate::dtype::ComputeDtype;
+use crate::error::{Error, Result};
+use crate::layout::Proj;
+use crate::report::LoadReport;
 use crate::rope::{Rope, RopeTables};
 
 /// `nn.Linear`: `y = x Wᵀ + b`, `weight: [out, in]`, with an optional LoRA adapter
@@ -220,6 +225,20 @@ pub struct DecoderLayer {
 }
 
 impl DecoderLayer {
+    /// The layer's linear projections, in [`Proj::ALL`] order.
+    pub fn projections_mut(&mut self) -> [(Proj, &mut Linear); 7] {
+        let (a, m) = (&mut self.self_attn, &mut self.mlp);
+        [
+            (Proj::Q, &mut a.q_proj),
+            (Proj::K, &mut a.k_proj),
+            (Proj::V, &mut a.v_proj),
+            (Proj::O, &mut a.o_proj),
+            (Proj::Gate, &mut m.gate_proj),
+            (Proj::Up, &mut m.up_proj),
+            (Proj::Down, &mut m.down_proj),
+        ]
+    }
+
     /// `[b, s, hidden] -> [b, s, hidden]` (pre-norm residual block)
     pub fn forward(&self, x: Tensor<3>, rope: &RopeTables, cache: &mut LayerCache) -> Tensor<3> {
         let h = x.clone()
@@ -312,4 +331,109 @@ impl CausalLm {
 /// Log-softmax over the vocabulary, in f32. `[b, vocab] -> [b, vocab]`
 pub fn log_probs(logits: Tensor<2>) -> Tensor<2> {
     log_softmax(logits.cast(DType::F32), 1)
+}
+
+/// A loaded model, ready to run.
+pub struct Model {
+    pub config: ModelConfig,
+    pub lm: CausalLm,
+    pub rope: Rope,
+    pub dtype: ComputeDtype,
+    pub device: Device,
+    pub report: LoadReport,
+}
+
+impl Model {
+    pub(crate) fn assemble(
+        config: ModelConfig,
+        lm: CausalLm,
+        dtype: ComputeDtype,
+        device: &Device,
+        report: LoadReport,
+    ) -> Self {
+        Model {
+            rope: Rope::new(&config),
+            config,
+            lm,
+            dtype,
+            device: device.clone(),
+            report,
+        }
+    }
+
+    pub fn new_cache(&self) -> KvCache {
+        KvCache::new(
+            self.config.num_hidden_layers,
+            self.config.max_position_embeddings,
+        )
+    }
+
+    fn ids_tensor(&self, ids: &[u32]) -> Tensor<2, Int> {
+        let data: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
+        Tensor::from_data(TensorData::new(data, [1, ids.len()]), &self.device)
+    }
+
+    fn check_room(&self, cache: &KvCache, n: usize) -> Result<()> {
+        let requested = cache.len() + n;
+        if requested > self.config.max_position_embeddings {
+            return Err(Error::ContextOverflow {
+                requested,
+                max: self.config.max_position_embeddings,
+            });
+        }
+        Ok(())
+    }
+
+    /// Every id names a row of the embedding (an id past it would index out of bounds).
+    fn check_ids(&self, ids: &[u32]) -> Result<()> {
+        let vocab = self.config.vocab_size;
+        match ids.iter().find(|&&i| i as usize >= vocab) {
+            Some(i) => Err(Error::Invalid(format!(
+                "token id {i} is outside the vocabulary (vocab_size {vocab})"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Run `ids` after what the cache holds; logits of the last position, `[1, vocab]`.
+    pub fn step(&self, ids: &[u32], cache: &mut KvCache) -> Result<Tensor<2>> {
+        if ids.is_empty() {
+            return Err(Error::Invalid("empty prompt: nothing to run".into()));
+        }
+        self.check_ids(ids)?;
+        self.check_room(cache, ids.len())?;
+        Ok(self
+            .lm
+            .forward_last(self.ids_tensor(ids), &self.rope, cache))
+    }
+
+    /// Logits at every position plus the residual stream per layer (for checking against
+    /// transformers). `[1, s, vocab]`.
+    pub fn forward_traced(&self, ids: &[u32]) -> Result<(Tensor<3>, Trace)> {
+        let mut cache = self.new_cache();
+        if ids.is_empty() {
+            return Err(Error::Invalid("empty prompt: nothing to run".into()));
+        }
+        self.check_ids(ids)?;
+        self.check_room(&cache, ids.len())?;
+        let mut trace = Trace::default();
+        let h = self.lm.hidden(
+            self.ids_tensor(ids),
+            &self.rope,
+            &mut cache,
+            Some(&mut trace),
+        );
+        Ok((self.lm.logits(h), trace))
+    }
+}
+
+/// Read a float tensor back as f32 values.
+pub async fn read_f32<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+    let data = t
+        .cast(DType::F32)
+        .into_data_async()
+        .await
+        .map_err(|e| Error::Device(format!("{e:?}")))?;
+    data.try_into_vec::<f32>()
+        .map_err(|e| Error::Device(format!("{e:?}")))
 }

@@ -11,6 +11,39 @@ use crate::structure::model_tree;
 pub const WEBGPU_DEFAULT_BINDING: u64 = 128 << 20;
 pub const WEBGPU_DEFAULT_BUFFER: u64 = 256 << 20;
 
+impl From<crate::dtype::ComputeDtype> for PlanDtype {
+    fn from(d: crate::dtype::ComputeDtype) -> Self {
+        match d {
+            crate::dtype::ComputeDtype::F32 => PlanDtype::F32,
+            crate::dtype::ComputeDtype::F16 => PlanDtype::F16,
+            crate::dtype::ComputeDtype::BF16 => PlanDtype::Bf16,
+        }
+    }
+}
+
+/// What a GPU adapter lets one buffer hold (WebGPU's limits; wgpu reports the same).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct GpuLimits {
+    pub max_buffer_size: u64,
+    pub max_storage_buffer_binding_size: u64,
+    pub shader_f16: bool,
+}
+
+impl Default for GpuLimits {
+    /// WebGPU's defaults, which every adapter grants.
+    fn default() -> Self {
+        GpuLimits {
+            max_buffer_size: WEBGPU_DEFAULT_BUFFER,
+            max_storage_buffer_binding_size: WEBGPU_DEFAULT_BINDING,
+            shader_f16: false,
+        }
+    }
+}
+
+/// WebAssembly's 32-bit memory is 4 GiB, and browsers grant about 2 GB of it reliably: the
+/// weights of a model in the page's CPU backend must stay under this.
+pub const WASM_WEIGHTS_LIMIT: u64 = 1_500_000_000;
+
 /// Memory the runtime itself takes besides tensors (thread pool, allocator arenas, code),
 /// measured as the resident-set growth of loading the tiny fixtures beyond their weights
 /// (docs/BENCHMARKS.md).
@@ -135,22 +168,19 @@ pub struct Plan {
 
 /// Trainable parameters of LoRA rank `r` on q/k/v/o/gate/up/down: r × (in + out) each.
 pub fn lora_params(c: &ModelConfig, r: usize) -> u64 {
-    let all: Vec<String> = crate::lora::TARGETS.iter().map(|s| s.to_string()).collect();
-    lora_params_for(c, r, &all)
+    lora_params_for(c, r, &crate::layout::projection_names())
 }
 
 /// The same for a chosen set of target modules.
 pub fn lora_params_for(c: &ModelConfig, r: usize, targets: &[String]) -> u64 {
-    let (h, hd, i) = (c.hidden_size, c.head_dim, c.intermediate_size);
-    let (q, kv) = (c.num_attention_heads * hd, c.num_key_value_heads * hd);
-    let size = |t: &str| match t {
-        "q_proj" => h + q,
-        "k_proj" | "v_proj" => h + kv,
-        "o_proj" => q + h,
-        "gate_proj" | "up_proj" | "down_proj" => h + i,
-        _ => 0,
-    };
-    let per_layer: usize = targets.iter().map(|t| size(t)).sum();
+    let per_layer: usize = targets
+        .iter()
+        .filter_map(|t| crate::layout::Proj::parse(t))
+        .map(|p| {
+            let (inf, outf) = p.features(c);
+            inf + outf
+        })
+        .sum();
     (r * per_layer * c.num_hidden_layers) as u64
 }
 
@@ -302,28 +332,7 @@ pub fn plan(
         ),
     ];
 
-    let bytes = webgpu_dtype.weight_bits() / 8.0;
-    let mut big = vec![];
-    for p in tree.all_params() {
-        if p.tied_to.is_some() {
-            continue;
-        }
-        let b = (p.numel() as f64 * bytes) as u64;
-        if b > WEBGPU_DEFAULT_BINDING {
-            let exceeds = if b > WEBGPU_DEFAULT_BUFFER {
-                "maxBufferSize (256 MiB) and maxStorageBufferBindingSize (128 MiB)"
-            } else {
-                "maxStorageBufferBindingSize (128 MiB)"
-            };
-            big.push(BigTensor {
-                name: p.path.clone(),
-                shape: p.shape.clone(),
-                bytes: b,
-                exceeds: exceeds.into(),
-                needs: b,
-            });
-        }
-    }
+    let big = oversized_tensors(c, webgpu_dtype, &GpuLimits::default());
     Plan {
         architecture: tree.class.clone(),
         parameters: params,
@@ -341,4 +350,54 @@ pub fn plan(
 /// Fits or not on a device with `capacity` bytes (e.g. free GPU memory), with the headroom.
 pub fn verdict(total: u64, capacity: u64) -> (bool, i64) {
     (total <= capacity, capacity as i64 - total as i64)
+}
+
+/// The tensors of the model (tied ones once) that one buffer of an adapter with `limits`
+/// cannot hold in `dtype`, largest first: what refuses a WebGPU run before any download.
+pub fn oversized_tensors(c: &ModelConfig, dtype: PlanDtype, limits: &GpuLimits) -> Vec<BigTensor> {
+    let bytes = dtype.weight_bits() / 8.0;
+    // Limits as WebGPU documents them (128 MiB), others in decimal units.
+    let human = |b: u64| {
+        if b % (1 << 20) == 0 {
+            format!("{} MiB", b >> 20)
+        } else {
+            crate::units::human_bytes(b)
+        }
+    };
+    let mut big = vec![];
+    for p in model_tree(c).all_params() {
+        if p.tied_to.is_some() {
+            continue;
+        }
+        let b = (p.numel() as f64 * bytes) as u64;
+        if b > limits.max_storage_buffer_binding_size {
+            let binding = format!(
+                "maxStorageBufferBindingSize ({})",
+                human(limits.max_storage_buffer_binding_size)
+            );
+            let exceeds = if b > limits.max_buffer_size {
+                format!(
+                    "maxBufferSize ({}) and {binding}",
+                    human(limits.max_buffer_size)
+                )
+            } else {
+                binding
+            };
+            big.push(BigTensor {
+                name: p.path.clone(),
+                shape: p.shape.clone(),
+                bytes: b,
+                exceeds,
+                needs: b,
+            });
+        }
+    }
+    big.sort_by(|a, b| b.bytes.cmp(&a.bytes));
+    big
+}
+
+/// Weights of the model in `dtype` if they are too big for the page's WebAssembly memory.
+pub fn wasm_weights_too_big(c: &ModelConfig, dtype: PlanDtype) -> Option<u64> {
+    let w = (model_tree(c).num_params() as f64 * dtype.weight_bits() / 8.0) as u64;
+    (w > WASM_WEIGHTS_LIMIT).then_some(w)
 }

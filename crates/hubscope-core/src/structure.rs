@@ -3,6 +3,7 @@
 //! prints the transformers model, and the memory planner counts from it.
 
 use crate::config::ModelConfig;
+use crate::layout::{Block, Proj};
 
 /// One parameter: its checkpoint name and shape.
 #[derive(Debug, Clone, PartialEq)]
@@ -189,11 +190,22 @@ fn rms_norm(name: &str, parent: &str, prefix: &str, dim: usize, eps: f64) -> Mod
     .param("weight", vec![dim])
 }
 
+/// The linear layers of one block of a decoder layer, from the layout.
+fn projections(c: &ModelConfig, block: Block, parent: &str) -> Vec<ModuleNode> {
+    Proj::ALL
+        .into_iter()
+        .filter(|p| p.block() == block)
+        .map(|p| {
+            let (inf, outf) = p.features(c);
+            linear(p.name(), parent, inf, outf, p.bias(c))
+        })
+        .collect()
+}
+
 /// The tree of `XForCausalLM` for this config.
 pub fn model_tree(c: &ModelConfig) -> ModuleNode {
     let p = c.family.class_prefix();
     let (h, hd) = (c.hidden_size, c.head_dim);
-    let (q_out, kv_out) = (c.num_attention_heads * hd, c.num_key_value_heads * hd);
 
     let mut root = ModuleNode::new("", "", format!("{p}ForCausalLM"), "");
     let mut model = ModuleNode::new("model", "", format!("{p}Model"), "");
@@ -210,22 +222,21 @@ pub fn model_tree(c: &ModelConfig) -> ModuleNode {
     for i in 0..c.num_hidden_layers {
         let lp = format!("model.layers.{i}");
         let ap = format!("{lp}.self_attn");
-        let mut attn = ModuleNode::new("self_attn", &lp, format!("{p}Attention"), "")
-            .child(linear("q_proj", &ap, h, q_out, c.qkv_bias))
-            .child(linear("k_proj", &ap, h, kv_out, c.qkv_bias))
-            .child(linear("v_proj", &ap, h, kv_out, c.qkv_bias))
-            .child(linear("o_proj", &ap, q_out, h, c.o_bias));
+        let mut attn = ModuleNode::new("self_attn", &lp, format!("{p}Attention"), "");
+        for l in projections(c, Block::SelfAttn, &ap) {
+            attn = attn.child(l);
+        }
         if c.family == crate::config::Family::Qwen3 {
             attn = attn
                 .child(rms_norm("q_norm", &ap, p, hd, c.rms_norm_eps))
                 .child(rms_norm("k_norm", &ap, p, hd, c.rms_norm_eps));
         }
         let mp = format!("{lp}.mlp");
-        let mlp = ModuleNode::new("mlp", &lp, format!("{p}MLP"), "")
-            .child(linear("gate_proj", &mp, h, c.intermediate_size, c.mlp_bias))
-            .child(linear("up_proj", &mp, h, c.intermediate_size, c.mlp_bias))
-            .child(linear("down_proj", &mp, c.intermediate_size, h, c.mlp_bias))
-            .child(ModuleNode::new("act_fn", &mp, "SiLUActivation", ""));
+        let mut mlp = ModuleNode::new("mlp", &lp, format!("{p}MLP"), "");
+        for l in projections(c, Block::Mlp, &mp) {
+            mlp = mlp.child(l);
+        }
+        let mlp = mlp.child(ModuleNode::new("act_fn", &mp, "SiLUActivation", ""));
         let layer = ModuleNode::new(
             &i.to_string(),
             "model.layers",

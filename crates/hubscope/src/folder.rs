@@ -6,8 +6,10 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use hubscope_core::text::{TOKENIZER_FILES, Tokenizer, TokenizerFiles};
-use hubscope_core::weights::{FileHeader, ShardIndex, header_len};
+use hubscope_core::bundle::{TokenizerBytes, WeightBytes};
+use hubscope_core::burnpack::BURNPACK_FILE;
+use hubscope_core::safetensors::{FileHeader, ShardIndex, header_len};
+use hubscope_core::text::TOKENIZER_FILES;
 
 pub struct ModelFolder {
     pub dir: PathBuf,
@@ -46,23 +48,34 @@ impl ModelFolder {
         }
     }
 
-    /// The tokenizer with its chat template (`chat_template.jinja` wins over the config's, as
-    /// in transformers) and the local clock for `strftime_now`; None without tokenizer.json.
-    pub fn tokenizer(&self) -> Result<Option<Tokenizer>> {
+    /// The tokenizer's files (`chat_template.jinja` and `chat_template.json` when present);
+    /// None without tokenizer.json.
+    pub fn tokenizer_bytes(&self) -> Result<Option<TokenizerBytes>> {
         let [json, config, jinja, processor] = TOKENIZER_FILES.map(|f| self.read_optional(f));
-        let Some(json) = json? else {
+        let Some(tokenizer_json) = json? else {
             return Ok(None);
         };
-        let (config, jinja, processor) = (config?, jinja?, processor?);
-        let mut tok = Tokenizer::from_files(TokenizerFiles {
-            tokenizer_json: &json,
-            tokenizer_config: config.as_deref(),
-            chat_template_jinja: jinja.as_deref(),
-            chat_template_json: processor.as_deref(),
-        })
-        .with_context(|| self.dir.display().to_string())?;
-        tok.set_clock(|| chrono::Local::now().naive_local());
-        Ok(Some(tok))
+        Ok(Some(TokenizerBytes {
+            tokenizer_json,
+            tokenizer_config: config?,
+            chat_template_jinja: jinja?,
+            chat_template_json: processor?,
+        }))
+    }
+
+    /// The checkpoint's bytes: burnpack, or every safetensors file (each header checked
+    /// first, so a truncated or corrupt file is named before anything is read whole).
+    pub fn weights(&self) -> Result<WeightBytes> {
+        if self.is_burnpack() {
+            return Ok(WeightBytes::Burnpack(self.read(BURNPACK_FILE)?));
+        }
+        let mut files = vec![];
+        for n in self.weight_files()? {
+            self.read_header(&n)?;
+            let bytes = self.read(&n)?;
+            files.push((n, bytes));
+        }
+        Ok(WeightBytes::Safetensors(files))
     }
 
     /// The safetensors files of the checkpoint: the shards the index names, or the one file.
@@ -91,7 +104,7 @@ impl ModelFolder {
 
     /// A folder written by `export --format burnpack`: `model.bpk` and no safetensors.
     pub fn is_burnpack(&self) -> bool {
-        self.path(hubscope_core::export::BURNPACK_FILE).is_file()
+        self.path(BURNPACK_FILE).is_file()
             && !self.path("model.safetensors").is_file()
             && !self.path("model.safetensors.index.json").is_file()
     }

@@ -5,11 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, Subcommand};
 use hubscope_core::hub::{RepoRef, is_commit};
-use serde_json::json;
-
-use crate::inspect::human_bytes;
+use serde_json::{Value, json};
 
 /// `--cache-dir`, else `HF_HUB_CACHE`, else `HF_HOME/hub`, else `~/.cache/huggingface/hub`.
 pub fn cache_dir(cli: Option<&Path>) -> PathBuf {
@@ -90,26 +87,6 @@ impl RepoCache {
     }
 }
 
-#[derive(Args)]
-pub struct CacheArgs {
-    #[command(subcommand)]
-    pub command: CacheCommand,
-    /// The cache (default: HF_HUB_CACHE, HF_HOME/hub or ~/.cache/huggingface/hub).
-    #[arg(long, global = true)]
-    pub cache_dir: Option<PathBuf>,
-}
-
-#[derive(Subcommand)]
-pub enum CacheCommand {
-    /// List cached repos and revisions with their size on disk.
-    Ls {
-        #[arg(long)]
-        json: bool,
-    },
-    /// Delete a cached repo, or one revision of it (`org/name@rev`).
-    Rm { repo: String },
-}
-
 fn dir_size(p: &Path) -> u64 {
     let mut total = 0;
     if let Ok(rd) = std::fs::read_dir(p) {
@@ -159,121 +136,97 @@ fn snapshot_blobs(snap: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-pub fn run(a: CacheArgs) -> Result<()> {
-    let cache = cache_dir(a.cache_dir.as_deref());
-    match a.command {
-        CacheCommand::Ls { json } => {
-            let mut repos = vec![];
-            let mut entries: Vec<_> = std::fs::read_dir(&cache)
-                .map(|rd| rd.flatten().collect())
-                .unwrap_or_default();
-            entries.sort_by_key(|e| e.file_name());
-            for e in entries {
-                let name = e.file_name().to_string_lossy().into_owned();
-                let Some(id) = name.strip_prefix("models--") else {
-                    continue;
-                };
-                let id = id.replace("--", "/");
-                let root = e.path();
-                let mut refs = std::collections::BTreeMap::new();
-                if let Ok(rd) = std::fs::read_dir(root.join("refs")) {
-                    for r in rd.flatten() {
-                        if let Ok(c) = std::fs::read_to_string(r.path()) {
-                            refs.entry(c.trim().to_string())
-                                .or_insert_with(Vec::new)
-                                .push(r.file_name().to_string_lossy().into_owned());
-                        }
-                    }
+/// Every cached repo with its revisions (commit, refs, files, size on disk, last modified),
+/// as `huggingface_hub`'s `scan_cache_dir` reports them.
+pub fn list(cache: &Path) -> Vec<Value> {
+    let mut repos = vec![];
+    let mut entries: Vec<_> = std::fs::read_dir(&cache)
+        .map(|rd| rd.flatten().collect())
+        .unwrap_or_default();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(id) = name.strip_prefix("models--") else {
+            continue;
+        };
+        let id = id.replace("--", "/");
+        let root = e.path();
+        let mut refs = std::collections::BTreeMap::new();
+        if let Ok(rd) = std::fs::read_dir(root.join("refs")) {
+            for r in rd.flatten() {
+                if let Ok(c) = std::fs::read_to_string(r.path()) {
+                    refs.entry(c.trim().to_string())
+                        .or_insert_with(Vec::new)
+                        .push(r.file_name().to_string_lossy().into_owned());
                 }
-                let mut revisions = vec![];
-                if let Ok(rd) = std::fs::read_dir(root.join("snapshots")) {
-                    for s in rd.flatten() {
-                        let commit = s.file_name().to_string_lossy().into_owned();
-                        let mut blobs = vec![];
-                        snapshot_blobs(&s.path(), &mut blobs);
-                        let size: u64 = blobs
-                            .iter()
-                            .filter_map(|b| b.metadata().ok())
-                            .map(|m| m.len())
-                            .sum();
-                        revisions.push(json!({"commit": commit, "refs": refs.get(&commit).cloned().unwrap_or_default(),
-                            "files": blobs.len(), "size_on_disk": size, "last_modified": secs(modified(&s.path()))}));
-                    }
-                }
-                repos.push(json!({"repo_id": id, "path": root, "size_on_disk": dir_size(&root.join("blobs")),
-                    "last_modified": secs(modified(&root)), "revisions": revisions}));
-            }
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&json!({"cache_dir": cache, "repos": repos}))?
-                );
-            } else {
-                println!("{:<48} {:>12} {:>6}  {}", "REPO ID", "SIZE", "REVS", "REFS");
-                for r in &repos {
-                    let refs: Vec<String> = r["revisions"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .flat_map(|v| v["refs"].as_array().cloned().unwrap_or_default())
-                        .filter_map(|s| s.as_str().map(String::from))
-                        .collect();
-                    println!(
-                        "{:<48} {:>12} {:>6}  {}",
-                        r["repo_id"].as_str().unwrap_or(""),
-                        human_bytes(r["size_on_disk"].as_u64().unwrap_or(0)),
-                        r["revisions"].as_array().map_or(0, Vec::len),
-                        refs.join(",")
-                    );
-                }
-                println!("{}", cache.display());
             }
         }
-        CacheCommand::Rm { repo } => {
-            let explicit_rev = repo.contains('@');
-            let r = RepoRef::parse(&repo, None)?;
-            let rc = RepoCache::new(&cache, &r);
-            if !rc.root.is_dir() {
-                bail!("{}: not in the cache ({})", r.id, cache.display());
+        let mut revisions = vec![];
+        if let Ok(rd) = std::fs::read_dir(root.join("snapshots")) {
+            for s in rd.flatten() {
+                let commit = s.file_name().to_string_lossy().into_owned();
+                let mut blobs = vec![];
+                snapshot_blobs(&s.path(), &mut blobs);
+                let size: u64 = blobs
+                    .iter()
+                    .filter_map(|b| b.metadata().ok())
+                    .map(|m| m.len())
+                    .sum();
+                revisions.push(json!({"commit": commit, "refs": refs.get(&commit).cloned().unwrap_or_default(),
+                    "files": blobs.len(), "size_on_disk": size, "last_modified": secs(modified(&s.path()))}));
             }
-            if !explicit_rev {
-                std::fs::remove_dir_all(&rc.root)
-                    .with_context(|| format!("{}: cannot delete", rc.root.display()))?;
-                println!("deleted {} ({})", r.id, rc.root.display());
-                return Ok(());
-            }
-            let commit = rc.resolve(&r.revision).with_context(|| {
-                format!("{}@{}: no such revision in the cache", r.id, r.revision)
-            })?;
-            let mut gone = vec![];
-            snapshot_blobs(&rc.snapshot(&commit), &mut gone);
-            // Only blobs of this repo's own blobs/ folder: a snapshot entry pointing anywhere
-            // else is unlinked with its snapshot, never followed.
-            let own = std::fs::canonicalize(rc.root.join("blobs")).ok();
-            gone.retain(|b| own.as_ref().is_some_and(|o| b.starts_with(o)));
-            std::fs::remove_dir_all(rc.snapshot(&commit))?;
-            // Keep blobs another snapshot still uses.
-            let mut kept = vec![];
-            if let Ok(rd) = std::fs::read_dir(rc.root.join("snapshots")) {
-                for s in rd.flatten() {
-                    snapshot_blobs(&s.path(), &mut kept);
-                }
-            }
-            for b in gone.iter().filter(|b| !kept.contains(b)) {
-                let _ = std::fs::remove_file(b);
-            }
-            if let Ok(rd) = std::fs::read_dir(rc.root.join("refs")) {
-                for e in rd.flatten() {
-                    if std::fs::read_to_string(e.path())
-                        .map(|c| c.trim() == commit)
-                        .unwrap_or(false)
-                    {
-                        let _ = std::fs::remove_file(e.path());
-                    }
-                }
-            }
-            println!("deleted {}@{} ({commit})", r.id, r.revision);
+        }
+        repos.push(
+            json!({"repo_id": id, "path": root, "size_on_disk": dir_size(&root.join("blobs")),
+            "last_modified": secs(modified(&root)), "revisions": revisions}),
+        );
+    }
+    repos
+}
+
+/// Delete a cached repo, or one revision of it (`org/name@rev`): its snapshot, the blobs no
+/// other snapshot uses, and the refs naming it. Says what was deleted.
+pub fn remove(cache: &Path, repo: &str) -> Result<String> {
+    let explicit_rev = repo.contains('@');
+    let r = RepoRef::parse(repo, None)?;
+    let rc = RepoCache::new(&cache, &r);
+    if !rc.root.is_dir() {
+        bail!("{}: not in the cache ({})", r.id, cache.display());
+    }
+    if !explicit_rev {
+        std::fs::remove_dir_all(&rc.root)
+            .with_context(|| format!("{}: cannot delete", rc.root.display()))?;
+        return Ok(format!("deleted {} ({})", r.id, rc.root.display()));
+    }
+    let commit = rc
+        .resolve(&r.revision)
+        .with_context(|| format!("{}@{}: no such revision in the cache", r.id, r.revision))?;
+    let mut gone = vec![];
+    snapshot_blobs(&rc.snapshot(&commit), &mut gone);
+    // Only blobs of this repo's own blobs/ folder: a snapshot entry pointing anywhere
+    // else is unlinked with its snapshot, never followed.
+    let own = std::fs::canonicalize(rc.root.join("blobs")).ok();
+    gone.retain(|b| own.as_ref().is_some_and(|o| b.starts_with(o)));
+    std::fs::remove_dir_all(rc.snapshot(&commit))?;
+    // Keep blobs another snapshot still uses.
+    let mut kept = vec![];
+    if let Ok(rd) = std::fs::read_dir(rc.root.join("snapshots")) {
+        for s in rd.flatten() {
+            snapshot_blobs(&s.path(), &mut kept);
         }
     }
-    Ok(())
+    for b in gone.iter().filter(|b| !kept.contains(b)) {
+        let _ = std::fs::remove_file(b);
+    }
+    if let Ok(rd) = std::fs::read_dir(rc.root.join("refs")) {
+        for e in rd.flatten() {
+            if std::fs::read_to_string(e.path())
+                .map(|c| c.trim() == commit)
+                .unwrap_or(false)
+            {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    Ok(format!("deleted {}@{} ({commit})", r.id, r.revision))
 }

@@ -7,8 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use hf_hub::api::sync::{Api, ApiBuilder};
 use hf_hub::{Repo, RepoType};
-use hubscope_core::hub::{RepoRef, clean_etag, is_safe_etag, resolve_url, status_hint};
-use serde::Deserialize;
+use hubscope_core::hub::{RepoInfo, RepoRef, clean_etag, is_safe_etag, resolve_url, status_hint};
 
 /// Where and as whom to talk to the Hub: `--endpoint`/`HF_ENDPOINT`, `--token`/`HF_TOKEN`.
 #[derive(Clone)]
@@ -19,27 +18,6 @@ pub struct HubClient {
     agent: ureq::Agent,
     retry_base: Duration,
     pub max_attempts: u32,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct Lfs {
-    pub size: u64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct Sibling {
-    pub rfilename: String,
-    #[serde(default)]
-    pub size: Option<u64>,
-    #[serde(default)]
-    pub lfs: Option<Lfs>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct RepoInfo {
-    pub sha: String,
-    #[serde(default)]
-    pub siblings: Vec<Sibling>,
 }
 
 /// What a HEAD on a file's resolve URL tells.
@@ -161,7 +139,7 @@ impl HubClient {
                 }
             })
             .map_err(|f| self.failure(f, repo, &what))?;
-        serde_json::from_str(&body)
+        RepoInfo::from_json(body.as_bytes())
             .with_context(|| format!("{what}: the Hub's repo info is not valid JSON"))
     }
 

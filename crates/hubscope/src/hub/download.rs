@@ -1,60 +1,20 @@
-//! `hubscope download`: a repo snapshot into the shared cache or a plain folder, resumable
+//! Downloads: a repo snapshot into the shared cache or a plain folder, resumable
 //! (a partial file continues with a Range request), verified (sha256 for LFS files, size for
 //! the rest), retried, and never visible at its final path before it is complete.
 
 use std::fs::{File, OpenOptions};
-use std::io::{IsTerminal, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use clap::Args;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use hubscope_core::hub::{RepoRef, is_commit, is_safe_repo_path, is_sha256};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
-use serde_json::json;
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
-use super::cache::{RepoCache, cache_dir, offline};
+use super::cache::{RepoCache, offline};
 use super::client::{Failure, FileMeta, HubClient};
-
-#[derive(Args, Clone)]
-pub struct HubArgs {
-    /// Hub endpoint or mirror (default: HF_ENDPOINT, else https://huggingface.co).
-    #[arg(long)]
-    pub endpoint: Option<String>,
-    /// Access token for gated or private repos (default: HF_TOKEN).
-    #[arg(long)]
-    pub token: Option<String>,
-    /// Revision (branch, tag or commit); `org/name@rev` works too.
-    #[arg(long)]
-    pub revision: Option<String>,
-    /// The shared cache (default: HF_HUB_CACHE, HF_HOME/hub or ~/.cache/huggingface/hub).
-    #[arg(long)]
-    pub cache_dir: Option<PathBuf>,
-}
-
-#[derive(Args)]
-pub struct DownloadArgs {
-    /// `org/name` or `org/name@revision`.
-    pub repo: String,
-    #[command(flatten)]
-    pub hub: HubArgs,
-    /// Only files matching (glob, repeatable).
-    #[arg(long)]
-    pub include: Vec<String>,
-    /// Skip files matching (glob, repeatable).
-    #[arg(long)]
-    pub exclude: Vec<String>,
-    /// Write plain files into this folder instead of the shared cache.
-    #[arg(long)]
-    pub local_dir: Option<PathBuf>,
-    /// Show what would be downloaded, write nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-    #[arg(long)]
-    pub json: bool,
-}
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -145,17 +105,7 @@ fn metadata_path(dir: &Path, file: &str) -> PathBuf {
 }
 
 fn sha256_file(p: &Path) -> Result<String> {
-    let mut f = File::open(p)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    super::digest::<Sha256>(&mut File::open(p)?, b"")
 }
 
 /// Download one file into its partial (resuming), verify it, move it to its final path.
@@ -255,17 +205,31 @@ fn fetch(
     Ok(status)
 }
 
-/// Resolve and download (or find in the cache) the files of `repo` that pass the filters.
-pub fn snapshot(
-    client: &HubClient,
-    repo: &RepoRef,
-    cache: &Path,
-    local_dir: Option<&Path>,
-    include: &[String],
-    exclude: &[String],
-    dry_run: bool,
-    show_progress: bool,
-) -> Result<Snapshot> {
+/// What to download: a repo at a revision, into the cache or a plain folder, filtered.
+pub struct SnapshotRequest<'a> {
+    pub repo: &'a RepoRef,
+    /// The shared cache (always used for the revision's refs; for files unless `local_dir`).
+    pub cache: &'a Path,
+    pub local_dir: Option<&'a Path>,
+    /// Globs of files to take (all when empty) and to skip.
+    pub include: &'a [String],
+    pub exclude: &'a [String],
+    /// Resolve and list only; write nothing.
+    pub dry_run: bool,
+    pub show_progress: bool,
+}
+
+/// Resolve and download (or find in the cache) the files of the repo that pass the filters.
+pub fn snapshot(client: &HubClient, r: SnapshotRequest<'_>) -> Result<Snapshot> {
+    let SnapshotRequest {
+        repo,
+        cache,
+        local_dir,
+        include,
+        exclude,
+        dry_run,
+        show_progress,
+    } = r;
     let inc = globs(include, "--include")?;
     let exc = globs(exclude, "--exclude")?;
     let wanted = |f: &str| {
@@ -423,39 +387,4 @@ pub fn snapshot(
         folder,
         files: results,
     })
-}
-
-pub fn run(a: DownloadArgs) -> Result<()> {
-    let repo = RepoRef::parse(&a.repo, a.hub.revision.as_deref())?;
-    let client = HubClient::new(a.hub.endpoint.clone(), a.hub.token.clone())?;
-    let cache = cache_dir(a.hub.cache_dir.as_deref());
-    let show = std::io::stdout().is_terminal() && !a.json;
-    let snap = snapshot(
-        &client,
-        &repo,
-        &cache,
-        a.local_dir.as_deref(),
-        &a.include,
-        &a.exclude,
-        a.dry_run,
-        show,
-    )?;
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&json!(snap))?);
-        return Ok(());
-    }
-    for f in &snap.files {
-        let st = match f.status {
-            FileStatus::Downloaded => "downloaded",
-            FileStatus::Resumed => "resumed",
-            FileStatus::Cached => "cached",
-            FileStatus::Planned => "would download",
-        };
-        println!("{st:>14}  {:>12}  {}", f.size, f.file);
-    }
-    if !snap.files.is_empty() {
-        println!("{} @ {} ({})", snap.repo, snap.revision, snap.commit);
-    }
-    println!("{}", snap.folder.display());
-    Ok(())
 }

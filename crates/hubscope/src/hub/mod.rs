@@ -1,5 +1,5 @@
-//! The Hub side of the native binary: the HTTP client, the shared cache, downloads and the
-//! Hub-compatible server. `<MODEL>` arguments resolve here: a local folder, or a repo id.
+//! The Hub side of the native binary (libraries; the commands live in `commands/`): the HTTP
+//! client, the shared cache, downloads and the Hub-compatible server. `<MODEL>` arguments resolve here: a local folder, or a repo id.
 
 pub mod cache;
 pub mod client;
@@ -10,14 +10,30 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use clap::Args;
 use hubscope_core::hub::{RepoReader, RepoRef, read_repo_headers};
-use hubscope_core::weights::FileHeader;
+use hubscope_core::safetensors::FileHeader;
 use serde_json::{Value, json};
 
 use crate::folder::ModelFolder;
 use cache::cache_dir;
 use client::HubClient;
-pub use download::HubArgs;
+
+#[derive(Args, Clone)]
+pub struct HubArgs {
+    /// Hub endpoint or mirror (default: HF_ENDPOINT, else https://huggingface.co).
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// Access token for gated or private repos (default: HF_TOKEN).
+    #[arg(long)]
+    pub token: Option<String>,
+    /// Revision (branch, tag or commit); `org/name@rev` works too.
+    #[arg(long)]
+    pub revision: Option<String>,
+    /// The shared cache (default: HF_HUB_CACHE, HF_HOME/hub or ~/.cache/huggingface/hub).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+}
 
 /// The files a model needs to run (not README, images, other formats).
 pub const MODEL_FILES: [&str; 7] = [
@@ -42,13 +58,15 @@ pub fn local_or_download(model: &str, hub: &HubArgs) -> Result<PathBuf> {
     let show = std::io::stderr().is_terminal();
     let snap = download::snapshot(
         &client,
-        &repo,
-        &cache_dir(hub.cache_dir.as_deref()),
-        None,
-        &include,
-        &[],
-        false,
-        show,
+        download::SnapshotRequest {
+            repo: &repo,
+            cache: &cache_dir(hub.cache_dir.as_deref()),
+            local_dir: None,
+            include: &include,
+            exclude: &[],
+            dry_run: false,
+            show_progress: show,
+        },
     )?;
     Ok(snap.folder)
 }
@@ -99,16 +117,7 @@ pub fn read_headers(model: &str, hub: &HubArgs) -> Result<Headers> {
         id: repo.id.clone(),
         revision: info.sha.clone(),
     };
-    let sizes: Vec<(String, Option<u64>)> = info
-        .siblings
-        .iter()
-        .map(|x| {
-            (
-                x.rfilename.clone(),
-                x.lfs.as_ref().map(|l| l.size).or(x.size),
-            )
-        })
-        .collect();
+    let sizes = info.files();
     let r = pollster::block_on(read_repo_headers(
         &Pinned {
             client: &client,
@@ -158,10 +167,10 @@ fn folder_headers(folder: &ModelFolder) -> Result<Headers> {
         source: folder.dir.display().to_string(),
     };
     if folder.is_burnpack() {
-        let name = hubscope_core::export::BURNPACK_FILE;
+        let name = hubscope_core::burnpack::BURNPACK_FILE;
         let bytes = folder.read(name)?;
         let size = bytes.len() as u64;
-        let (fh, _) = hubscope_core::export::read_burnpack(name, bytes)?;
+        let (fh, _) = hubscope_core::burnpack::read_burnpack(name, bytes)?;
         h.files
             .push(json!({"file": name, "tensors": fh.tensors.len(), "data_bytes": size}));
         h.headers.push(fh);
@@ -180,4 +189,25 @@ fn folder_headers(folder: &ModelFolder) -> Result<Headers> {
         h.headers.push(fh);
     }
     Ok(h)
+}
+
+/// Lowercase hex of a digest.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Digest of everything `r` yields after `prefix`, read in 1 MiB pieces (sha256 of LFS files,
+/// git's sha1 of `blob N\0` + content for the rest).
+pub fn digest<D: sha2::Digest>(r: &mut impl std::io::Read, prefix: &[u8]) -> Result<String> {
+    let mut h = D::new();
+    h.update(prefix);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex(&h.finalize()))
 }

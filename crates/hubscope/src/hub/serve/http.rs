@@ -1,338 +1,36 @@
-//! `hubscope serve`: a Hub-compatible HTTP server for the subset that hubscope,
-//! huggingface_hub and hf-hub use (resolve with ETag/commit/range headers, repo info, tree),
-//! over model folders and the local HF cache, plus the web app. Never serves outside its roots.
+//! The HTTP side of `hubscope serve`: the Hub's resolve (ETag, commit, linked size, ranges,
+//! CDN redirects), repo info and tree APIs, the web app's static files, CORS, and the token
+//! check of a gated repo. Paths are decoded segment by segment; unsafe ones are refused.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Read;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use anyhow::{Context, Result, bail};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use clap::Args;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use sha1::Sha1;
-use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use super::cache::cache_dir;
+use super::faults::Faults;
+use super::index::{FileEntry, RepoEntry, Rev};
 
-#[derive(Args)]
-pub struct ServeArgs {
-    /// Model folders to serve: DIR holding org/name/ folders (or name/ folders), or PREFIX=DIR to
-    /// serve DIR/name as PREFIX/name. Repeatable.
-    #[arg(long)]
-    pub models: Vec<String>,
-    /// Also serve the repos of the local Hugging Face cache.
-    #[arg(long)]
-    pub hf_cache: bool,
-    #[arg(long)]
-    pub cache_dir: Option<PathBuf>,
-    /// Serve this folder (the built web app) at `/`.
-    #[arg(long)]
-    pub web: Option<PathBuf>,
-    #[arg(long, default_value = "127.0.0.1")]
-    pub host: String,
-    #[arg(long, default_value_t = 8080)]
-    pub port: u16,
-    /// Answer file GETs and HEADs of LFS files with a 302 to a second origin on this port that
-    /// serves the bytes (as huggingface.co redirects to its CDN), for testing clients.
-    #[arg(long)]
-    pub cdn_port: Option<u16>,
-    /// Require `Authorization: Bearer TOKEN` for file and API requests (like a gated repo).
-    #[arg(long)]
-    pub require_token: Option<String>,
-    /// Test only: expose byte counters at /_hubscope/stats.
-    #[arg(long, hide = true)]
-    pub stats: bool,
-    /// Test only: cut the connection after this many body bytes (first N file GETs, see --fault-times).
-    #[arg(long, hide = true)]
-    pub fault_cut_after: Option<u64>,
-    /// Test only: answer the first file GETs with these statuses, e.g. 500,429.
-    #[arg(long, hide = true, value_delimiter = ',')]
-    pub fault_status: Vec<u16>,
-    /// Test only: Retry-After seconds sent with a fault status 429.
-    #[arg(long, hide = true, default_value_t = 1)]
-    pub fault_retry_after: u64,
-    /// Test only: flip a byte in the bodies of LFS files.
-    #[arg(long, hide = true)]
-    pub fault_corrupt: bool,
-    /// Test only: how many file GETs the cut applies to (0 = all).
-    #[arg(long, hide = true, default_value_t = 1)]
-    pub fault_times: usize,
-    /// Test only: throttle file bodies to this many bytes per second.
-    #[arg(long, hide = true)]
-    pub fault_rate: Option<u64>,
-}
-
-#[derive(Debug, Clone)]
-struct FileEntry {
-    path: String,
-    full: PathBuf,
-    size: u64,
-    etag: String,
-    lfs: bool,
-}
-
-#[derive(Debug, Clone)]
-struct Rev {
-    commit: String,
-    files: BTreeMap<String, FileEntry>,
-}
-
-#[derive(Debug, Default)]
-struct RepoEntry {
-    /// Revision name or commit -> the revision.
-    revs: HashMap<String, Arc<Rev>>,
-}
-
-struct Faults {
-    cut_after: Option<u64>,
-    cut_left: AtomicUsize,
-    statuses: Mutex<Vec<u16>>,
-    retry_after: u64,
-    corrupt: bool,
-    rate: Option<u64>,
-}
-
-struct AppState {
-    repos: BTreeMap<String, RepoEntry>,
+pub struct AppState {
+    pub repos: BTreeMap<String, RepoEntry>,
     /// The CDN origin LFS files redirect to (`--cdn-port`), and its files by sha256.
-    cdn: Option<String>,
-    blobs: HashMap<String, FileEntry>,
+    pub cdn: Option<String>,
+    pub blobs: HashMap<String, FileEntry>,
     /// Requests the CDN origin got, and how many of them carried an `Authorization` header.
-    cdn_requests: AtomicU64,
-    cdn_authorized: AtomicU64,
-    web: Option<PathBuf>,
-    token: Option<String>,
-    stats: Option<Mutex<BTreeMap<String, u64>>>,
-    requests: AtomicU64,
-    faults: Faults,
-}
-
-fn is_lfs(path: &str, size: u64) -> bool {
-    let ext = path.rsplit('.').next().unwrap_or("");
-    size > 10 * 1024 * 1024
-        || [
-            "safetensors",
-            "bin",
-            "bpk",
-            "gguf",
-            "pt",
-            "pth",
-            "onnx",
-            "msgpack",
-            "h5",
-            "ckpt",
-            "npz",
-        ]
-        .contains(&ext)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Digest of a file's bytes after `prefix`, read in 1 MiB pieces.
-fn digest<D: Digest>(f: &mut std::fs::File, prefix: &[u8]) -> Result<String> {
-    let mut h = D::new();
-    h.update(prefix);
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex(&h.finalize()))
-}
-
-/// sha256 for LFS files (what the Hub's X-Linked-Etag carries), the git blob id otherwise.
-fn etag_of(full: &Path, lfs: bool) -> Result<String> {
-    let mut f = std::fs::File::open(full)?;
-    let size = f.metadata()?.len();
-    if lfs {
-        digest::<Sha256>(&mut f, b"")
-    } else {
-        digest::<Sha1>(&mut f, format!("blob {size}\0").as_bytes())
-    }
-}
-
-/// Every regular file under `root` whose real path stays inside `root` (symlinks pointing out
-/// are skipped), as repo-relative `/` paths.
-fn walk(root: &Path, real_root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) -> Result<()> {
-    for e in std::fs::read_dir(dir)?.flatten() {
-        let p = e.path();
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') {
-            continue; // .git, .cache
-        }
-        let Ok(real) = std::fs::canonicalize(&p) else {
-            continue;
-        };
-        if !real.starts_with(real_root) {
-            continue;
-        }
-        if real.is_dir() {
-            walk(root, real_root, &p, out)?;
-        } else if real.is_file() {
-            let rel = p
-                .strip_prefix(root)
-                .expect("under root")
-                .to_string_lossy()
-                .replace('\\', "/");
-            out.push((rel, p));
-        }
-    }
-    Ok(())
-}
-
-fn folder_rev(dir: &Path) -> Result<Rev> {
-    let real_root = std::fs::canonicalize(dir)?;
-    let mut found = vec![];
-    walk(dir, &real_root, dir, &mut found)?;
-    let mut files = BTreeMap::new();
-    for (rel, full) in found {
-        let size = std::fs::metadata(&full)?.len();
-        let lfs = is_lfs(&rel, size);
-        let etag =
-            etag_of(&full, lfs).with_context(|| format!("{}: cannot hash", full.display()))?;
-        files.insert(
-            rel.clone(),
-            FileEntry {
-                path: rel,
-                full,
-                size,
-                etag,
-                lfs,
-            },
-        );
-    }
-    // A stable commit id for the folder's content.
-    let mut h = Sha1::new();
-    for f in files.values() {
-        h.update(format!("{}\0{}\n", f.path, f.etag).as_bytes());
-    }
-    Ok(Rev {
-        commit: hex(&h.finalize()),
-        files,
-    })
-}
-
-fn add_folder_repo(repos: &mut BTreeMap<String, RepoEntry>, id: String, dir: &Path) -> Result<()> {
-    let rev = Arc::new(folder_rev(dir)?);
-    let entry = repos.entry(id).or_default();
-    entry.revs.insert("main".into(), rev.clone());
-    entry.revs.insert(rev.commit.clone(), rev);
-    Ok(())
-}
-
-fn scan_models(spec: &str, repos: &mut BTreeMap<String, RepoEntry>) -> Result<()> {
-    let (prefix, dir) = match spec.split_once('=') {
-        Some((p, d)) => (Some(p.to_string()), PathBuf::from(d)),
-        None => (None, PathBuf::from(spec)),
-    };
-    if !dir.is_dir() {
-        bail!("--models {spec}: {} is not a folder", dir.display());
-    }
-    let is_model =
-        |p: &Path| p.join("config.json").is_file() || p.join("model.safetensors").is_file();
-    for e in std::fs::read_dir(&dir)?.flatten() {
-        let p = e.path();
-        let name = e.file_name().to_string_lossy().into_owned();
-        if !p.is_dir() || name.starts_with('.') {
-            continue;
-        }
-        match &prefix {
-            Some(pre) => add_folder_repo(repos, format!("{pre}/{name}"), &p)?,
-            None if is_model(&p) => add_folder_repo(repos, name, &p)?,
-            None => {
-                for e2 in std::fs::read_dir(&p)?.flatten() {
-                    let q = e2.path();
-                    if q.is_dir() && is_model(&q) {
-                        add_folder_repo(
-                            repos,
-                            format!("{name}/{}", e2.file_name().to_string_lossy()),
-                            &q,
-                        )?;
-                    }
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Repos of the HF cache: blob names are the ETags, refs name the revisions.
-fn scan_cache(cache: &Path, repos: &mut BTreeMap<String, RepoEntry>) -> Result<()> {
-    let Ok(rd) = std::fs::read_dir(cache) else {
-        return Ok(());
-    };
-    for e in rd.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(id) = name.strip_prefix("models--") else {
-            continue;
-        };
-        let id = id.replace("--", "/");
-        let root = e.path();
-        let real_root = std::fs::canonicalize(&root)?;
-        let mut by_commit = HashMap::new();
-        for s in std::fs::read_dir(root.join("snapshots"))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let commit = s.file_name().to_string_lossy().into_owned();
-            let mut found = vec![];
-            walk(&s.path(), &real_root, &s.path(), &mut found)?;
-            let mut files = BTreeMap::new();
-            for (rel, full) in found {
-                let real = std::fs::canonicalize(&full)?;
-                let etag = real
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let size = std::fs::metadata(&real)?.len();
-                let lfs = hubscope_core::hub::is_sha256(&etag);
-                files.insert(
-                    rel.clone(),
-                    FileEntry {
-                        path: rel,
-                        full,
-                        size,
-                        etag,
-                        lfs,
-                    },
-                );
-            }
-            by_commit.insert(commit.clone(), Arc::new(Rev { commit, files }));
-        }
-        let entry = repos.entry(id).or_default();
-        for r in std::fs::read_dir(root.join("refs"))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            if let Ok(c) = std::fs::read_to_string(r.path()) {
-                if let Some(rev) = by_commit.get(c.trim()) {
-                    entry
-                        .revs
-                        .insert(r.file_name().to_string_lossy().into_owned(), rev.clone());
-                }
-            }
-        }
-        for (c, rev) in by_commit {
-            entry.revs.insert(c, rev);
-        }
-    }
-    Ok(())
+    pub cdn_requests: AtomicU64,
+    pub cdn_authorized: AtomicU64,
+    pub web: Option<PathBuf>,
+    pub token: Option<String>,
+    pub stats: Option<Mutex<BTreeMap<String, u64>>>,
+    pub requests: AtomicU64,
+    pub faults: Faults,
 }
 
 fn cors(h: &mut HeaderMap) {
@@ -568,39 +266,15 @@ async fn send_file(
         return (status, h).into_response();
     }
     // Test faults on file bodies.
-    let fault_status = {
-        let mut s = state.faults.statuses.lock().expect("lock");
-        if s.is_empty() {
-            None
-        } else {
-            Some(s.remove(0))
-        }
-    };
-    if let Some(code) = fault_status {
-        let mut r = error(
-            StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            "Fault",
-            "injected fault",
-        );
-        if code == 429 {
-            r.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from(state.faults.retry_after),
-            );
+    if let Some((status, retry_after)) = state.faults.status() {
+        let mut r = error(status, "Fault", "injected fault");
+        if let Some(secs) = retry_after {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         return r;
     }
-    // A cut applies to bodies longer than it (smaller files pass untouched and uncounted).
-    let cut = state.faults.cut_after.filter(|&n| {
-        len > n
-            && state
-                .faults
-                .cut_left
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                    if n == 0 { None } else { Some(n - 1) }
-                })
-                .is_ok()
-    });
+    let mut faults = state.faults.body(len, f.lfs);
     let mut file_h = match tokio::fs::File::open(&f.full).await {
         Ok(x) => x,
         Err(_) => return error(StatusCode::NOT_FOUND, "EntryNotFound", "file vanished"),
@@ -608,36 +282,10 @@ async fn send_file(
     if file_h.seek(std::io::SeekFrom::Start(start)).await.is_err() {
         return error(StatusCode::INTERNAL_SERVER_ERROR, "Error", "seek failed");
     }
-    let corrupt = state.faults.corrupt && f.lfs;
-    let rate = state.faults.rate;
     let stream = tokio_util::io::ReaderStream::with_capacity(file_h.take(len), 64 * 1024);
     let st = state.clone();
-    let mut sent = 0u64;
     let body = stream.map(move |chunk| {
-        let mut chunk = chunk?;
-        if let Some(limit) = cut {
-            if sent >= limit {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::ConnectionReset,
-                    "injected cut",
-                ));
-            }
-            if sent + chunk.len() as u64 > limit {
-                chunk.truncate((limit - sent) as usize);
-            }
-        }
-        if corrupt && sent == 0 && !chunk.is_empty() {
-            let mut v = chunk.to_vec();
-            let i = v.len() - 1;
-            v[i] ^= 0xff;
-            chunk = v.into();
-        }
-        if let Some(r) = rate {
-            std::thread::sleep(std::time::Duration::from_secs_f64(
-                chunk.len() as f64 / r as f64,
-            ));
-        }
-        sent += chunk.len() as u64;
+        let chunk = faults.apply(chunk?)?;
         if let Some(s) = &st.stats {
             *s.lock().expect("lock").entry(key.clone()).or_default() += chunk.len() as u64;
         }
@@ -704,7 +352,7 @@ async fn static_file(state: &AppState, segs: &[String]) -> Response {
 
 /// The second origin of `--cdn-port`: `/cdn/<sha256>` serves a blob (ranges, faults and
 /// byte counts as on the main origin), no token needed, as a signed CDN URL.
-async fn cdn(State(state): State<Arc<AppState>>, req: Request) -> Response {
+pub async fn cdn(State(state): State<Arc<AppState>>, req: Request) -> Response {
     state.cdn_requests.fetch_add(1, Ordering::Relaxed);
     if req.headers().contains_key(header::AUTHORIZATION) {
         state.cdn_authorized.fetch_add(1, Ordering::Relaxed);
@@ -730,7 +378,7 @@ async fn cdn(State(state): State<Arc<AppState>>, req: Request) -> Response {
     resp
 }
 
-async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
+pub async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
     state.requests.fetch_add(1, Ordering::Relaxed);
     let method = req.method().clone();
     let headers = req.headers().clone();
@@ -798,89 +446,6 @@ async fn handle(State(state): State<Arc<AppState>>, req: Request) -> Response {
     };
     cors(resp.headers_mut());
     resp
-}
-
-pub fn run(a: ServeArgs) -> Result<()> {
-    let mut repos = BTreeMap::new();
-    for m in &a.models {
-        scan_models(m, &mut repos)?;
-    }
-    if a.hf_cache {
-        scan_cache(&cache_dir(a.cache_dir.as_deref()), &mut repos)?;
-    }
-    if let Some(w) = &a.web {
-        if !w.join("index.html").is_file() {
-            bail!(
-                "--web {}: no index.html there (build the app first)",
-                w.display()
-            );
-        }
-    }
-    let n = repos.len();
-    let blobs: HashMap<String, FileEntry> = repos
-        .values()
-        .flat_map(|r| r.revs.values())
-        .flat_map(|rev| rev.files.values())
-        .filter(|f| f.lfs)
-        .map(|f| (f.etag.clone(), f.clone()))
-        .collect();
-    let cdn_addr: Option<SocketAddr> = match a.cdn_port {
-        Some(p) => Some(
-            format!("{}:{p}", a.host)
-                .parse()
-                .with_context(|| format!("--host {} --cdn-port {p}", a.host))?,
-        ),
-        None => None,
-    };
-    let state = Arc::new(AppState {
-        cdn: cdn_addr.map(|c| format!("http://{c}")),
-        blobs,
-        cdn_requests: AtomicU64::new(0),
-        cdn_authorized: AtomicU64::new(0),
-        repos,
-        web: a.web.clone(),
-        token: a.require_token.clone(),
-        stats: a.stats.then(|| Mutex::new(BTreeMap::new())),
-        requests: AtomicU64::new(0),
-        faults: Faults {
-            cut_after: a.fault_cut_after,
-            cut_left: AtomicUsize::new(if a.fault_times == 0 {
-                usize::MAX
-            } else {
-                a.fault_times
-            }),
-            statuses: Mutex::new(a.fault_status.clone()),
-            retry_after: a.fault_retry_after,
-            corrupt: a.fault_corrupt,
-            rate: a.fault_rate,
-        },
-    });
-    let addr: SocketAddr = format!("{}:{}", a.host, a.port)
-        .parse()
-        .with_context(|| format!("--host {} --port {}", a.host, a.port))?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr}"))?;
-        let local = listener.local_addr()?;
-        if let Some(c) = cdn_addr {
-            let cdn_listener = tokio::net::TcpListener::bind(c)
-                .await
-                .with_context(|| format!("--cdn-port: cannot listen on {c}"))?;
-            let cdn_app = axum::Router::new().fallback(cdn).with_state(state.clone());
-            tokio::spawn(async move { axum::serve(cdn_listener, cdn_app).await });
-        }
-        let app = axum::Router::new().fallback(handle).with_state(state);
-        // The first line says where; tests read it (with --port 0 the OS picks the port).
-        println!("serving {n} repos on http://{local}");
-        use std::io::Write;
-        std::io::stdout().flush()?;
-        axum::serve(listener, app).await.context("server stopped")?;
-        Ok::<(), anyhow::Error>(())
-    })
 }
 
 #[cfg(test)]

@@ -1,22 +1,20 @@
 //! `hubscope finetune`: LoRA training on the same model, written as a PEFT adapter folder.
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use hubscope_core::lora::{
-    AdamW, AdapterConfig, Trainer, adapter_files, attach, parse_jsonl, render_example,
-    start_training, trainable_params,
-};
-use hubscope_core::{Model, ModelConfig};
+use hubscope_core::lora::{FineTuneSettings, adapter_files, check, trainable_params};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 
+use crate::device::DeviceArgs;
 use crate::folder::ModelFolder;
 use crate::hub::{HubArgs, local_or_download};
-use crate::run::DeviceArgs;
+use crate::load::{load_model, read_adapter, text_side};
+use crate::output::{ensure_free_target, write_atomically};
 
 #[derive(Args)]
 pub struct FinetuneArgs {
@@ -63,74 +61,56 @@ pub struct FinetuneArgs {
     pub json: bool,
 }
 
-/// Read a PEFT adapter folder.
-pub fn read_adapter(dir: &Path) -> Result<(AdapterConfig, Vec<u8>)> {
-    let cfg_path = dir.join("adapter_config.json");
-    let cfg =
-        std::fs::read(&cfg_path).with_context(|| format!("{}: cannot read", cfg_path.display()))?;
-    let cfg = AdapterConfig::from_json(&cfg).with_context(|| dir.display().to_string())?;
-    let w_path = dir.join("adapter_model.safetensors");
-    let w = std::fs::read(&w_path).with_context(|| format!("{}: cannot read", w_path.display()))?;
-    Ok((cfg, w))
-}
-
-/// Attach the adapter in `dir` to a loaded model.
-pub fn apply_adapter(model: &mut Model, dir: &Path) -> Result<usize> {
-    let (cfg, w) = read_adapter(dir)?;
-    attach(model, &cfg, &w).with_context(|| dir.display().to_string())
-}
-
 pub fn run(a: FinetuneArgs) -> Result<()> {
-    let fresh = AdapterConfig::fresh(a.lora_rank, a.lora_alpha, a.lora_dropout, &a.target)
-        .context("--lora-rank / --lora-dropout / --target")?;
-    crate::export::ensure_free_target(&a.out)?;
-    let text = std::fs::read_to_string(&a.data)
+    // Bad settings and bad data lines fail here, before the model is fetched or read.
+    let settings = FineTuneSettings {
+        rank: a.lora_rank,
+        alpha: a.lora_alpha,
+        dropout: a.lora_dropout,
+        targets: a.target.clone(),
+        epochs: a.epochs,
+        batch_size: a.batch_size,
+        lr: a.lr,
+        weight_decay: a.weight_decay,
+        seed: a.seed,
+    };
+    ensure_free_target(&a.out)?;
+    let data = std::fs::read_to_string(&a.data)
         .with_context(|| format!("{}: cannot read", a.data.display()))?;
-    let conversations = parse_jsonl(&text).with_context(|| a.data.display().to_string())?;
+    let checked = check(&data, &settings).with_context(|| a.data.display().to_string())?;
     let init = a.init_adapter.as_deref().map(read_adapter).transpose()?;
     let dir = local_or_download(&a.model, &a.hub)?;
     let folder = ModelFolder::open(&dir.to_string_lossy())?;
-    let tok = folder.tokenizer()?.with_context(|| {
+    let text = text_side(&folder)?;
+    let tok = text.tokenizer.as_ref().with_context(|| {
         format!(
             "{}: missing (needed to render the data)",
             folder.path("tokenizer.json").display()
         )
     })?;
-    let examples = conversations
-        .iter()
-        .map(|m| render_example(&tok, m))
-        .collect::<hubscope_core::Result<Vec<_>>>()?;
-    let mut trainer = Trainer::new(
-        examples,
-        a.batch_size,
-        a.epochs,
-        AdamW::new(a.lr, a.weight_decay),
-    )
-    .context("--batch-size / --epochs")?;
-    let config = ModelConfig::from_json(&folder.read("config.json")?)?;
+    let mut run = checked.render(tok)?;
     // The training's own peak: from here (the tokenizer's parsing peak is not the model's).
     crate::process::release_freed_memory();
     let rss_before = crate::process::rss().1;
     crate::process::reset_peak();
     // Train on an autodiff device: gradients flow to the adapters only.
     let device = a.dev.device()?.autodiff();
-    let mut model = crate::run::load_model_on(&folder, config, &a.dev, &device)?;
-    let cfg = start_training(
-        &mut model,
-        init.as_ref().map(|(c, w)| (c.clone(), w.as_slice())),
-        fresh,
-        a.seed,
-    )
-    .with_context(|| {
-        a.init_adapter
-            .as_ref()
-            .map(|d| d.display().to_string())
-            .unwrap_or_else(|| "adapter".into())
-    })?;
+    let mut model = load_model(&folder, text.config, a.dev.dtype()?, &device, None)?;
+    let cfg = run
+        .start(
+            &mut model,
+            init.as_ref().map(|(c, w)| (c.clone(), w.as_slice())),
+        )
+        .with_context(|| {
+            a.init_adapter
+                .as_ref()
+                .map(|d| d.display().to_string())
+                .unwrap_or_else(|| "adapter".into())
+        })?;
     let rss_loaded = crate::process::rss().1;
     let trainable = trainable_params(&mut model);
     let bar = ProgressBar::with_draw_target(
-        Some(trainer.total_steps() as u64),
+        Some(run.trainer.total_steps() as u64),
         if std::io::stderr().is_terminal() && !a.json {
             ProgressDrawTarget::stderr()
         } else {
@@ -144,7 +124,7 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
     let t0 = Instant::now();
     let mut tokens = 0usize;
     let mut losses = vec![];
-    while let Some(s) = pollster::block_on(trainer.step(&mut model))? {
+    while let Some(s) = pollster::block_on(run.trainer.step(&mut model))? {
         tokens = s.tokens;
         let tok_s = tokens as f64 / t0.elapsed().as_secs_f64();
         bar.set_message(format!("{:.4} · {tok_s:.0} tok/s", s.loss));
@@ -159,7 +139,7 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
     }
     bar.finish_and_clear();
     let files = pollster::block_on(adapter_files(&mut model, &cfg, &a.model))?;
-    crate::export::write_atomically(&a.out, &files)?;
+    write_atomically(&a.out, &files)?;
     let secs = t0.elapsed().as_secs_f64();
     if a.json {
         let (peak, _) = crate::process::rss();

@@ -5,11 +5,11 @@
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use hubscope_core::ModelConfig;
-use hubscope_core::plan::{PlanDtype, plan, verdict};
+use hubscope_core::plan::{PlanDtype, oversized_tensors, plan, verdict};
+use hubscope_core::units::{group_digits, human_bytes};
 use serde_json::json;
 
 use crate::hub::{HubArgs, read_headers};
-use crate::inspect::{group, human_bytes};
 
 #[derive(Args)]
 pub struct MemArgs {
@@ -64,7 +64,7 @@ pub fn run(a: MemArgs) -> Result<()> {
         a.lora_rank,
         only.unwrap_or(PlanDtype::F16),
     );
-    let gpus = crate::gpu::detect();
+    let gpus = crate::gpus::detect();
     let mut targets: Vec<(String, u64)> = gpus
         .nvidia
         .iter()
@@ -102,7 +102,7 @@ pub fn run(a: MemArgs) -> Result<()> {
     println!(
         "{} · {} parameters · context {} × batch {} · KV {} per token (f16)",
         p.architecture,
-        group(p.parameters as usize),
+        group_digits(p.parameters),
         p.context,
         p.batch,
         hb(p.kv_bytes_per_token_f16)
@@ -132,7 +132,7 @@ pub fn run(a: MemArgs) -> Result<()> {
         println!(
             "  {:<34} {:>12} {:>12} {:>12} {:>13} {:>12}   {:>10} ({})",
             f.method,
-            group(f.trainable_params as usize),
+            group_digits(f.trainable_params),
             hb(f.weights + f.master_weights),
             hb(f.gradients + f.optimizer),
             hb(f.activations),
@@ -185,13 +185,7 @@ pub fn run(a: MemArgs) -> Result<()> {
         }
     }
     for ad in &gpus.adapters {
-        let worst = p
-            .webgpu_big_tensors
-            .iter()
-            .map(|t| t.bytes)
-            .max()
-            .unwrap_or(0);
-        let ok = worst <= ad.max_storage_buffer_binding_size && worst <= ad.max_buffer_size;
+        let ok = oversized_tensors(&config, p.webgpu_dtype, &ad.limits()).is_empty();
         println!(
             "  {} ({}): max binding {} → {}",
             ad.name,

@@ -10,18 +10,41 @@ use hubscope_core::sampling::{GenerationConfig, Sampler};
 use hubscope_core::{Model, ModelConfig, generate};
 use serde_json::json;
 
+use crate::device::DeviceArgs;
 use crate::folder::ModelFolder;
+use crate::load::load_model;
 use crate::process::rss;
-use crate::run::{DeviceArgs, load_model};
 
-/// Published configs of the shapes `--shape` builds with random weights (the same files the
-/// planner's tests count).
-pub fn shape_config(name: &str) -> Result<&'static str> {
-    Ok(match name {
-        "qwen2.5-0.5b" => include_str!("../../../tests/data/configs/Qwen2.5-0.5B.json"),
-        "smollm2-135m" => include_str!("../../../tests/data/configs/SmolLM2-135M.json"),
-        other => bail!("--shape {other}: unknown shape (qwen2.5-0.5b, smollm2-135m)"),
-    })
+/// Published configs of the shapes `--shape` builds with random weights (`shapes/`, the same
+/// files the planner's tests count).
+const SHAPES: [(&str, &str); 5] = [
+    (
+        "qwen2.5-0.5b",
+        include_str!("../../shapes/qwen2.5-0.5b.json"),
+    ),
+    (
+        "qwen2.5-1.5b",
+        include_str!("../../shapes/qwen2.5-1.5b.json"),
+    ),
+    ("qwen3-0.6b", include_str!("../../shapes/qwen3-0.6b.json")),
+    (
+        "llama-3.2-1b",
+        include_str!("../../shapes/llama-3.2-1b.json"),
+    ),
+    (
+        "smollm2-135m",
+        include_str!("../../shapes/smollm2-135m.json"),
+    ),
+];
+
+fn shape_config(name: &str) -> Result<&'static str> {
+    match SHAPES.iter().find(|(n, _)| *n == name) {
+        Some((_, json)) => Ok(json),
+        None => {
+            let names: Vec<&str> = SHAPES.iter().map(|(n, _)| *n).collect();
+            bail!("--shape {name}: unknown shape ({})", names.join(", "))
+        }
+    }
 }
 
 #[derive(Args)]
@@ -70,7 +93,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
             let folder =
                 ModelFolder::open(&crate::hub::local_or_download(path, &a.hub)?.to_string_lossy())?;
             let config = ModelConfig::from_json(&folder.read("config.json")?)?;
-            (load_model(&folder, config, &a.dev)?, path.clone())
+            let model = load_model(&folder, config, a.dev.dtype()?, &a.dev.device()?, None)?;
+            (model, path.clone())
         }
         (None, Some(shape)) => {
             let config = ModelConfig::from_json(shape_config(shape)?.as_bytes())?;
@@ -147,7 +171,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let (peak, _) = rss();
     let gen_growth = peak.saturating_sub(rss_loaded);
     let dtype = a.dev.dtype()?;
-    let plan_dtype = hubscope_core::plan::PlanDtype::parse(dtype.name()).expect("f32/f16/bf16");
+    let plan_dtype = hubscope_core::plan::PlanDtype::from(dtype);
     let context = a.prompt_len + a.gen_tokens;
     let est = hubscope_core::plan::plan(&model.config, context, 1, 8, plan_dtype);
     let est = est

@@ -1,42 +1,29 @@
-//! The Fine-tune tab: LoRA training in the tab with the same core as `hubscope finetune`
-//! (burn autodiff on WebGPU, or the CPU in WebAssembly), a loss curve drawn as it goes, a chat
-//! with the trained model, and the PEFT adapter folder to download.
+//! The Fine-tune tab: LoRA training in the tab with the same core preparation and trainer as
+//! `hubscope finetune` (burn autodiff on WebGPU, or the CPU in WebAssembly), a loss curve drawn
+//! as it goes, a chat with the trained model, and the PEFT adapter folder to download.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use hubscope_core::ComputeDtype;
-use hubscope_core::export::OutFile;
-use hubscope_core::lora::{
-    AdamW, AdapterConfig, TARGETS, Trainer, adapter_files, freeze, parse_jsonl, render_example,
-    start_training, trainable_params,
-};
+use hubscope_core::OutFile;
+use hubscope_core::layout::projection_names;
+use hubscope_core::lora::{FineTuneSettings, adapter_files, check, freeze, trainable_params};
 use hubscope_core::plan::{PlanDtype, plan};
-use hubscope_core::text::Message;
+use hubscope_core::prompt::Prompt;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
-use crate::app::{Ctx, Query};
-use crate::engine::{self, AppError, Loaded};
+use super::input;
+use crate::error::AppError;
 use crate::fetch::{next_tick, now_ms};
 use crate::i18n::t;
-
-/// The tab's settings that a link can carry.
-pub const QUERY_KEYS: &[&str] = &[
-    "ft_init",
-    "ft_init_sub",
-    "ft_rank",
-    "ft_alpha",
-    "ft_dropout",
-    "ft_targets",
-    "ft_epochs",
-    "ft_batch",
-    "ft_lr",
-    "ft_wd",
-    "ft_seed",
-];
+use crate::model::{Loaded, load_owned, stream};
+use crate::repo::fetch_adapter;
+use crate::state::{Tab, ctx};
+use crate::url::url_text;
 
 /// A trained model, kept for the chat and the downloads.
 struct Trained {
@@ -90,21 +77,30 @@ fn curve(losses: &[f32], total: usize) -> impl IntoView + use<> {
     }
 }
 
-/// The Fine-tune panel.
-pub fn panel(ctx: Ctx, q: &Query, visible: Signal<bool>) -> impl IntoView + use<> {
+/// A number field of the form: `name: `x` is not a number`.
+fn number(sig: RwSignal<String>, name: &str) -> Result<f64, AppError> {
+    let v = sig.get_untracked();
+    v.trim()
+        .parse::<f64>()
+        .map_err(|_| AppError::Model(format!("{name}: `{v}` is not a number")))
+}
+
+#[component]
+pub fn FineTunePanel() -> impl IntoView {
+    let ctx = ctx();
     let lang = ctx.lang;
     let data = RwSignal::new(String::new());
-    let init_repo = RwSignal::new(q.get("ft_init", ""));
-    let init_sub = RwSignal::new(q.get("ft_init_sub", ""));
-    let rank = RwSignal::new(q.get("ft_rank", "8"));
-    let alpha = RwSignal::new(q.get("ft_alpha", "16"));
-    let dropout = RwSignal::new(q.get("ft_dropout", "0"));
-    let targets = RwSignal::new(q.get("ft_targets", &TARGETS.join(",")));
-    let epochs = RwSignal::new(q.get("ft_epochs", "1"));
-    let batch = RwSignal::new(q.get("ft_batch", "1"));
-    let lr = RwSignal::new(q.get("ft_lr", "0.0001"));
-    let wd = RwSignal::new(q.get("ft_wd", "0"));
-    let seed = RwSignal::new(q.get("ft_seed", "0"));
+    let init_repo = url_text("ft_init", "");
+    let init_sub = url_text("ft_init_sub", "");
+    let rank = url_text("ft_rank", "8");
+    let alpha = url_text("ft_alpha", "16");
+    let dropout = url_text("ft_dropout", "0");
+    let targets = url_text("ft_targets", &projection_names().join(","));
+    let epochs = url_text("ft_epochs", "1");
+    let batch = url_text("ft_batch", "1");
+    let lr = url_text("ft_lr", "0.0001");
+    let wd = url_text("ft_wd", "0");
+    let seed = url_text("ft_seed", "0");
 
     let losses: RwSignal<Vec<f32>> = RwSignal::new(vec![]);
     let total_steps = RwSignal::new(0usize);
@@ -117,12 +113,6 @@ pub fn panel(ctx: Ctx, q: &Query, visible: Signal<bool>) -> impl IntoView + use<
     let answer = RwSignal::new(String::new());
     let trained: Rc<RefCell<Option<Trained>>> = Rc::new(RefCell::new(None));
     let stop = Rc::new(Cell::new(false));
-
-    let number = |sig: RwSignal<String>, name: &str| -> Result<f64, AppError> {
-        sig.get_untracked().trim().parse::<f64>().map_err(|_| {
-            AppError::Model(format!("{name}: `{}` is not a number", sig.get_untracked()))
-        })
-    };
 
     let (trained_run, stop_run) = (trained.clone(), stop.clone());
     let train = move || {
@@ -142,40 +132,39 @@ pub fn panel(ctx: Ctx, q: &Query, visible: Signal<bool>) -> impl IntoView + use<
         spawn_local(async move {
             ctx.busy.set(true);
             let result: Result<(), AppError> = async {
-                let conversations = parse_jsonl(&data.get_untracked())?;
-                let fresh = AdapterConfig::fresh(
-                    number(rank, "rank")? as usize,
-                    number(alpha, "alpha")?,
-                    number(dropout, "dropout")?,
-                    &targets
+                // Settings and data lines are checked before anything is downloaded.
+                let settings = FineTuneSettings {
+                    rank: number(rank, "rank")? as usize,
+                    alpha: number(alpha, "alpha")?,
+                    dropout: number(dropout, "dropout")?,
+                    targets: targets
                         .get_untracked()
                         .split(',')
                         .map(|s| s.trim().to_string())
                         .filter(|s| !s.is_empty())
-                        .collect::<Vec<_>>(),
-                )?;
-                let opt = AdamW::new(number(lr, "learning rate")?, number(wd, "weight decay")?);
-                let (epochs_n, batch_n) = (number(epochs, "epochs")?, number(batch, "batch size")?);
-                let seed_n = number(seed, "seed")? as u64;
+                        .collect(),
+                    epochs: number(epochs, "epochs")? as usize,
+                    batch_size: number(batch, "batch size")? as usize,
+                    lr: number(lr, "learning rate")?,
+                    weight_decay: number(wd, "weight decay")?,
+                    seed: number(seed, "seed")? as u64,
+                };
+                let checked = check(&data.get_untracked(), &settings)?;
                 let src = ctx.source();
                 let v = ctx.open().await?;
                 let init = if init_repo.get_untracked().trim().is_empty() {
                     None
                 } else {
                     Some(
-                        engine::fetch_adapter(
-                            &src,
-                            &init_repo.get_untracked(),
-                            &init_sub.get_untracked(),
-                        )
-                        .await?,
+                        fetch_adapter(&src, &init_repo.get_untracked(), &init_sub.get_untracked())
+                            .await?,
                     )
                 };
                 // Training runs in f32 on the autodiff form of the chosen device.
                 let (device, _) = ctx.device(&v.config, ComputeDtype::F32).await?;
                 let device = device.autodiff();
                 let stop2 = stop.clone();
-                let mut loaded = engine::load_owned(
+                let mut loaded = load_owned(
                     &src,
                     &v,
                     &device,
@@ -184,17 +173,10 @@ pub fn panel(ctx: Ctx, q: &Query, visible: Signal<bool>) -> impl IntoView + use<
                     &move || stop2.get(),
                 )
                 .await?;
-                let examples = conversations
-                    .iter()
-                    .map(|m| render_example(&loaded.tokenizer, m))
-                    .collect::<hubscope_core::Result<Vec<_>>>()?;
-                let examples_len: Vec<usize> = examples.iter().map(|e| e.ids.len()).collect();
-                let mut trainer = Trainer::new(examples, batch_n as usize, epochs_n as usize, opt)?;
-                let cfg = start_training(
+                let mut run = checked.render(&loaded.tokenizer)?;
+                let cfg = run.start(
                     &mut loaded.model,
                     init.as_ref().map(|(c, w)| (c.clone(), w.as_slice())),
-                    fresh,
-                    seed_n,
                 )?;
                 // The form shows what is trained (a starting adapter's own settings win).
                 rank.set(cfg.r.to_string());
@@ -210,19 +192,19 @@ pub fn panel(ctx: Ctx, q: &Query, visible: Signal<bool>) -> impl IntoView + use<
                 ));
                 // What the planner says this run needs (the Memory tab's LoRA row, for the
                 // longest example and this batch size).
-                let longest = examples_len.iter().copied().max().unwrap_or(1);
-                let p = plan(&v.config, longest, batch_n as usize, cfg.r, PlanDtype::F32);
+                let (longest, batch_n) = (run.longest, settings.batch_size);
+                let p = plan(&v.config, longest, batch_n, cfg.r, PlanDtype::F32);
                 if let Some(f) = p.fine_tuning.iter().find(|f| f.method.starts_with("LoRA")) {
                     planned.set(format!(
                         "{} ({}, {longest} tokens × batch {})",
                         hubscope_core::units::human_bytes(f.total),
                         f.method,
-                        batch_n as usize
+                        batch_n
                     ));
                 }
-                total_steps.set(trainer.total_steps());
+                total_steps.set(run.trainer.total_steps());
                 let t0 = now_ms();
-                while let Some(s) = trainer.step(&mut loaded.model).await? {
+                while let Some(s) = run.trainer.step(&mut loaded.model).await? {
                     let secs = (now_ms() - t0) / 1000.0;
                     let done = s.step + 1;
                     let eta = secs / done as f64 * (s.total_steps - done) as f64;
@@ -285,12 +267,12 @@ pub fn panel(ctx: Ctx, q: &Query, visible: Signal<bool>) -> impl IntoView + use<
                 let tr = guard.as_ref().ok_or_else(|| {
                     AppError::Model(t(lang.get_untracked(), "ft.train_first").into())
                 })?;
-                let tok = &tr.loaded.tokenizer;
-                let m = [Message::new("user", &prompt.get_untracked())];
-                let ids = tok.encode(&tok.apply_chat_template(&m, true)?, false)?;
+                let ids = Prompt::chat(&prompt.get_untracked())
+                    .encode(&tr.loaded.tokenizer)?
+                    .ids;
                 let mut g = tr.loaded.generation.clone().with_temperature(0.0);
                 g.max_new_tokens = 64;
-                engine::stream(&tr.loaded, &ids, g, &mut |text| {
+                stream(&tr.loaded, &ids, g, &mut |text| {
                     answer.update(|o| o.push_str(text));
                     true
                 })
@@ -323,7 +305,6 @@ pub fn panel(ctx: Ctx, q: &Query, visible: Signal<bool>) -> impl IntoView + use<
         });
     };
 
-    let input = |sig: RwSignal<String>| move |ev| sig.set(event_target_value(&ev));
     let field = move |id: &'static str, key: &'static str, sig: RwSignal<String>| {
         view! { <label>{move || t(lang.get(), key)}<input id=id prop:value=move || sig.get() on:input=input(sig)/></label> }
     };
@@ -335,7 +316,7 @@ pub fn panel(ctx: Ctx, q: &Query, visible: Signal<bool>) -> impl IntoView + use<
     };
     let stop_click = stop.clone();
     view! {
-        <section id="panel-finetune" class:hidden=move || !visible.get()>
+        <section id="panel-finetune" class:hidden=move || ctx.tab.get() != Tab::FineTune>
             <p class="note">{move || t(lang.get(), "ft.intro")}</p>
             <label>{move || t(lang.get(), "ft.data")}
                 <textarea id="ft-data" rows="6" placeholder=r#"{"messages": [{"role": "user", "content": "…"}, {"role": "assistant", "content": "…"}]}

@@ -1,18 +1,20 @@
 //! `hubscope export`: save a model as a Hugging Face safetensors folder (dtype conversion,
 //! sharding) or as burnpack. Written under a temporary name and renamed when complete.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use hubscope_core::export::{
-    BURNPACK_FILE, export_config, named_tensors, to_burnpack, to_safetensors,
-};
-use hubscope_core::{ComputeDtype, ModelConfig};
+use hubscope_core::burn::tensor::Device;
+use hubscope_core::burnpack::{BURNPACK_FILE, to_burnpack};
+use hubscope_core::export::{export_config, named_tensors};
+use hubscope_core::safetensors::to_safetensors;
+use hubscope_core::{ComputeDtype, ModelConfig, OutFile};
 use serde_json::json;
 
 use crate::folder::ModelFolder;
-use crate::run::{DeviceArgs, load_model};
+use crate::load::load_model;
+use crate::output::{ensure_free_target, write_atomically};
 
 #[derive(Args)]
 pub struct ExportArgs {
@@ -98,32 +100,31 @@ pub fn run(a: ExportArgs) -> Result<()> {
     };
     let max_shard = parse_size(&a.max_shard_size)?;
     ensure_free_target(&a.out)?;
-    let dev = DeviceArgs {
-        device: "cpu".into(),
-        dtype: dtype.name().into(),
-    };
-    let mut model = load_model(&folder, config.clone(), &dev)?;
-    if let Some(ad) = &a.adapter {
-        crate::finetune::apply_adapter(&mut model, ad)?;
-        hubscope_core::lora::merge(&mut model);
-    }
+    let mut model = load_model(
+        &folder,
+        config.clone(),
+        dtype,
+        &Device::flex(),
+        a.adapter.as_deref(),
+    )?;
+    hubscope_core::lora::merge(&mut model);
     let tensors = pollster::block_on(named_tensors(&model.lm, dtype))?;
     drop(model);
     let mut files = if burnpack {
-        vec![hubscope_core::export::OutFile {
+        vec![OutFile {
             name: BURNPACK_FILE.into(),
             bytes: to_burnpack(tensors)?,
         }]
     } else {
         to_safetensors(&tensors, max_shard)?
     };
-    files.push(hubscope_core::export::OutFile {
+    files.push(OutFile {
         name: "config.json".into(),
         bytes: export_config(&config, dtype),
     });
     for f in SIDE_FILES {
         if let Some(bytes) = folder.read_optional(f)? {
-            files.push(hubscope_core::export::OutFile {
+            files.push(OutFile {
                 name: f.into(),
                 bytes,
             });
@@ -147,53 +148,6 @@ pub fn run(a: ExportArgs) -> Result<()> {
         println!("{}", a.out.display());
     }
     Ok(())
-}
-
-/// An output folder must not exist yet, or be empty: nothing of the user's is overwritten.
-pub fn ensure_free_target(out: &Path) -> Result<()> {
-    if out.exists()
-        && std::fs::read_dir(out)
-            .map(|mut d| d.next().is_some())
-            .unwrap_or(true)
-    {
-        bail!(
-            "{}: already exists and is not an empty folder",
-            out.display()
-        );
-    }
-    Ok(())
-}
-
-/// Write every file into `<out>.partial-<pid>`, then rename it to `out`: an interrupted
-/// export never leaves a folder that looks complete.
-pub fn write_atomically(out: &Path, files: &[hubscope_core::export::OutFile]) -> Result<()> {
-    let name = out
-        .file_name()
-        .with_context(|| format!("{}: not a folder name", out.display()))?;
-    let tmp = out.with_file_name(format!(
-        "{}.partial-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
-    let result = (|| -> Result<()> {
-        for f in files {
-            let p = tmp.join(&f.name);
-            std::fs::write(&p, &f.bytes)
-                .with_context(|| format!("{}: cannot write", p.display()))?;
-        }
-        if out.exists() {
-            std::fs::remove_dir(out)
-                .with_context(|| format!("{}: cannot replace", out.display()))?;
-        }
-        std::fs::rename(&tmp, out)
-            .with_context(|| format!("{}: cannot move into place", out.display()))?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_dir_all(&tmp);
-    }
-    result
 }
 
 #[cfg(test)]

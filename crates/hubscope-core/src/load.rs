@@ -1,0 +1,341 @@
+//! Loading: the checkpoint's tensors matched to the module tree by name (the load report,
+//! from headers alone), read and converted to the compute dtype, built into the burn modules;
+//! and the [`Model`] constructors (safetensors, burnpack, random weights).
+
+use std::collections::HashMap;
+
+use burn::module::Param;
+use burn::tensor::{DType, Device, Tensor, TensorData};
+use safetensors::SafeTensors;
+
+use crate::config::ModelConfig;
+use crate::dtype::ComputeDtype;
+use crate::error::{Error, Result};
+use crate::layout::Proj;
+use crate::model::{
+    Attention, CausalLm, DecoderLayer, DecoderModel, Embedding, Linear, Mlp, Model, RmsNorm,
+};
+use crate::report::{LoadEntry, LoadReport, LoadStatus};
+use crate::safetensors::{FileHeader, StoredDtype, TensorHeader, convert, safetensors_err};
+use crate::structure::{ParamSpec, model_tree};
+
+/// Buffers that checkpoints sometimes carry and transformers ignores.
+fn is_ignored_buffer(name: &str) -> bool {
+    name.ends_with("rotary_emb.inv_freq")
+}
+
+/// Match the checkpoint's tensors (from headers alone) to the module tree: the load report.
+/// Missing, unused or wrongly shaped tensors and unloadable dtypes are errors naming the tensor.
+pub fn plan_load(config: &ModelConfig, headers: &[FileHeader]) -> Result<LoadReport> {
+    let tree = model_tree(config);
+    let mut tensors: HashMap<&str, &TensorHeader> = HashMap::new();
+    for h in headers {
+        for (name, t) in &h.tensors {
+            tensors.insert(name, t);
+        }
+    }
+    let module_of = |path: &str| path.rsplit_once('.').map_or("", |(m, _)| m).to_string();
+    let mut report = LoadReport::default();
+    for spec in tree.all_params() {
+        let found = tensors.remove(spec.path.as_str());
+        if let Some(target) = &spec.tied_to {
+            // A tied head saved anyway is ignored: transformers ties it to the embedding.
+            report.entries.push(LoadEntry {
+                tensor: spec.path.clone(),
+                file: found.map(|t| t.file.clone()).unwrap_or_default(),
+                module: module_of(&spec.path),
+                shape: spec.shape.clone(),
+                stored_dtype: found.map(|t| t.dtype),
+                status: if found.is_some() {
+                    LoadStatus::TiedIgnored { to: target.clone() }
+                } else {
+                    LoadStatus::Tied { to: target.clone() }
+                },
+            });
+            continue;
+        }
+        let t = found.ok_or_else(|| Error::MissingTensor {
+            name: spec.path.clone(),
+            module: module_of(&spec.path),
+            expected: spec.shape.clone(),
+        })?;
+        check_shape(&t.file, spec, &t.shape)?;
+        StoredDtype::of(&t.file, &spec.path, t.dtype)?;
+        report.entries.push(LoadEntry {
+            tensor: spec.path.clone(),
+            file: t.file.clone(),
+            module: module_of(&spec.path),
+            shape: spec.shape.clone(),
+            stored_dtype: Some(t.dtype),
+            status: LoadStatus::Loaded,
+        });
+    }
+    let mut rest: Vec<_> = tensors.into_iter().collect();
+    rest.sort_by(|a, b| a.0.cmp(b.0));
+    for (name, t) in rest {
+        if !is_ignored_buffer(name) {
+            return Err(Error::UnusedTensor {
+                file: t.file.clone(),
+                name: name.to_string(),
+                shape: t.shape.clone(),
+                arch: tree.class,
+            });
+        }
+        report.entries.push(LoadEntry {
+            tensor: name.to_string(),
+            file: t.file.clone(),
+            module: String::new(),
+            shape: t.shape.clone(),
+            stored_dtype: Some(t.dtype),
+            status: LoadStatus::IgnoredBuffer,
+        });
+    }
+    Ok(report)
+}
+/// Take every parameter of the tree from the given safetensors files (name, full bytes),
+/// converted to the compute dtype, with the load report.
+pub fn read_checkpoint(
+    config: &ModelConfig,
+    files: &[(String, &[u8])],
+    dtype: ComputeDtype,
+) -> Result<(HashMap<String, TensorData>, LoadReport)> {
+    let headers = files
+        .iter()
+        .map(|(file, bytes)| FileHeader::parse(file, bytes, Some(bytes.len() as u64)))
+        .collect::<Result<Vec<_>>>()?;
+    let report = plan_load(config, &headers)?;
+    let mut views = HashMap::new();
+    for (file, bytes) in files {
+        let st =
+            SafeTensors::deserialize(bytes).map_err(|e| safetensors_err(file, e.to_string()))?;
+        for (name, view) in st.tensors() {
+            views.insert(name, view);
+        }
+    }
+    let mut out = HashMap::new();
+    for e in report.loaded() {
+        let view = views
+            .remove(&e.tensor)
+            .ok_or_else(|| safetensors_err(&e.file, format!("tensor `{}` vanished", e.tensor)))?;
+        let sd = StoredDtype::of(&e.file, &e.tensor, view.dtype())?;
+        out.insert(
+            e.tensor.clone(),
+            convert(view.data(), sd, dtype, e.shape.clone()),
+        );
+    }
+    Ok((out, report))
+}
+
+fn check_shape(file: &str, spec: &ParamSpec, found: &[usize]) -> Result<()> {
+    if spec.shape != found {
+        return Err(Error::ShapeMismatch {
+            file: file.to_string(),
+            name: spec.path.clone(),
+            expected: spec.shape.clone(),
+            found: found.to_vec(),
+        });
+    }
+    Ok(())
+}
+
+/// Random weights for the tree (norm weights near 1, others N(0, 0.02)), for benchmarks
+/// of a model shape without downloading it.
+pub fn random_weights(
+    config: &ModelConfig,
+    dtype: ComputeDtype,
+    seed: u64,
+) -> HashMap<String, TensorData> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move || {
+        // xorshift64* -> uniform in [-1, 1); a sum of two gives a cheap bell shape.
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        let r = state.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        (r >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    };
+    let mut out = HashMap::new();
+    for spec in model_tree(config).all_params() {
+        if spec.tied_to.is_some() {
+            continue;
+        }
+        let is_norm = spec.path.ends_with("norm.weight");
+        let vals: Vec<f32> = (0..spec.numel())
+            .map(|_| {
+                let x = (next() + next()) * 0.5;
+                if is_norm { 1.0 + 0.1 * x } else { 0.035 * x }
+            })
+            .collect();
+        let bytes: Vec<u8> = vals.iter().flat_map(|v| v.to_le_bytes()).collect();
+        out.insert(
+            spec.path.clone(),
+            convert(&bytes, StoredDtype::F32, dtype, spec.shape.clone()),
+        );
+    }
+    out
+}
+
+/// Build the model from host tensors named as the checkpoint names them.
+pub fn build_model(
+    config: &ModelConfig,
+    tensors: HashMap<String, TensorData>,
+    dtype: ComputeDtype,
+    device: &Device,
+) -> Result<CausalLm> {
+    let mut l = Loader {
+        tensors,
+        device,
+        dtype: dtype.burn(),
+    };
+    let eps = config.rms_norm_eps;
+    let mut layers = Vec::with_capacity(config.num_hidden_layers);
+    for i in 0..config.num_hidden_layers {
+        let p = format!("model.layers.{i}");
+        let qwen3 = config.family == crate::config::Family::Qwen3;
+        let mut proj = |p: Proj| l.linear(&p.path(i), p.bias(config));
+        let (q_proj, k_proj, v_proj, o_proj) = (
+            proj(Proj::Q)?,
+            proj(Proj::K)?,
+            proj(Proj::V)?,
+            proj(Proj::O)?,
+        );
+        let (gate_proj, up_proj, down_proj) =
+            (proj(Proj::Gate)?, proj(Proj::Up)?, proj(Proj::Down)?);
+        let a = format!("{p}.self_attn");
+        let self_attn = Attention {
+            q_proj,
+            k_proj,
+            v_proj,
+            o_proj,
+            q_norm: if qwen3 {
+                Some(l.norm(&format!("{a}.q_norm"), eps)?)
+            } else {
+                None
+            },
+            k_norm: if qwen3 {
+                Some(l.norm(&format!("{a}.k_norm"), eps)?)
+            } else {
+                None
+            },
+            num_heads: config.num_attention_heads,
+            num_kv_heads: config.num_key_value_heads,
+            head_dim: config.head_dim,
+            sliding_window: config.layer_windows[i],
+        };
+        let mlp = Mlp {
+            gate_proj,
+            up_proj,
+            down_proj,
+        };
+        layers.push(DecoderLayer {
+            self_attn,
+            mlp,
+            input_layernorm: l.norm(&format!("{p}.input_layernorm"), eps)?,
+            post_attention_layernorm: l.norm(&format!("{p}.post_attention_layernorm"), eps)?,
+        });
+    }
+    let model = DecoderModel {
+        embed_tokens: Embedding {
+            weight: l.param("model.embed_tokens.weight")?,
+        },
+        layers,
+        norm: l.norm("model.norm", eps)?,
+    };
+    let lm_head = if config.tie_word_embeddings {
+        None
+    } else {
+        Some(l.linear("lm_head", false)?)
+    };
+    Ok(CausalLm { model, lm_head })
+}
+struct Loader<'a> {
+    tensors: HashMap<String, TensorData>,
+    device: &'a Device,
+    dtype: DType,
+}
+
+impl Loader<'_> {
+    fn param<const D: usize>(&mut self, name: &str) -> Result<Param<Tensor<D>>> {
+        let data = self
+            .tensors
+            .remove(name)
+            .ok_or_else(|| Error::MissingTensor {
+                name: name.to_string(),
+                module: name.rsplit_once('.').map_or("", |(m, _)| m).to_string(),
+                expected: vec![],
+            })?;
+        Ok(Param::from_tensor(Tensor::from_data(
+            data,
+            (self.device, self.dtype),
+        )))
+    }
+    fn linear(&mut self, path: &str, bias: bool) -> Result<Linear> {
+        Ok(Linear {
+            weight: self.param(&format!("{path}.weight"))?,
+            bias: if bias {
+                Some(self.param(&format!("{path}.bias"))?)
+            } else {
+                None
+            },
+            lora: None,
+        })
+    }
+    fn norm(&mut self, path: &str, eps: f64) -> Result<RmsNorm> {
+        Ok(RmsNorm {
+            weight: self.param(&format!("{path}.weight"))?,
+            eps,
+        })
+    }
+}
+
+impl Model {
+    /// Load from safetensors files given as (file name, bytes).
+    pub fn from_safetensors(
+        config: ModelConfig,
+        files: &[(String, &[u8])],
+        dtype: ComputeDtype,
+        device: &Device,
+    ) -> Result<Self> {
+        let (tensors, report) = read_checkpoint(&config, files, dtype)?;
+        let lm = build_model(&config, tensors, dtype, device)?;
+        Ok(Model::assemble(config, lm, dtype, device, report))
+    }
+
+    /// Load from a burnpack file (what `hubscope export --format burnpack` writes).
+    pub fn from_burnpack(
+        config: ModelConfig,
+        bytes: Vec<u8>,
+        dtype: ComputeDtype,
+        device: &Device,
+    ) -> Result<Self> {
+        let (header, mut data) =
+            crate::burnpack::read_burnpack(crate::burnpack::BURNPACK_FILE, bytes)?;
+        let report = plan_load(&config, &[header])?;
+        let mut tensors = std::collections::HashMap::new();
+        for e in report.loaded() {
+            if let Some(d) = data.remove(&e.tensor) {
+                tensors.insert(e.tensor.clone(), d.convert_dtype(dtype.burn()));
+            }
+        }
+        let lm = build_model(&config, tensors, dtype, device)?;
+        Ok(Model::assemble(config, lm, dtype, device, report))
+    }
+
+    /// A model of this config with random weights (benchmarks of a shape, no download).
+    pub fn random(
+        config: ModelConfig,
+        dtype: ComputeDtype,
+        device: &Device,
+        seed: u64,
+    ) -> Result<Self> {
+        let tensors = random_weights(&config, dtype, seed);
+        let lm = build_model(&config, tensors, dtype, device)?;
+        Ok(Model::assemble(
+            config,
+            lm,
+            dtype,
+            device,
+            LoadReport::default(),
+        ))
+    }
+}

@@ -1,0 +1,243 @@
+//! LoRA training: the causal-LM loss, torch-exact AdamW over the adapters only, and the one
+//! `Trainer` schedule the CLI and the page both step.
+
+use burn::module::Param;
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{DType, Device, Int, Tensor, TensorData};
+
+use super::adapter::{AdapterConfig, adapters, attach, init_adapter, make_trainable};
+use crate::error::{Error, Result};
+use crate::model::Model;
+
+/// Mean cross-entropy of `labels` (−100 = ignored) under the model, shifted by one as
+/// transformers does: the logits at position t are scored against label t+1. `[1]`.
+pub fn causal_lm_loss(model: &Model, ids: &[u32], labels: &[i64]) -> Result<Tensor<1>> {
+    let (sum, count) = causal_lm_loss_sum(model, ids, labels)?;
+    Ok(sum / count as f64)
+}
+
+/// The summed cross-entropy of an example's labelled tokens `[1]`, and how many there are.
+pub fn causal_lm_loss_sum(
+    model: &Model,
+    ids: &[u32],
+    labels: &[i64],
+) -> Result<(Tensor<1>, usize)> {
+    let n = ids.len();
+    if n < 2 || labels.len() != n {
+        return Err(Error::Invalid(
+            "an example needs at least two tokens and one label per token".into(),
+        ));
+    }
+    let (logits, _) = model.forward_traced(ids)?;
+    let vocab = model.config.vocab_size;
+    // [n-1, vocab] log-probabilities of the next token
+    let lp = log_softmax(
+        logits
+            .cast(DType::F32)
+            .reshape([n, vocab])
+            .slice([0..n - 1, 0..vocab]),
+        1,
+    );
+    let shifted: Vec<i64> = labels[1..].to_vec();
+    let keep: Vec<f32> = shifted
+        .iter()
+        .map(|&l| if l >= 0 { 1.0 } else { 0.0 })
+        .collect();
+    let count: f32 = keep.iter().sum();
+    if count == 0.0 {
+        return Err(Error::Invalid(
+            "an example has no labelled tokens after its prompt".into(),
+        ));
+    }
+    let idx: Vec<i64> = shifted.iter().map(|&l| l.max(0)).collect();
+    let device: Device = model.device.clone();
+    let idx = Tensor::<2, Int>::from_data(TensorData::new(idx, [n - 1, 1]), &device);
+    let picked = lp.gather(1, idx).reshape([n - 1]); // [n-1]
+    let keep = Tensor::<1>::from_data(TensorData::new(keep, [n - 1]), (&device, DType::F32));
+    Ok(((picked * keep).sum().neg(), count as usize))
+}
+
+/// One training example: token ids and labels (−100 where the loss ignores the token).
+#[derive(Debug, Clone)]
+pub struct Example {
+    pub ids: Vec<u32>,
+    pub labels: Vec<i64>,
+}
+
+/// AdamW exactly as `torch.optim.AdamW` computes it (decoupled weight decay, bias-corrected
+/// moments, eps added after the square root), over the LoRA parameters only.
+pub struct AdamW {
+    pub lr: f64,
+    pub betas: (f64, f64),
+    pub eps: f64,
+    pub weight_decay: f64,
+    step: i32,
+    moments: Vec<(Tensor<2>, Tensor<2>)>,
+}
+
+impl AdamW {
+    pub fn new(lr: f64, weight_decay: f64) -> Self {
+        AdamW {
+            lr,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay,
+            step: 0,
+            moments: vec![],
+        }
+    }
+}
+
+/// Put an adapter on a model that lives on an autodiff device and make it the only trainable
+/// part: `init` (a PEFT adapter's config and `adapter_model.safetensors`) when given — its
+/// rank, alpha and targets win — else a fresh one with `fresh`'s settings, PEFT-initialised
+/// from `seed`. `seed` also seeds the dropout masks. Returns the adapter's config.
+pub fn start_training(
+    model: &mut Model,
+    init: Option<(AdapterConfig, &[u8])>,
+    fresh: AdapterConfig,
+    seed: u64,
+) -> Result<AdapterConfig> {
+    let cfg = match init {
+        Some((cfg, weights)) => {
+            attach(model, &cfg, weights)?;
+            cfg
+        }
+        None => {
+            init_adapter(model, &fresh, seed);
+            fresh
+        }
+    };
+    model.device.seed(seed);
+    make_trainable(model);
+    Ok(cfg)
+}
+
+/// One optimizer step's outcome.
+#[derive(Debug, Clone, Copy)]
+pub struct StepReport {
+    pub epoch: usize,
+    /// 0-based, over all epochs.
+    pub step: usize,
+    pub total_steps: usize,
+    /// The batch's mean loss before the update.
+    pub loss: f32,
+    /// Tokens seen so far, this step's included.
+    pub tokens: usize,
+}
+
+/// The training schedule shared by the CLI and the page: the examples in file order, in
+/// batches, for some epochs, one AdamW step per batch.
+pub struct Trainer {
+    examples: Vec<Example>,
+    batch_size: usize,
+    epochs: usize,
+    opt: AdamW,
+    next: usize,
+    tokens: usize,
+}
+
+impl Trainer {
+    pub fn new(
+        examples: Vec<Example>,
+        batch_size: usize,
+        epochs: usize,
+        opt: AdamW,
+    ) -> Result<Self> {
+        if examples.is_empty() {
+            return Err(Error::Invalid("no training examples".into()));
+        }
+        if batch_size == 0 || epochs == 0 {
+            return Err(Error::Invalid(
+                "batch size and epochs must be at least 1".into(),
+            ));
+        }
+        Ok(Trainer {
+            examples,
+            batch_size,
+            epochs,
+            opt,
+            next: 0,
+            tokens: 0,
+        })
+    }
+
+    pub fn steps_per_epoch(&self) -> usize {
+        self.examples.len().div_ceil(self.batch_size)
+    }
+
+    pub fn total_steps(&self) -> usize {
+        self.steps_per_epoch() * self.epochs
+    }
+
+    /// Run the next step; `None` once the schedule is done.
+    pub async fn step(&mut self, model: &mut Model) -> Result<Option<StepReport>> {
+        if self.next >= self.total_steps() {
+            return Ok(None);
+        }
+        let per = self.steps_per_epoch();
+        let (epoch, s) = (self.next / per, self.next % per);
+        let end = ((s + 1) * self.batch_size).min(self.examples.len());
+        let batch = &self.examples[s * self.batch_size..end];
+        let loss = train_batch(model, batch, &mut self.opt).await?;
+        self.tokens += batch.iter().map(|e| e.ids.len()).sum::<usize>();
+        let report = StepReport {
+            epoch,
+            step: self.next,
+            total_steps: self.total_steps(),
+            loss,
+            tokens: self.tokens,
+        };
+        self.next += 1;
+        Ok(Some(report))
+    }
+}
+
+/// One optimizer step on one example; returns the example's loss before the update.
+pub async fn train_step(model: &mut Model, ex: &Example, opt: &mut AdamW) -> Result<f32> {
+    train_batch(model, std::slice::from_ref(ex), opt).await
+}
+
+/// One optimizer step on a batch; returns the batch's loss before the update: the mean over
+/// all labelled tokens of the batch, as transformers' causal-LM loss of a padded batch is
+/// (not the mean of per-example means).
+pub async fn train_batch(model: &mut Model, batch: &[Example], opt: &mut AdamW) -> Result<f32> {
+    let mut loss: Option<Tensor<1>> = None;
+    let mut tokens = 0usize;
+    for ex in batch {
+        let (l, n) = causal_lm_loss_sum(model, &ex.ids, &ex.labels)?;
+        tokens += n;
+        loss = Some(match loss {
+            Some(acc) => acc + l,
+            None => l,
+        });
+    }
+    let loss = loss.ok_or_else(|| Error::Invalid("an empty batch".into()))? / tokens as f64;
+    let grads = loss.backward();
+    let value = crate::model::read_f32(loss.detach()).await?[0];
+    opt.step += 1;
+    let (b1, b2) = opt.betas;
+    let bc1 = 1.0 - b1.powi(opt.step);
+    let bc2 = 1.0 - b2.powi(opt.step);
+    let step_size = opt.lr / bc1;
+    let first = opt.moments.is_empty();
+    let params = adapters(model);
+    for (k, p) in params.into_iter().enumerate() {
+        let w = p.val();
+        let g = w
+            .grad(&grads)
+            .ok_or_else(|| Error::Invalid("a LoRA parameter got no gradient".into()))?;
+        let w = w.inner();
+        if first {
+            opt.moments.push((w.zeros_like(), w.zeros_like()));
+        }
+        let (m, v) = &mut opt.moments[k];
+        *m = m.clone() * b1 + g.clone() * (1.0 - b1);
+        *v = v.clone() * b2 + g.clone() * g * (1.0 - b2);
+        let w = w * (1.0 - opt.lr * opt.weight_decay);
+        let denom = v.clone().sqrt() / bc2.sqrt() + opt.eps;
+        let w = w - m.clone() / denom * step_size;
+        *p = Param::from_tensor(Tensor::from_inner(w).require_grad());
+    }
+    Ok(value)
+}

@@ -1,0 +1,145 @@
+//! The Generate tab: a prompt (plain or chat, optional system message) run on the page's
+//! device with the core's prompt builder, sampling and generation loop, streamed into the
+//! page; download progress, Stop, and tokens per second.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use hubscope_core::ComputeDtype;
+use hubscope_core::generate::FinishReason;
+use hubscope_core::prompt::Prompt;
+use hubscope_core::sampling::Overrides;
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+
+use super::{human, input};
+use crate::error::AppError;
+use crate::fetch::now_ms;
+use crate::i18n::t;
+use crate::model::{load, stream};
+use crate::state::{Tab, ctx};
+use crate::url::{UrlValue, url_signal, url_text};
+
+#[component]
+pub fn GeneratePanel(
+    /// Run once as soon as the page opens (the `autorun` link key on this tab).
+    autorun: bool,
+) -> impl IntoView {
+    let c = ctx();
+    let lang = c.lang;
+    let prompt = url_text("prompt", "What is the capital of France?");
+    let chat = url_signal("chat", false);
+    let system = url_text("system", "");
+    let temperature = url_text("temperature", "0");
+    let top_k = url_text("top_k", "50");
+    let top_p = url_text("top_p", "1.0");
+    let max_new = url_text("max_new_tokens", "32");
+    let output = RwSignal::new(String::new());
+    let tok_s = RwSignal::new(String::new());
+    let from_cache = RwSignal::new(false);
+    let stop_flag = Rc::new(Cell::new(false));
+
+    let stop_run = stop_flag.clone();
+    let run = move || {
+        c.error.set(String::new());
+        output.set(String::new());
+        tok_s.set(String::new());
+        let stop = stop_run.clone();
+        stop.set(false);
+        spawn_local(async move {
+            c.busy.set(true);
+            let result: Result<(), AppError> = async {
+                let v = c.open().await?;
+                let lang_now = lang.get_untracked();
+                let dtype = c.dtype.get_untracked();
+                let device = c.device(&v.config, dtype).await?;
+                let stop2 = stop.clone();
+                let loaded = load(
+                    &c.source(),
+                    &v,
+                    (&device.0, device.1),
+                    dtype,
+                    &|got, total| c.progress.set((got, total)),
+                    &move || stop2.get(),
+                )
+                .await?;
+                from_cache.set(loaded.from_cache);
+                let chat_now = chat.get_untracked();
+                let sys = system.get_untracked();
+                let ids = Prompt {
+                    text: prompt.get_untracked(),
+                    chat: chat_now,
+                    system: (chat_now && !sys.is_empty()).then_some(sys),
+                }
+                .encode(&loaded.tokenizer)?
+                .ids;
+                // The form's settings over the model's defaults, checked as the CLI's are.
+                let g = loaded.generation.clone().with_overrides(&Overrides {
+                    temperature: Some(temperature.get_untracked().parse().unwrap_or(0.0)),
+                    top_k: top_k.get_untracked().parse().ok(),
+                    top_p: top_p.get_untracked().parse().ok(),
+                    repetition_penalty: None,
+                    max_new_tokens: Some(max_new.get_untracked().parse().unwrap_or(32)),
+                    seed: Some(now_ms() as u64),
+                })?;
+                let stop3 = stop.clone();
+                let out = stream(&loaded, &ids, g, &mut |text| {
+                    output.update(|o| o.push_str(text));
+                    !stop3.get()
+                })
+                .await?;
+                tok_s.set(format!("{:.1}", out.timings.decode_tok_s));
+                c.status.set(match out.finish_reason {
+                    FinishReason::Stop => t(lang_now, "stopped").into(),
+                    _ => t(lang_now, "done").into(),
+                });
+                Ok(())
+            }
+            .await;
+            if let Err(e) = result {
+                c.fail(&e);
+            }
+            c.busy.set(false);
+        });
+    };
+    if autorun {
+        run();
+    }
+    let stop_click = stop_flag.clone();
+    let dtype_change = move |ev| {
+        if let Some(d) = ComputeDtype::from_url(&event_target_value(&ev)) {
+            c.dtype.set(d);
+        }
+    };
+    view! {
+        <section id="panel-generate" class:hidden=move || c.tab.get() != Tab::Generate>
+            <label>{move || t(lang.get(), "prompt")}<textarea id="prompt" prop:value=move || prompt.get() on:input=input(prompt)></textarea></label>
+            <label class="inline"><input id="chat" type="checkbox" prop:checked=move || chat.get() on:change=move |ev| chat.set(event_target_checked(&ev))/>{move || t(lang.get(), "chat")}</label>
+            <label>{move || t(lang.get(), "system")}<input id="system" prop:value=move || system.get() on:input=input(system)/></label>
+            <div class="row">
+                <label>{move || t(lang.get(), "temperature")}<input id="temperature" prop:value=move || temperature.get() on:input=input(temperature)/></label>
+                <label>{move || t(lang.get(), "top_k")}<input id="top-k" prop:value=move || top_k.get() on:input=input(top_k)/></label>
+                <label>{move || t(lang.get(), "top_p")}<input id="top-p" prop:value=move || top_p.get() on:input=input(top_p)/></label>
+                <label>{move || t(lang.get(), "max_new")}<input id="max-new" prop:value=move || max_new.get() on:input=input(max_new)/></label>
+                <label>{move || t(lang.get(), "dtype")}
+                    <select id="dtype" on:change=dtype_change prop:value=move || c.dtype.get().name()>
+                        <option value="f32">"f32"</option><option value="f16">"f16"</option>
+                    </select>
+                </label>
+            </div>
+            <button id="run" disabled=move || c.busy.get() on:click=move |_| run()>{move || t(lang.get(), "run")}</button>
+            <button id="stop" disabled=move || !c.busy.get() on:click=move |_| stop_click.set(true)>{move || t(lang.get(), "stop")}</button>
+            <div class="progress">
+                {move || t(lang.get(), "download")}": "
+                <progress id="progress" max=move || c.progress.get().1.max(1) value=move || c.progress.get().0></progress>
+                " "<span id="progress-text">{move || {
+                    let (got, total) = c.progress.get();
+                    let pct = if total > 0 { got as f64 / total as f64 * 100.0 } else { 0.0 };
+                    format!("{} / {} ({pct:.0}%){}", human(got as f64), human(total as f64), if from_cache.get() { format!(" — {}", t(lang.get(), "from_cache")) } else { String::new() })
+                }}</span>
+            </div>
+            <h3>{move || t(lang.get(), "output")}" "<small><span id="tok-s">{move || tok_s.get()}</span>" "{move || t(lang.get(), "tok_s")}</small></h3>
+            <pre id="output">{move || output.get()}</pre>
+        </section>
+    }
+}

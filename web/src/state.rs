@@ -1,0 +1,197 @@
+//! The page state every panel shares, provided once through leptos context (`Ctx`): where the
+//! model comes from, the device and dtype, the repo read header-only, and the status line.
+//! The settings a link carries are URL keys (`url.rs`).
+
+use std::rc::Rc;
+
+use hubscope_core::ComputeDtype;
+use hubscope_core::burn::tensor::Device;
+use hubscope_core::plan::GpuLimits;
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+
+use crate::device::{DeviceChoice, PageDevice, pick_device};
+use crate::error::AppError;
+use crate::i18n::{Lang, t};
+use crate::repo::{RepoView, Source, open_repo};
+use crate::url::{UrlValue, url_signal, url_text};
+
+/// The page's tabs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tab {
+    Model,
+    Structure,
+    Memory,
+    Generate,
+    FineTune,
+}
+
+impl Tab {
+    pub const ALL: [Tab; 5] = [
+        Tab::Model,
+        Tab::Structure,
+        Tab::Memory,
+        Tab::Generate,
+        Tab::FineTune,
+    ];
+    pub fn code(self) -> &'static str {
+        match self {
+            Tab::Model => "model",
+            Tab::Structure => "structure",
+            Tab::Memory => "memory",
+            Tab::Generate => "generate",
+            Tab::FineTune => "finetune",
+        }
+    }
+    /// Tabs that show the repo read header-only.
+    pub fn needs_headers(self) -> bool {
+        matches!(self, Tab::Structure | Tab::Memory)
+    }
+}
+
+impl UrlValue for Tab {
+    fn to_url(&self) -> String {
+        self.code().into()
+    }
+    fn from_url(s: &str) -> Option<Self> {
+        Tab::ALL.into_iter().find(|t| t.code() == s)
+    }
+}
+
+impl UrlValue for DeviceChoice {
+    fn to_url(&self) -> String {
+        self.code().into()
+    }
+    fn from_url(s: &str) -> Option<Self> {
+        DeviceChoice::parse(s)
+    }
+}
+
+impl UrlValue for ComputeDtype {
+    fn to_url(&self) -> String {
+        self.name().into()
+    }
+    fn from_url(s: &str) -> Option<Self> {
+        ComputeDtype::parse(s).ok()
+    }
+}
+
+/// The page state every panel shares.
+#[derive(Clone, Copy)]
+pub struct Ctx {
+    pub lang: RwSignal<Lang>,
+    pub tab: RwSignal<Tab>,
+    pub endpoint: RwSignal<String>,
+    pub repo: RwSignal<String>,
+    pub revision: RwSignal<String>,
+    /// Never in the URL.
+    pub token: RwSignal<String>,
+    pub device_choice: RwSignal<DeviceChoice>,
+    /// The compute dtype of generation (and the Memory tab's WebGPU check).
+    pub dtype: RwSignal<ComputeDtype>,
+    /// The device the last run used.
+    pub device_used: RwSignal<Option<PageDevice>>,
+    /// The browser's WebGPU adapter, if it has one.
+    pub limits: RwSignal<Option<GpuLimits>>,
+    pub view: RwSignal<Option<Rc<RepoView>>, LocalStorage>,
+    pub status: RwSignal<String>,
+    pub error: RwSignal<String>,
+    pub busy: RwSignal<bool>,
+    pub progress: RwSignal<(u64, u64)>,
+}
+
+impl Ctx {
+    /// The state, its URL keys registered, and the adapter's limits asked for.
+    pub fn new() -> Self {
+        let ctx = Ctx {
+            lang: url_signal("lang", Lang::En),
+            tab: url_signal("tab", Tab::Model),
+            endpoint: url_text("endpoint", hubscope_core::hub::DEFAULT_ENDPOINT),
+            repo: url_text("model", "Qwen/Qwen2.5-0.5B-Instruct"),
+            revision: url_text("revision", "main"),
+            token: RwSignal::new(String::new()),
+            device_choice: url_signal("device", DeviceChoice::Auto),
+            dtype: url_signal("dtype", ComputeDtype::F32),
+            device_used: RwSignal::new(None),
+            limits: RwSignal::new(None),
+            view: RwSignal::new_local(None),
+            status: RwSignal::new(String::new()),
+            error: RwSignal::new(String::new()),
+            busy: RwSignal::new(false),
+            progress: RwSignal::new((0, 0)),
+        };
+        spawn_local(async move {
+            let l = crate::device::adapter_limits().await;
+            ctx.limits.set(l);
+        });
+        ctx
+    }
+
+    pub fn source(&self) -> Source {
+        Source {
+            endpoint: self.endpoint.get_untracked(),
+            repo: self.repo.get_untracked(),
+            revision: self.revision.get_untracked(),
+            token: self.token.get_untracked(),
+        }
+    }
+
+    /// The repo read header-only, once per repo and revision.
+    pub async fn open(self) -> Result<Rc<RepoView>, AppError> {
+        let src = self.source();
+        if let Some(v) = self.view.get_untracked().filter(|v| {
+            v.endpoint == src.endpoint.trim()
+                && v.repo.id == src.repo.trim()
+                && (src.revision == v.repo.revision || src.revision == v.commit)
+        }) {
+            return Ok(v);
+        }
+        self.status
+            .set(t(self.lang.get_untracked(), "loading").into());
+        let v = Rc::new(open_repo(&src).await?);
+        self.view.set(Some(v.clone()));
+        self.status.set(String::new());
+        Ok(v)
+    }
+
+    /// Read the repo header-only in the background (errors shown in the page).
+    pub fn load_repo(self) {
+        self.error.set(String::new());
+        spawn_local(async move {
+            self.busy.set(true);
+            if let Err(e) = self.open().await {
+                self.fail(&e);
+                self.status.set(String::new());
+            }
+            self.busy.set(false);
+        });
+    }
+
+    /// Show an error in the page's language.
+    pub fn fail(&self, e: &AppError) {
+        self.error.set(e.message(self.lang.get_untracked()));
+    }
+
+    /// The device chosen for `config` in `dtype` (see `device::pick_device`), shown in the
+    /// header.
+    pub async fn device(
+        &self,
+        config: &hubscope_core::ModelConfig,
+        dtype: ComputeDtype,
+    ) -> Result<(Device, PageDevice), AppError> {
+        let (d, kind) = pick_device(
+            self.device_choice.get_untracked(),
+            self.limits.get_untracked(),
+            config,
+            dtype,
+        )
+        .await?;
+        self.device_used.set(Some(kind));
+        Ok((d, kind))
+    }
+}
+
+/// The shared state, from context.
+pub fn ctx() -> Ctx {
+    expect_context::<Ctx>()
+}
