@@ -5,12 +5,14 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
+mod chat;
+mod curve;
+mod form;
+
 use hubscope_core::ComputeDtype;
 use hubscope_core::OutFile;
-use hubscope_core::layout::projection_names;
-use hubscope_core::lora::{FineTuneSettings, adapter_files, check, freeze, trainable_params};
+use hubscope_core::lora::{adapter_files, check, freeze, trainable_params};
 use hubscope_core::plan::{PlanDtype, plan};
-use hubscope_core::prompt::Prompt;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use wasm_bindgen::JsCast;
@@ -20,15 +22,12 @@ use super::input;
 use crate::error::AppError;
 use crate::fetch::{next_tick, now_ms};
 use crate::i18n::t;
-use crate::model::{Loaded, load_owned, stream};
+use crate::model::load_owned;
 use crate::repo::fetch_adapter;
 use crate::state::{Tab, ctx};
-use crate::url::url_text;
-
-/// A trained model, kept for the chat and the downloads.
-struct Trained {
-    loaded: Loaded,
-}
+use chat::{Trained, TrainedChat};
+use curve::curve;
+use form::Form;
 
 /// A download link's object URL (revoked when replaced).
 fn blob_url(bytes: &[u8], mime: &str) -> Option<String> {
@@ -39,68 +38,12 @@ fn blob_url(bytes: &[u8], mime: &str) -> Option<String> {
     web_sys::Url::create_object_url_with_blob(&blob).ok()
 }
 
-/// The loss curve: one point per step, scaled between the lowest and highest loss.
-fn curve(losses: &[f32], total: usize) -> impl IntoView + use<> {
-    let (w, h, pad) = (600.0f32, 180.0f32, 30.0f32);
-    let (lo, hi) = losses
-        .iter()
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &l| {
-            (a.min(l), b.max(l))
-        });
-    let span = if hi > lo { hi - lo } else { 1.0 };
-    let n = total.max(2) - 1;
-    let points: Vec<String> = losses
-        .iter()
-        .enumerate()
-        .map(|(i, &l)| {
-            let x = pad + (w - 2.0 * pad) * i as f32 / n as f32;
-            let y = pad / 2.0 + (h - pad) * (hi - l) / span;
-            format!("{x:.1},{y:.1}")
-        })
-        .collect();
-    let label = |v: f32| {
-        if v.is_finite() {
-            format!("{v:.3}")
-        } else {
-            String::new()
-        }
-    };
-    view! {
-        <svg id="ft-curve" viewBox=format!("0 0 {w} {h}") width="600" height="180" role="img">
-            <line x1=pad y1=pad / 2.0 x2=pad y2=h - pad / 2.0 stroke="#999"/>
-            <line x1=pad y1=h - pad / 2.0 x2=w - pad y2=h - pad / 2.0 stroke="#999"/>
-            <text x="2" y=pad / 2.0 + 4.0 font-size="10">{label(hi)}</text>
-            <text x="2" y=h - pad / 2.0 font-size="10">{label(lo)}</text>
-            <text x=w - pad y=h - 2.0 font-size="10" text-anchor="end">{format!("{} / {total}", losses.len())}</text>
-            <polyline points=points.join(" ") fill="none" stroke="#2b59c3" stroke-width="2"/>
-        </svg>
-    }
-}
-
-/// A number field of the form: `name: `x` is not a number`.
-fn number(sig: RwSignal<String>, name: &str) -> Result<f64, AppError> {
-    let v = sig.get_untracked();
-    v.trim()
-        .parse::<f64>()
-        .map_err(|_| AppError::Model(format!("{name}: `{v}` is not a number")))
-}
-
 #[component]
 pub fn FineTunePanel() -> impl IntoView {
     let ctx = ctx();
     let lang = ctx.lang;
     let data = RwSignal::new(String::new());
-    let init_repo = url_text("ft_init", "");
-    let init_sub = url_text("ft_init_sub", "");
-    let rank = url_text("ft_rank", "8");
-    let alpha = url_text("ft_alpha", "16");
-    let dropout = url_text("ft_dropout", "0");
-    let targets = url_text("ft_targets", &projection_names().join(","));
-    let epochs = url_text("ft_epochs", "1");
-    let batch = url_text("ft_batch", "1");
-    let lr = url_text("ft_lr", "0.0001");
-    let wd = url_text("ft_wd", "0");
-    let seed = url_text("ft_seed", "0");
+    let form = Form::new();
 
     let losses: RwSignal<Vec<f32>> = RwSignal::new(vec![]);
     let total_steps = RwSignal::new(0usize);
@@ -109,9 +52,7 @@ pub fn FineTunePanel() -> impl IntoView {
     let trainable = RwSignal::new(String::new());
     let planned = RwSignal::new(String::new());
     let links: RwSignal<Vec<(String, String)>> = RwSignal::new(vec![]);
-    let prompt = RwSignal::new(String::new());
-    let answer = RwSignal::new(String::new());
-    let trained: Rc<RefCell<Option<Trained>>> = Rc::new(RefCell::new(None));
+    let trained: Trained = Rc::new(RefCell::new(None));
     let stop = Rc::new(Cell::new(false));
 
     let (trained_run, stop_run) = (trained.clone(), stop.clone());
@@ -133,31 +74,20 @@ pub fn FineTunePanel() -> impl IntoView {
             ctx.busy.set(true);
             let result: Result<(), AppError> = async {
                 // Settings and data lines are checked before anything is downloaded.
-                let settings = FineTuneSettings {
-                    rank: number(rank, "rank")? as usize,
-                    alpha: number(alpha, "alpha")?,
-                    dropout: number(dropout, "dropout")?,
-                    targets: targets
-                        .get_untracked()
-                        .split(',')
-                        .map(|s| s.trim().to_string())
-                        .filter(|s| !s.is_empty())
-                        .collect(),
-                    epochs: number(epochs, "epochs")? as usize,
-                    batch_size: number(batch, "batch size")? as usize,
-                    lr: number(lr, "learning rate")?,
-                    weight_decay: number(wd, "weight decay")?,
-                    seed: number(seed, "seed")? as u64,
-                };
+                let settings = form.settings()?;
                 let checked = check(&data.get_untracked(), &settings)?;
                 let src = ctx.source();
                 let v = ctx.open().await?;
-                let init = if init_repo.get_untracked().trim().is_empty() {
+                let init = if form.init_repo.get_untracked().trim().is_empty() {
                     None
                 } else {
                     Some(
-                        fetch_adapter(&src, &init_repo.get_untracked(), &init_sub.get_untracked())
-                            .await?,
+                        fetch_adapter(
+                            &src,
+                            &form.init_repo.get_untracked(),
+                            &form.init_sub.get_untracked(),
+                        )
+                        .await?,
                     )
                 };
                 // Training runs in f32 on the autodiff form of the chosen device.
@@ -179,10 +109,7 @@ pub fn FineTunePanel() -> impl IntoView {
                     init.as_ref().map(|(c, w)| (c.clone(), w.as_slice())),
                 )?;
                 // The form shows what is trained (a starting adapter's own settings win).
-                rank.set(cfg.r.to_string());
-                alpha.set(cfg.lora_alpha.to_string());
-                dropout.set(cfg.lora_dropout.to_string());
-                targets.set(cfg.target_modules.join(","));
+                form.show(&cfg);
                 trainable.set(format!(
                     "{} (r={}, alpha={}, {})",
                     hubscope_core::units::group_digits(trainable_params(&mut loaded.model) as u64),
@@ -237,7 +164,7 @@ pub fn FineTunePanel() -> impl IntoView {
                         })
                         .collect(),
                 );
-                *trained.borrow_mut() = Some(Trained { loaded });
+                *trained.borrow_mut() = Some(loaded);
                 ft_status.set(
                     t(
                         lang.get_untracked(),
@@ -245,38 +172,6 @@ pub fn FineTunePanel() -> impl IntoView {
                     )
                     .into(),
                 );
-                Ok(())
-            }
-            .await;
-            if let Err(e) = result {
-                ctx.fail(&e);
-            }
-            ctx.busy.set(false);
-        });
-    };
-
-    let trained_ask = trained.clone();
-    let ask = move || {
-        let trained = trained_ask.clone();
-        ctx.error.set(String::new());
-        answer.set(String::new());
-        spawn_local(async move {
-            ctx.busy.set(true);
-            let result: Result<(), AppError> = async {
-                let guard = trained.borrow();
-                let tr = guard.as_ref().ok_or_else(|| {
-                    AppError::Model(t(lang.get_untracked(), "ft.train_first").into())
-                })?;
-                let ids = Prompt::chat(&prompt.get_untracked())
-                    .encode(&tr.loaded.tokenizer)?
-                    .ids;
-                let mut g = tr.loaded.generation.clone().with_temperature(0.0);
-                g.max_new_tokens = 64;
-                stream(&tr.loaded, &ids, g, &mut |text| {
-                    answer.update(|o| o.push_str(text));
-                    true
-                })
-                .await?;
                 Ok(())
             }
             .await;
@@ -305,15 +200,6 @@ pub fn FineTunePanel() -> impl IntoView {
         });
     };
 
-    let field = move |id: &'static str, key: &'static str, sig: RwSignal<String>| {
-        view! { <label>{move || t(lang.get(), key)}<input id=id prop:value=move || sig.get() on:input=input(sig)/></label> }
-    };
-    // A starting adapter brings its own rank, alpha, dropout and targets.
-    let from_adapter = move || !init_repo.get().trim().is_empty();
-    let shape_field = move |id: &'static str, key: &'static str, sig: RwSignal<String>| {
-        view! { <label>{move || t(lang.get(), key)}<input id=id prop:value=move || sig.get() on:input=input(sig)
-        disabled=from_adapter title=move || if from_adapter() { t(lang.get(), "ft.from_adapter") } else { "" }/></label> }
-    };
     let stop_click = stop.clone();
     view! {
         <section id="panel-finetune" class:hidden=move || ctx.tab.get() != Tab::FineTune>
@@ -324,23 +210,7 @@ pub fn FineTunePanel() -> impl IntoView {
                     prop:value=move || data.get() on:input=input(data)></textarea>
             </label>
             <label class="inline">{move || t(lang.get(), "ft.upload")}" "<input id="ft-file" type="file" accept=".jsonl,.json,.txt" on:change=on_file/></label>
-            <div class="row">
-                {field("ft-init", "ft.init", init_repo)}
-                {field("ft-init-sub", "ft.init_sub", init_sub)}
-            </div>
-            <div class="row">
-                {shape_field("ft-rank", "ft.rank", rank)}
-                {shape_field("ft-alpha", "ft.alpha", alpha)}
-                {shape_field("ft-dropout", "ft.dropout", dropout)}
-                {field("ft-seed", "ft.seed", seed)}
-            </div>
-            {shape_field("ft-targets", "ft.targets", targets)}
-            <div class="row">
-                {field("ft-epochs", "ft.epochs", epochs)}
-                {field("ft-batch", "ft.batch", batch)}
-                {field("ft-lr", "ft.lr", lr)}
-                {field("ft-wd", "ft.wd", wd)}
-            </div>
+            {form.view(lang)}
             <button id="ft-train" disabled=move || ctx.busy.get() on:click=move |_| train()>{move || t(lang.get(), "ft.train")}</button>
             <button id="ft-stop" disabled=move || !ctx.busy.get() on:click=move |_| stop_click.set(true)>{move || t(lang.get(), "stop")}</button>
             " "<span id="ft-status">{move || ft_status.get()}</span>
@@ -360,10 +230,7 @@ pub fn FineTunePanel() -> impl IntoView {
             <p id="ft-downloads">{move || links.get().into_iter().map(|(name, url)| view! {
                 <a id=format!("ft-dl-{}", name.split('.').next().unwrap_or("file")) href=url download=name.clone()>{name.clone()}</a>" "
             }).collect_view()}</p>
-            <h3>{move || t(lang.get(), "ft.chat")}</h3>
-            <label>{move || t(lang.get(), "prompt")}<input id="ft-prompt" prop:value=move || prompt.get() on:input=input(prompt)/></label>
-            <button id="ft-ask" disabled=move || ctx.busy.get() || links.get().is_empty() on:click=move |_| ask()>{move || t(lang.get(), "run")}</button>
-            <pre id="ft-output">{move || answer.get()}</pre>
+            <TrainedChat trained=trained ready=Signal::derive(move || !links.get().is_empty())/>
         </section>
     }
 }
