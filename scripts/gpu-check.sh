@@ -4,12 +4,14 @@
 #   2. time transformers' greedy generate on the GPU (bf16, batch 1, prompt 128, 128 new tokens),
 #   3. run `hubscope bench` on the same weights on the GPU,
 #   4. check logits agreement in f32 on one prompt (transformers vs `hubscope generate --logprobs`).
-# Needs: a hubscope binary built here and carried (HUBSCOPE_BIN, default dist-gpu/hubscope), and
-# python3 with torch + transformers on the GPU machine. Results go to $OUT (or ./gpu-check-out).
+# Needs: a hubscope binary built here and carried (HUBSCOPE_BIN, default dist-gpu/hubscope; made by
+# scripts/gpu-pack.sh as dist-gpu/hubscope.xz, about 13 MB, unpacked here), and python3 with
+# torch + transformers on the GPU machine. Results go to $OUT (or ./gpu-check-out).
 #   scripts/gpu-check.sh            run everything
 #   scripts/gpu-check.sh --dry-run  the whole pipeline on the CPU of a machine without a GPU
 #                                   (torch on cpu, hubscope --device cpu, a 2-layer model, 16 tokens)
-# DEVICE=cuda needs a hubscope built with --features cuda; DEVICE=wgpu uses Vulkan on the NVIDIA driver.
+# DEVICE=cuda (the default build holds CUDA: NVRTC and the driver loaded at run time);
+# DEVICE=wgpu uses Vulkan on the NVIDIA driver.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -25,6 +27,7 @@ OUTDIR=${OUT:-gpu-check-out}
 WORK=${WORK:-/tmp/hubscope-gpu}
 export TORCH_DEVICE=${TORCH_DEVICE:-cuda} LAYERS=${LAYERS:-24} GEN=${GEN:-128} RUNS=${RUNS:-3}
 mkdir -p "$OUTDIR" "$WORK"
+if [ ! -x "$BIN" ] && [ -f "$BIN.xz" ]; then xz -dkc "$BIN.xz" > "$BIN" && chmod +x "$BIN"; fi
 [ -x "$BIN" ] || { echo "no hubscope binary at $BIN (set HUBSCOPE_BIN)"; exit 1; }
 "$BIN" --version
 if command -v nvidia-smi >/dev/null; then

@@ -287,6 +287,40 @@ fn missing_tensor_and_unknown_device() {
     assert!(stderr(&o).contains("--device tpu"));
 }
 
+/// The default build holds the CUDA backend (NVRTC, driver loaded at run time): on a machine
+/// without an NVIDIA driver, `--device cuda` is a one-line error naming the cause (exit 1, no
+/// panic), and `gpu` says why it lists no CUDA device.
+#[test]
+fn cuda_without_a_driver_is_a_one_line_error() {
+    for device in ["cuda", "cuda:1"] {
+        let o = hubscope(&[
+            "generate",
+            common::fixtures().join("tiny-qwen2").to_str().unwrap(),
+            "--prompt",
+            "x",
+            "--device",
+            device,
+        ]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(!err.contains("panicked"), "panic: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+        assert!(err.contains(&format!("--device {device}")), "{err}");
+        assert!(err.contains("no CUDA driver (libcuda)"), "{err}");
+    }
+    let o = hubscope(&["gpu", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["cuda"], serde_json::json!([]));
+    assert!(
+        v["cuda_note"]
+            .as_str()
+            .unwrap()
+            .contains("no CUDA driver (libcuda)"),
+        "{v}"
+    );
+}
+
 #[test]
 fn sharded_checkpoint_with_index_loads_and_matches() {
     let (_t, dir) = copy_fixture("tiny-qwen3");

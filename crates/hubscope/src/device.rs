@@ -38,6 +38,19 @@ pub fn open_device(name: &str) -> Result<Device> {
                 .strip_prefix("cuda:")
                 .map_or(Ok(0), str::parse)
                 .map_err(|_| anyhow::anyhow!("--device {d}: expected cuda or cuda:N"))?;
+            // Say why before the backend panics on a missing driver or device.
+            match crate::gpus::cuda_devices() {
+                (devices, _) if index < devices.len() => {}
+                (devices, _) if !devices.is_empty() => bail!(
+                    "--device {d}: this machine has {} CUDA device(s) (cuda:0 to cuda:{})",
+                    devices.len(),
+                    devices.len() - 1
+                ),
+                (_, note) => bail!(
+                    "--device {d}: {}; try --device wgpu or --device cpu",
+                    note.unwrap_or_else(|| "no CUDA device".into())
+                ),
+            }
             Device::cuda(index)
         }
         d if d == "wgpu" || d == "cuda" || d.starts_with("cuda:") => {

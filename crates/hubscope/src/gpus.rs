@@ -1,6 +1,7 @@
 //! The GPUs of this machine: every adapter wgpu sees (name, vendor, backend, type, driver, the
-//! limits that bound a model, f16 support), plus NVIDIA memory and utilisation through NVML
-//! loaded at run time. Missing drivers or NVML are reported, never fatal. `gpu` prints this,
+//! limits that bound a model, f16 support), the devices the CUDA driver offers (what
+//! `--device cuda:N` runs on), plus NVIDIA memory and utilisation through NVML, both loaded at
+//! run time. Missing drivers or NVML are reported, never fatal. `gpu` prints this,
 //! `mem` judges a model against it.
 
 use hubscope_core::plan::GpuLimits;
@@ -38,6 +39,57 @@ pub struct Gpus {
     pub cuda_version: Option<String>,
     /// Why NVML gave nothing (no NVIDIA driver on this machine, usually).
     pub nvml_note: Option<String>,
+    /// Devices of the CUDA driver API, by ordinal (`--device cuda:N`).
+    pub cuda: Vec<CudaDevice>,
+    /// Why there are none: no driver library, a driver error, or a build without CUDA.
+    pub cuda_note: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CudaDevice {
+    pub ordinal: u32,
+    pub name: String,
+    pub memory_total: u64,
+}
+
+/// The CUDA driver's devices, or why there are none.
+#[cfg(feature = "cuda")]
+pub fn cuda_devices() -> (Vec<CudaDevice>, Option<String>) {
+    use cudarc::driver::result;
+    // SAFETY: only tries to open the driver library (libcuda) by its usual names.
+    if !unsafe { cudarc::driver::sys::is_culib_present() } {
+        return (
+            vec![],
+            Some("no CUDA driver (libcuda) on this machine".into()),
+        );
+    }
+    let list = || -> Result<Vec<CudaDevice>, cudarc::driver::DriverError> {
+        result::init()?;
+        let mut out = vec![];
+        for i in 0..result::device::get_count()? {
+            let dev = result::device::get(i)?;
+            out.push(CudaDevice {
+                ordinal: i as u32,
+                name: result::device::get_name(dev)?,
+                // SAFETY: `dev` is a device handle the driver just returned.
+                memory_total: unsafe { result::device::total_mem(dev)? } as u64,
+            });
+        }
+        Ok(out)
+    };
+    match list() {
+        Ok(v) if v.is_empty() => (v, Some("the CUDA driver reports no devices".into())),
+        Ok(v) => (v, None),
+        Err(e) => (vec![], Some(format!("the CUDA driver failed: {e}"))),
+    }
+}
+
+#[cfg(not(feature = "cuda"))]
+pub fn cuda_devices() -> (Vec<CudaDevice>, Option<String>) {
+    (
+        vec![],
+        Some("this hubscope was built without CUDA (cargo feature `cuda`)".into()),
+    )
 }
 
 fn vendor_name(id: u32) -> String {
@@ -95,7 +147,10 @@ pub fn detect() -> Gpus {
         nvidia_driver: None,
         cuda_version: None,
         nvml_note: None,
+        cuda: vec![],
+        cuda_note: None,
     };
+    (g.cuda, g.cuda_note) = cuda_devices();
     match nvml_wrapper::Nvml::init() {
         Err(e) => {
             g.nvml_note = Some(format!(

@@ -38,6 +38,17 @@ pub fn run(a: GpuArgs) -> Result<()> {
     if let Some(note) = &g.nvml_note {
         println!("{note}");
     }
+    for d in &g.cuda {
+        println!(
+            "cuda:{}   {:<32} {:>10}",
+            d.ordinal,
+            d.name,
+            human_bytes(d.memory_total)
+        );
+    }
+    if let Some(note) = &g.cuda_note {
+        println!("CUDA: {note}");
+    }
     if g.adapters.is_empty() {
         println!("no wgpu adapters (no Vulkan/Metal/DX12/GL driver found)");
     }
