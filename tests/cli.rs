@@ -275,16 +275,21 @@ fn missing_tensor_and_unknown_device() {
     std::fs::write(&p, safetensors::serialize(tensors, None).unwrap()).unwrap();
     assert_fails(&dir, &[gone], false);
 
-    let o = hubscope(&[
+    let o = generate_on("tpu");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--device tpu"));
+}
+
+/// `generate` on tiny-qwen2 with `--device device`.
+fn generate_on(device: &str) -> Output {
+    hubscope(&[
         "generate",
         common::fixtures().join("tiny-qwen2").to_str().unwrap(),
         "--prompt",
         "x",
         "--device",
-        "tpu",
-    ]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("--device tpu"));
+        device,
+    ])
 }
 
 /// The default build holds the CUDA backend (NVRTC, driver loaded at run time): on a machine
@@ -293,14 +298,7 @@ fn missing_tensor_and_unknown_device() {
 #[test]
 fn cuda_without_a_driver_is_a_one_line_error() {
     for device in ["cuda", "cuda:1"] {
-        let o = hubscope(&[
-            "generate",
-            common::fixtures().join("tiny-qwen2").to_str().unwrap(),
-            "--prompt",
-            "x",
-            "--device",
-            device,
-        ]);
+        let o = generate_on(device);
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(1), "{err}");
         assert!(!err.contains("panicked"), "panic: {err}");
