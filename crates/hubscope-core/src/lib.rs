@@ -12,6 +12,7 @@
 pub mod bundle;
 pub mod burnpack;
 pub mod cache;
+pub mod checkpoint;
 pub mod config;
 pub mod dtype;
 pub mod error;

@@ -4,9 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use hubscope_core::ModelConfig;
+use hubscope_core::checkpoint::{render, summarize};
 use hubscope_core::load::plan_load;
 use hubscope_core::plan::PlanDtype;
 use hubscope_core::safetensors::FileHeader;
@@ -37,14 +38,21 @@ pub struct InspectArgs {
 }
 
 pub fn run(a: InspectArgs) -> Result<()> {
+    let h = crate::hub::read_headers(&a.model, &a.hub)?;
+    let config = match ModelConfig::from_json(&h.config) {
+        Ok(c) => c,
+        // Any other architecture: the tree from the tensor names.
+        Err(hubscope_core::Error::UnsupportedModelType(t)) if a.plain => bail!(
+            "--plain prints transformers' print(model) exactly, which needs a family hubscope \
+             knows (qwen2, qwen3, llama); `{t}` is shown from its tensor names without --plain"
+        ),
+        Err(hubscope_core::Error::UnsupportedModelType(t)) => return generic(&a, &h, &t),
+        Err(e) => return Err(e.into()),
+    };
     if a.plain {
-        let h = crate::hub::read_headers(&a.model, &a.hub)?;
-        let config = ModelConfig::from_json(&h.config)?;
         println!("{}", torch_repr(&model_tree(&config)));
         return Ok(());
     }
-    let h = crate::hub::read_headers(&a.model, &a.hub)?;
-    let config = ModelConfig::from_json(&h.config)?;
     let tree = model_tree(&config);
     let mut dtypes = Dtypes::new();
     for fh in &h.headers {
@@ -141,6 +149,65 @@ pub fn run(a: InspectArgs) -> Result<()> {
         config.num_hidden_layers,
         config.num_key_value_heads,
         config.head_dim
+    );
+    Ok(())
+}
+
+/// A checkpoint of an architecture hubscope does not run: counts per stored dtype and the tree
+/// built from its tensor names (see `hubscope_core::checkpoint` for how tensors are counted).
+fn generic(a: &InspectArgs, h: &crate::hub::Headers, model_type: &str) -> Result<()> {
+    let raw: Value = serde_json::from_slice(&h.config).context("config.json: invalid JSON")?;
+    let architecture = raw["architectures"][0]
+        .as_str()
+        .unwrap_or(model_type)
+        .to_string();
+    let s = summarize(&h.headers);
+    if a.json {
+        let out = json!({
+            "source": h.source,
+            "architecture": architecture,
+            "model_type": model_type,
+            "known_family": false,
+            "total_parameters": s.parameters,
+            "buffers": s.buffers,
+            "quantization_metadata": s.quant_meta,
+            "stored_bytes": h.stored_bytes,
+            "stored_dtypes": s.by_dtype,
+            "header_bytes_read": h.header_bytes,
+            "bytes_fetched": h.total_bytes,
+            "files": h.files,
+            "tree": s.tree,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!(
+        "{architecture} (model_type {model_type}: a family hubscope does not run; the tree is built from the tensor names)"
+    );
+    print!("{}", render(&s.tree, a.depth));
+    println!();
+    println!("Source:           {}", h.source);
+    println!(
+        "Total parameters: {}{}",
+        group(s.parameters as usize),
+        if s.buffers > 0 {
+            format!(" (and {} in buffers)", group(s.buffers as usize))
+        } else {
+            String::new()
+        }
+    );
+    for (dtype, t) in &s.by_dtype {
+        println!(
+            "Stored {dtype:<9} {} values in {} tensors, {}",
+            group(t.values as usize),
+            t.tensors,
+            human_bytes(t.bytes)
+        );
+    }
+    println!(
+        "Stored weights:   {} in {} file(s)",
+        human_bytes(h.stored_bytes),
+        h.files.len()
     );
     Ok(())
 }

@@ -5,6 +5,7 @@
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use hubscope_core::ModelConfig;
+use hubscope_core::checkpoint::{experts, summarize};
 use hubscope_core::plan::{PlanDtype, oversized_tensors, plan, verdict};
 use hubscope_core::units::{group_digits, human_bytes};
 use serde_json::json;
@@ -34,19 +35,81 @@ pub struct MemArgs {
     pub json: bool,
 }
 
+/// A family hubscope does not run: the weights from the checkpoint's headers in every dtype,
+/// and for a mixture of experts the parameters one token runs through. (KV cache, activations
+/// and fine-tuning need the layer layout of a known family.)
+fn generic(a: &MemArgs, model_type: &str) -> Result<()> {
+    let h = read_headers(&a.model, &a.hub)?;
+    let raw: serde_json::Value =
+        serde_json::from_slice(&h.config).context("config.json: invalid JSON")?;
+    let s = summarize(&h.headers);
+    let top_k = raw["num_experts_per_tok"].as_u64().unwrap_or(1) as usize;
+    let moe = experts(&h.headers, s.parameters, top_k);
+    let dtypes = [
+        PlanDtype::F32,
+        PlanDtype::F16,
+        PlanDtype::Bf16,
+        PlanDtype::Int8,
+        PlanDtype::Int4,
+    ];
+    let weights: Vec<_> = dtypes
+        .iter()
+        .map(|&d| (d, (s.parameters as f64 * d.weight_bits() / 8.0) as u64))
+        .collect();
+    let note = "KV cache, activations and fine-tuning are planned for the families hubscope runs (qwen2, qwen3, llama); this shows the weights";
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "model_type": model_type, "known_family": false, "parameters": s.parameters,
+                "stored_bytes": h.stored_bytes,
+                "weights": weights.iter().map(|(d, b)| json!({"dtype": d, "bytes": b})).collect::<Vec<_>>(),
+                "experts": moe, "note": note,
+            }))?
+        );
+        return Ok(());
+    }
+    println!(
+        "{model_type} · {} parameters (from the checkpoint's headers; stored {})",
+        group_digits(s.parameters),
+        human_bytes(h.stored_bytes)
+    );
+    if let Some(m) = &moe {
+        println!(
+            "Mixture of experts: {} experts per layer ({} parameters), {} of them per token: {} parameters active per token",
+            m.per_layer,
+            group_digits(m.parameters),
+            top_k,
+            group_digits(m.active_per_token)
+        );
+    }
+    for (d, b) in &weights {
+        println!("  weights in {:<5} {:>12}", d.name(), human_bytes(*b));
+    }
+    println!("{note}.");
+    Ok(())
+}
+
 fn pct(p: f64) -> String {
     format!("{p:+.0}%")
 }
 
 pub fn run(a: MemArgs) -> Result<()> {
-    let config_bytes = if a.model.ends_with(".json") && std::path::Path::new(&a.model).is_file() {
+    let bare_config = a.model.ends_with(".json") && std::path::Path::new(&a.model).is_file();
+    let config_bytes = if bare_config {
         std::fs::read(&a.model).with_context(|| format!("{}: cannot read", a.model))?
     } else if std::path::Path::new(&a.model).is_dir() {
         crate::folder::ModelFolder::open(&a.model)?.read("config.json")?
     } else {
         read_headers(&a.model, &a.hub)?.config
     };
-    let config = ModelConfig::from_json(&config_bytes)?;
+    let config = match ModelConfig::from_json(&config_bytes) {
+        Ok(c) => c,
+        Err(hubscope_core::Error::UnsupportedModelType(t)) if !bare_config => {
+            return generic(&a, &t);
+        }
+        Err(e) => return Err(e.into()),
+    };
     let only =
         match &a.dtype {
             Some(d) => Some(PlanDtype::parse(d).ok_or_else(|| {
