@@ -238,7 +238,16 @@ fn unknown_model_type() {
     std::fs::write(&p, s).unwrap();
     // generate names the model_type and the supported ones; inspect never refuses (issue 17):
     // it shows the checkpoint from its tensor names.
-    assert_fails(&dir, &["config.json", "model_type", "mamba", "qwen2, qwen3 and llama"], false);
+    assert_fails(
+        &dir,
+        &[
+            "config.json",
+            "model_type",
+            "mamba",
+            "qwen2, qwen3 and llama",
+        ],
+        false,
+    );
     let o = hubscope(&["inspect", dir.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("model_type mamba: a family hubscope does not run"));

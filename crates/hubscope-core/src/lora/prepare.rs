@@ -4,7 +4,7 @@
 
 use super::adapter::AdapterConfig;
 use super::data::{parse_jsonl, render_example};
-use super::train::{AdamW, Trainer, start_training};
+use super::train::{AdamW, Trainer, check_schedule, start_training};
 use crate::error::Result;
 use crate::model::Model;
 use crate::text::{Message, Tokenizer};
@@ -45,11 +45,7 @@ pub struct Checked {
 /// Check the settings and parse `data` (chat or alpaca JSONL).
 pub fn check(data: &str, s: &FineTuneSettings) -> Result<Checked> {
     let fresh = AdapterConfig::fresh(s.rank, s.alpha, s.dropout, &s.targets)?;
-    if s.batch_size == 0 || s.epochs == 0 {
-        return Err(crate::error::Error::Invalid(
-            "batch size and epochs must be at least 1".into(),
-        ));
-    }
+    check_schedule(s.batch_size, s.epochs)?;
     Ok(Checked {
         fresh,
         conversations: parse_jsonl(data)?,

@@ -137,6 +137,16 @@ pub struct Trainer {
     tokens: usize,
 }
 
+/// A schedule needs at least one example per batch and one epoch.
+pub fn check_schedule(batch_size: usize, epochs: usize) -> Result<()> {
+    if batch_size == 0 || epochs == 0 {
+        return Err(Error::Invalid(
+            "batch size and epochs must be at least 1".into(),
+        ));
+    }
+    Ok(())
+}
+
 impl Trainer {
     pub fn new(
         examples: Vec<Example>,
@@ -147,11 +157,7 @@ impl Trainer {
         if examples.is_empty() {
             return Err(Error::Invalid("no training examples".into()));
         }
-        if batch_size == 0 || epochs == 0 {
-            return Err(Error::Invalid(
-                "batch size and epochs must be at least 1".into(),
-            ));
-        }
+        check_schedule(batch_size, epochs)?;
         Ok(Trainer {
             examples,
             batch_size,

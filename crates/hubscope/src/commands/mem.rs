@@ -10,7 +10,7 @@ use hubscope_core::plan::{PlanDtype, oversized_tensors, plan, verdict};
 use hubscope_core::units::{group_digits, human_bytes};
 use serde_json::json;
 
-use crate::hub::{HubArgs, read_headers};
+use crate::hub::{Headers, HubArgs, read_headers};
 
 #[derive(Args)]
 pub struct MemArgs {
@@ -38,8 +38,11 @@ pub struct MemArgs {
 /// A family hubscope does not run: the weights from the checkpoint's headers in every dtype,
 /// and for a mixture of experts the parameters one token runs through. (KV cache, activations
 /// and fine-tuning need the layer layout of a known family.)
-fn generic(a: &MemArgs, model_type: &str) -> Result<()> {
-    let h = read_headers(&a.model, &a.hub)?;
+fn generic(a: &MemArgs, model_type: &str, headers: Option<Headers>) -> Result<()> {
+    let h = match headers {
+        Some(h) => h,
+        None => read_headers(&a.model, &a.hub)?,
+    };
     let raw: serde_json::Value =
         serde_json::from_slice(&h.config).context("config.json: invalid JSON")?;
     let s = summarize(&h.headers);
@@ -96,17 +99,22 @@ fn pct(p: f64) -> String {
 
 pub fn run(a: MemArgs) -> Result<()> {
     let bare_config = a.model.ends_with(".json") && std::path::Path::new(&a.model).is_file();
+    // A repo's headers, once read for its config, serve an unknown family's view too.
+    let mut remote = None;
     let config_bytes = if bare_config {
         std::fs::read(&a.model).with_context(|| format!("{}: cannot read", a.model))?
     } else if std::path::Path::new(&a.model).is_dir() {
         crate::folder::ModelFolder::open(&a.model)?.read("config.json")?
     } else {
-        read_headers(&a.model, &a.hub)?.config
+        let h = read_headers(&a.model, &a.hub)?;
+        let config = h.config.clone();
+        remote = Some(h);
+        config
     };
     let config = match ModelConfig::from_json(&config_bytes) {
         Ok(c) => c,
         Err(hubscope_core::Error::UnsupportedModelType(t)) if !bare_config => {
-            return generic(&a, &t);
+            return generic(&a, &t, remote);
         }
         Err(e) => return Err(e.into()),
     };
