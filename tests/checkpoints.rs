@@ -1,9 +1,11 @@
-//! Any checkpoint, header-only: families hubscope does not run are shown from their tensor
-//! names. The checkpoints are tiny random models of gemma2, gemma3_text, phi3, mistral,
-//! mixtral, qwen2_moe, qwen3_moe and deepseek_v3 made by transformers 4.57.6 itself
+//! Any checkpoint, header-only: families hubscope runs are shown as transformers prints them,
+//! the others from their tensor names. The checkpoints are tiny random models of gemma2,
+//! gemma3_text, phi3, mistral, mixtral, qwen2_moe, qwen3_moe, deepseek_v3 and olmo2 with
+//! transformers' default configs, made by transformers 4.57.6 itself
 //! (`tests/data/make_generic.py`: `AutoModelForCausalLM.from_config`, seeded, f32,
 //! `save_pretrained`), each with transformers' own `sum(p.numel() for p in
-//! model.parameters())` and the names of the tensors `save_pretrained` wrote, in `count.json`.
+//! model.parameters())` and the names of the tensors `save_pretrained` wrote, in `count.json`,
+//! and `print(model)` in `print_model.txt`.
 
 mod common;
 
@@ -27,6 +29,7 @@ fn generic_fixtures() -> Vec<PathBuf> {
         "qwen2_moe",
         "qwen3_moe",
         "deepseek_v3",
+        "olmo2",
     ]
     .iter()
     .map(|f| dir.join(f))
@@ -64,6 +67,16 @@ fn names(node: &Value, prefix: &str, out: &mut BTreeSet<String>) {
     }
 }
 
+/// The families of make_generic.py that hubscope runs (the others: mixtral, deepseek_v3, olmo2).
+const RUN: [&str; 6] = [
+    "gemma2",
+    "gemma3_text",
+    "phi3",
+    "mistral",
+    "qwen2_moe",
+    "qwen3_moe",
+];
+
 #[test]
 fn any_architecture_is_counted_as_transformers_counts_it() {
     for dir in generic_fixtures() {
@@ -80,7 +93,25 @@ fn any_architecture_is_counted_as_transformers_counts_it() {
         let family = want["model_type"].as_str().unwrap();
         assert_eq!(v["model_type"], want["model_type"]);
         assert_eq!(v["architecture"], want["class"], "{family}");
-        assert_eq!(v["known_family"], false);
+        let runs = RUN.contains(&family);
+        assert_eq!(v["known_family"], runs, "{family}");
+        if runs {
+            // Transformers' default config of the family: the exact tree and total.
+            assert_eq!(
+                v["total_parameters"], want["parameters"],
+                "{family}: parameters"
+            );
+            let o = hubscope(&["inspect", d, "--plain"]);
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            assert_eq!(
+                String::from_utf8_lossy(&o.stdout).trim_end(),
+                std::fs::read_to_string(dir.join("print_model.txt"))
+                    .unwrap()
+                    .trim_end(),
+                "{family}: --plain is print(model)"
+            );
+            continue;
+        }
         assert_eq!(
             v["total_parameters"], want["parameters"],
             "{family}: parameters"
@@ -151,12 +182,12 @@ fn mem_plans_the_weights_of_any_architecture() {
     assert_eq!(v["experts"]["active_per_token"], 365_760 - experts / 2);
     assert_eq!(v["weights"][1]["dtype"], "f16");
     assert_eq!(v["weights"][1]["bytes"], 365_760 * 2);
-    // A dense model of an unknown family: no experts.
-    let o = hubscope(&["mem", &dir("gemma2"), "--json"]);
+    // A dense model of an unknown family: no experts; weights = transformers' count (count.json) x 4.
+    let o = hubscope(&["mem", &dir("olmo2"), "--json"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(v["experts"].is_null());
-    assert_eq!(v["weights"][0]["bytes"], 127_808 * 4);
+    assert_eq!(v["weights"][0]["bytes"], 144_096 * 4);
 }
 
 /// A remote inspect of such a checkpoint reads only config.json and the header.

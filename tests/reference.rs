@@ -154,6 +154,18 @@ fn rope_scaling_sliding_windows_and_eos_match_transformers_f32() {
     }
 }
 
+/// Mistral (sliding window on every layer), Gemma 2 (soft-capping, sandwich norms, GeGLU,
+/// scaled embeddings), Gemma 3 (q/k norms, local and global rope), Phi-3 (fused projections,
+/// longrope, partial rotary) and the Qwen2/Qwen3 mixtures of experts, on the one decoder:
+/// fixtures tests/data/make_fixtures.py makes with transformers 4.57.6 (real tokenizers and
+/// chat templates where a package ships them; its docstring says which stand in).
+#[test]
+fn other_families_match_transformers_f32() {
+    for dir in common::family_fixtures() {
+        check_against_reference(&load(&dir, ComputeDtype::F32), 1e-4);
+    }
+}
+
 /// The same checks on the wgpu device (Vulkan on lavapipe in CI): f32 within 1e-3.
 #[cfg(feature = "wgpu")]
 #[test]
@@ -162,6 +174,7 @@ fn wgpu_device_matches_transformers() {
     for dir in common::model_fixtures()
         .into_iter()
         .chain(common::generated_fixtures())
+        .chain(common::family_fixtures())
     {
         check_against_reference(&load_on(&dir, ComputeDtype::F32, &device), 1e-3);
     }

@@ -38,19 +38,33 @@ pub fn model_fixtures() -> Vec<PathBuf> {
 /// sliding windows, EOS, Llama 3.2's template): `HUBSCOPE_GEN_FIXTURES`, which scripts/test.sh
 /// fills. Missing is a failure, not a skip.
 pub fn generated_fixtures() -> Vec<PathBuf> {
-    let dir = PathBuf::from(std::env::var_os("HUBSCOPE_GEN_FIXTURES").expect(
-        "HUBSCOPE_GEN_FIXTURES is not set: run scripts/test.sh, which makes these fixtures",
-    ));
-    let mut v: Vec<PathBuf> = [
+    made_fixtures(&[
         "llama3-rope",
         "llama-linear",
         "qwen2-sliding",
         "qwen3-sliding",
         "qwen2-eos",
-    ]
-    .iter()
-    .map(|n| dir.join(n))
-    .collect();
+    ])
+}
+
+/// The families beyond Qwen and Llama that tests/data/make_fixtures.py makes with transformers
+/// 4.57.6: Mistral, Gemma 2, Gemma 3, Phi-3, Qwen3-MoE, Qwen2-MoE.
+pub fn family_fixtures() -> Vec<PathBuf> {
+    made_fixtures(&[
+        "mistral",
+        "gemma2",
+        "gemma3",
+        "phi3",
+        "qwen3-moe",
+        "qwen2-moe",
+    ])
+}
+
+fn made_fixtures(names: &[&str]) -> Vec<PathBuf> {
+    let dir = PathBuf::from(std::env::var_os("HUBSCOPE_GEN_FIXTURES").expect(
+        "HUBSCOPE_GEN_FIXTURES is not set: run scripts/test.sh, which makes these fixtures",
+    ));
+    let mut v: Vec<PathBuf> = names.iter().map(|n| dir.join(n)).collect();
     v.sort();
     for d in &v {
         assert!(

@@ -3,7 +3,7 @@ made with transformers 4.57.6 (`AutoModelForCausalLM.from_config`, torch's defau
 float32, seeded) and saved with `save_pretrained` (safetensors), each beside `count.json` with
 transformers' own `sum(p.numel() for p in model.parameters())` (tied weights once) and the
 names of the tensors in its model.safetensors (tied ones are not saved), and how many values
-of them are buffers, not parameters.
+of them are buffers, not parameters; and print_model.txt, what print(model) prints.
 
     make_generic.py OUT_DIR
 """
@@ -32,6 +32,7 @@ FAMILIES = {
                         moe_intermediate_size=32, first_k_dense_replace=1, n_group=1,
                         topk_group=1, kv_lora_rank=16, q_lora_rank=24, qk_rope_head_dim=8,
                         qk_nope_head_dim=8, v_head_dim=16),
+    "olmo2": dict(),
 }
 
 for i, (family, extra) in enumerate(FAMILIES.items()):
@@ -49,4 +50,5 @@ for i, (family, extra) in enumerate(FAMILIES.items()):
         "model_type": family, "class": type(model).__name__, "parameters": total,
         "buffers": buffers, "saved": saved,
         "tied": sorted(set(model.state_dict()) - set(saved))}, indent=1))
+    (d / "print_model.txt").write_text(str(model) + "\n")
     print(family, type(model).__name__, total)

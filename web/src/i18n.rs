@@ -56,7 +56,10 @@ pub fn t(lang: Lang, key: &str) -> &'static str {
         "ft.alpha" => ("LoRA alpha", "LoRA alpha"),
         "ft.dropout" => ("LoRA dropout", "LoRA dropout"),
         "ft.seed" => ("Seed", "随机种子"),
-        "ft.targets" => ("Target layers", "目标层"),
+        "ft.targets" => (
+            "Target layers (blank: every projection of the model's family)",
+            "目标层（留空：该模型家族的全部投影层）",
+        ),
         "ft.epochs" => ("Epochs", "轮数"),
         "ft.batch" => ("Batch size", "批大小"),
         "ft.lr" => ("Learning rate (AdamW)", "学习率（AdamW）"),

@@ -18,7 +18,10 @@ pub enum Error {
         field: String,
         message: String,
     },
-    #[error("config.json: unsupported model_type `{0}` (hubscope supports qwen2, qwen3 and llama)")]
+    #[error(
+        "config.json: unsupported model_type `{0}` (hubscope runs {supported})",
+        supported = crate::config::Family::supported()
+    )]
     UnsupportedModelType(String),
     #[error("{file}: not a valid safetensors file: {message}")]
     Safetensors { file: String, message: String },

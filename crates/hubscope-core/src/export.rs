@@ -18,12 +18,21 @@ struct Collect {
     out: Vec<(String, Vec<usize>, Tensor<1>)>,
 }
 
+/// An enum module's variant (`FeedForward::Dense`) is not part of the checkpoint name.
+fn named(container: &str) -> bool {
+    !container.starts_with("Enum:")
+}
+
 impl ModuleVisitor for Collect {
-    fn enter_module(&mut self, name: &str, _container: &str) {
-        self.path.push(name.to_string());
+    fn enter_module(&mut self, name: &str, container: &str) {
+        if named(container) {
+            self.path.push(name.to_string());
+        }
     }
-    fn exit_module(&mut self, _name: &str, _container: &str) {
-        self.path.pop();
+    fn exit_module(&mut self, _name: &str, container: &str) {
+        if named(container) {
+            self.path.pop();
+        }
     }
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let t = param.val();

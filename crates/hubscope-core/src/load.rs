@@ -11,9 +11,10 @@ use safetensors::SafeTensors;
 use crate::config::ModelConfig;
 use crate::dtype::ComputeDtype;
 use crate::error::{Error, Result};
-use crate::layout::Proj;
+use crate::layout::layer_linears;
 use crate::model::{
-    Attention, CausalLm, DecoderLayer, DecoderModel, Embedding, Linear, Mlp, Model, RmsNorm,
+    Attention, CausalLm, DecoderLayer, DecoderModel, Embedding, FeedForward, Linear, Mlp, Model,
+    RmsNorm, SparseMoe,
 };
 use crate::report::{LoadEntry, LoadReport, LoadStatus};
 use crate::safetensors::{FileHeader, StoredDtype, TensorHeader, convert, safetensors_err};
@@ -160,10 +161,12 @@ pub fn random_weights(
             continue;
         }
         let is_norm = spec.path.ends_with("norm.weight");
+        // Gemma's norms scale by 1 + weight: centre them on 0.
+        let centre = if config.gemma_norms { 0.0 } else { 1.0 };
         let vals: Vec<f32> = (0..spec.numel())
             .map(|_| {
                 let x = (next() + next()) * 0.5;
-                if is_norm { 1.0 + 0.1 * x } else { 0.035 * x }
+                if is_norm { centre + 0.1 * x } else { 0.035 * x }
             })
             .collect();
         let bytes: Vec<u8> = vals.iter().flat_map(|v| v.to_le_bytes()).collect();
@@ -186,52 +189,79 @@ pub fn build_model(
         tensors,
         device,
         dtype: dtype.burn(),
+        eps: config.rms_norm_eps,
+        unit_offset: config.gemma_norms,
     };
-    let eps = config.rms_norm_eps;
     let mut layers = Vec::with_capacity(config.num_hidden_layers);
     for i in 0..config.num_hidden_layers {
         let p = format!("model.layers.{i}");
-        let qwen3 = config.family == crate::config::Family::Qwen3;
-        let mut proj = |p: Proj| l.linear(&p.path(i), p.bias(config));
-        let (q_proj, k_proj, v_proj, o_proj) = (
-            proj(Proj::Q)?,
-            proj(Proj::K)?,
-            proj(Proj::V)?,
-            proj(Proj::O)?,
-        );
-        let (gate_proj, up_proj, down_proj) =
-            (proj(Proj::Gate)?, proj(Proj::Up)?, proj(Proj::Down)?);
+        let mut linears: HashMap<String, Linear> = HashMap::new();
+        for spec in layer_linears(config, i) {
+            let lin = l.linear(&format!("{p}.{}", spec.path), spec.bias)?;
+            linears.insert(spec.path, lin);
+        }
+        let mut take = |path: &str| linears.remove(path);
         let a = format!("{p}.self_attn");
+        let sliding_window = config.layer_windows[i];
         let self_attn = Attention {
-            q_proj,
-            k_proj,
-            v_proj,
-            o_proj,
-            q_norm: if qwen3 {
-                Some(l.norm(&format!("{a}.q_norm"), eps)?)
-            } else {
-                None
-            },
-            k_norm: if qwen3 {
-                Some(l.norm(&format!("{a}.k_norm"), eps)?)
-            } else {
-                None
-            },
+            q_proj: take("self_attn.q_proj"),
+            k_proj: take("self_attn.k_proj"),
+            v_proj: take("self_attn.v_proj"),
+            qkv_proj: take("self_attn.qkv_proj"),
+            o_proj: take("self_attn.o_proj").ok_or_else(|| missing(&format!("{a}.o_proj")))?,
+            q_norm: l.norm_if(config.qk_norm, &format!("{a}.q_norm"))?,
+            k_norm: l.norm_if(config.qk_norm, &format!("{a}.k_norm"))?,
             num_heads: config.num_attention_heads,
             num_kv_heads: config.num_key_value_heads,
             head_dim: config.head_dim,
-            sliding_window: config.layer_windows[i],
+            sliding_window,
+            scale: config.attn_scale,
+            softcap: config.attn_logit_softcapping,
+            local_rope: sliding_window.is_some() && config.rope_local_theta.is_some(),
         };
-        let mlp = Mlp {
-            gate_proj,
-            up_proj,
-            down_proj,
+        let mut mlp = |prefix: &str| -> Result<Mlp> {
+            let down = take(&format!("{prefix}.down_proj"))
+                .ok_or_else(|| missing(&format!("{p}.{prefix}.down_proj")))?;
+            Ok(Mlp::new(
+                (
+                    take(&format!("{prefix}.gate_proj")),
+                    take(&format!("{prefix}.up_proj")),
+                ),
+                take(&format!("{prefix}.gate_up_proj")),
+                down,
+                config.hidden_act,
+            ))
         };
+        let feed_forward = match config.moe.as_ref().filter(|m| m.sparse_layers[i]) {
+            None => FeedForward::Dense(mlp("mlp")?),
+            Some(m) => {
+                let experts = (0..m.num_experts)
+                    .map(|e| mlp(&format!("mlp.experts.{e}")))
+                    .collect::<Result<Vec<_>>>()?;
+                let shared_expert = match m.shared_expert_intermediate_size {
+                    Some(_) => Some(mlp("mlp.shared_expert")?),
+                    None => None,
+                };
+                FeedForward::Sparse(SparseMoe {
+                    gate: take("mlp.gate").ok_or_else(|| missing(&format!("{p}.mlp.gate")))?,
+                    experts,
+                    shared_expert,
+                    shared_expert_gate: take("mlp.shared_expert_gate"),
+                    top_k: m.top_k,
+                    norm_topk_prob: m.norm_topk_prob,
+                })
+            }
+        };
+        let gemma = config.gemma_norms;
         layers.push(DecoderLayer {
             self_attn,
-            mlp,
-            input_layernorm: l.norm(&format!("{p}.input_layernorm"), eps)?,
-            post_attention_layernorm: l.norm(&format!("{p}.post_attention_layernorm"), eps)?,
+            mlp: feed_forward,
+            input_layernorm: l.norm(&format!("{p}.input_layernorm"))?,
+            post_attention_layernorm: l.norm(&format!("{p}.post_attention_layernorm"))?,
+            pre_feedforward_layernorm: l
+                .norm_if(gemma, &format!("{p}.pre_feedforward_layernorm"))?,
+            post_feedforward_layernorm: l
+                .norm_if(gemma, &format!("{p}.post_feedforward_layernorm"))?,
         });
     }
     let model = DecoderModel {
@@ -239,19 +269,37 @@ pub fn build_model(
             weight: l.param("model.embed_tokens.weight")?,
         },
         layers,
-        norm: l.norm("model.norm", eps)?,
+        norm: l.norm("model.norm")?,
+        embed_scale: config
+            .gemma_norms
+            .then(|| (config.hidden_size as f64).sqrt()),
     };
     let lm_head = if config.tie_word_embeddings {
         None
     } else {
         Some(l.linear("lm_head", false)?)
     };
-    Ok(CausalLm { model, lm_head })
+    Ok(CausalLm {
+        model,
+        lm_head,
+        final_logit_softcapping: config.final_logit_softcapping,
+    })
 }
+
+fn missing(module: &str) -> Error {
+    Error::MissingTensor {
+        name: format!("{module}.weight"),
+        module: module.to_string(),
+        expected: vec![],
+    }
+}
+
 struct Loader<'a> {
     tensors: HashMap<String, TensorData>,
     device: &'a Device,
     dtype: DType,
+    eps: f64,
+    unit_offset: bool,
 }
 
 impl Loader<'_> {
@@ -280,11 +328,19 @@ impl Loader<'_> {
             lora: None,
         })
     }
-    fn norm(&mut self, path: &str, eps: f64) -> Result<RmsNorm> {
+    fn norm(&mut self, path: &str) -> Result<RmsNorm> {
         Ok(RmsNorm {
             weight: self.param(&format!("{path}.weight"))?,
-            eps,
+            eps: self.eps,
+            unit_offset: self.unit_offset,
         })
+    }
+    fn norm_if(&mut self, present: bool, path: &str) -> Result<Option<RmsNorm>> {
+        if present {
+            self.norm(path).map(Some)
+        } else {
+            Ok(None)
+        }
     }
 }
 

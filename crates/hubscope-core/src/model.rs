@@ -1,4 +1,6 @@
-//! One decoder for Qwen2/Qwen2.5, Qwen3 and Llama, switched by [`ModelConfig`].
+//! One decoder for every family hubscope runs (Qwen2/2.5, Qwen3, Llama, Mistral, Gemma 2,
+//! Gemma 3, Phi-3, Qwen2-MoE, Qwen3-MoE), switched by [`ModelConfig`]: optional modules and
+//! flags, never a copy of the decoder per family.
 //!
 //! Fields are named as the checkpoint names them (`model.layers.0.self_attn.q_proj.weight`),
 //! so the loader, the load report and `inspect` all read the same tree (see `structure`).
@@ -6,18 +8,17 @@
 //! transposed view, which costs no copy.
 
 use burn::module::{Module, Param};
-use burn::tensor::activation::{log_softmax, silu, softmax};
+use burn::tensor::activation::{gelu_approximate, log_softmax, sigmoid, silu, softmax};
 use burn::tensor::module::{attention, embedding};
-use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::ops::{AttentionModuleOptions, IndexingUpdateOp};
 use burn::tensor::{Bool, DType, Device, Distribution, Int, Tensor, TensorData};
 
 use crate::cache::{KvCache, LayerCache};
-use crate::config::ModelConfig;
+use crate::config::{Activation, ModelConfig};
 use crate::dtype::ComputeDtype;
 use crate::error::{Error, Result};
-use crate::layout::Proj;
 use crate::report::LoadReport;
-use crate::rope::{Rope, RopeTables};
+use crate::rope::{Rope, RopeSet, RopeTables};
 
 /// `nn.Linear`: `y = x Wᵀ + b`, `weight: [out, in]`, with an optional LoRA adapter
 /// (PEFT's `y += scale · (x Aᵀ) Bᵀ`).
@@ -83,11 +84,13 @@ impl Embedding {
     }
 }
 
-/// RMSNorm as transformers computes it: statistics in f32, scale in the compute dtype.
+/// RMSNorm as transformers computes it: statistics in f32, scale in the compute dtype; or
+/// Gemma's, which scales by `1 + weight` in f32 and casts after.
 #[derive(Module, Debug)]
 pub struct RmsNorm {
     pub weight: Param<Tensor<1>>,
     pub eps: f64,
+    pub unit_offset: bool,
 }
 
 impl RmsNorm {
@@ -96,17 +99,32 @@ impl RmsNorm {
         let dtype = x.dtype();
         let x = x.cast(DType::F32);
         let rms = (x.clone().square().mean_dim(D - 1) + self.eps).sqrt();
+        if self.unit_offset {
+            let w = self.weight.val().cast(DType::F32) + 1.0;
+            return ((x / rms) * w.unsqueeze()).cast(dtype);
+        }
         let normed = (x / rms).cast(dtype);
         normed * self.weight.val().unsqueeze()
     }
 }
 
-/// Grouped-query attention with RoPE; q/k/v bias (Qwen2) and q_norm/k_norm (Qwen3) by config.
+/// `cap · tanh(x / cap)` (Gemma 2's soft-capping).
+fn soft_cap<const D: usize>(x: Tensor<D>, cap: Option<f64>) -> Tensor<D> {
+    match cap {
+        Some(c) => (x / c).tanh() * c,
+        None => x,
+    }
+}
+
+/// Grouped-query attention with RoPE. By config: q/k/v bias (Qwen2), q_norm/k_norm (Qwen3,
+/// Gemma 3), one fused `qkv_proj` (Phi-3), Gemma's scale and score soft-capping, a sliding
+/// window, and the local rotary base (Gemma 3's sliding layers).
 #[derive(Module, Debug)]
 pub struct Attention {
-    pub q_proj: Linear,
-    pub k_proj: Linear,
-    pub v_proj: Linear,
+    pub q_proj: Option<Linear>,
+    pub k_proj: Option<Linear>,
+    pub v_proj: Option<Linear>,
+    pub qkv_proj: Option<Linear>,
     pub o_proj: Linear,
     pub q_norm: Option<RmsNorm>,
     pub k_norm: Option<RmsNorm>,
@@ -114,21 +132,49 @@ pub struct Attention {
     pub num_kv_heads: usize,
     pub head_dim: usize,
     pub sliding_window: Option<usize>,
+    pub scale: f64,
+    pub softcap: Option<f64>,
+    pub local_rope: bool,
 }
 
 impl Attention {
+    /// q, k, v as `[b, s, width]` each, from separate projections or Phi-3's fused one.
+    fn qkv(&self, x: Tensor<3>) -> (Tensor<3>, Tensor<3>, Tensor<3>) {
+        if let Some(qkv) = &self.qkv_proj {
+            let [b, s, _] = x.dims();
+            let (qd, kd) = (
+                self.num_heads * self.head_dim,
+                self.num_kv_heads * self.head_dim,
+            );
+            let t = qkv.forward(x);
+            return (
+                t.clone().slice([0..b, 0..s, 0..qd]),
+                t.clone().slice([0..b, 0..s, qd..qd + kd]),
+                t.slice([0..b, 0..s, qd + kd..qd + 2 * kd]),
+            );
+        }
+        let proj = |l: &Option<Linear>, x: Tensor<3>| match l {
+            Some(l) => l.forward(x),
+            None => unreachable!("the loader builds q/k/v or qkv"),
+        };
+        (
+            proj(&self.q_proj, x.clone()),
+            proj(&self.k_proj, x.clone()),
+            proj(&self.v_proj, x),
+        )
+    }
+
     /// `x: [batch, seq, hidden]` at positions `start..start+seq` -> `[batch, seq, hidden]`
-    pub fn forward(&self, x: Tensor<3>, rope: &RopeTables, cache: &mut LayerCache) -> Tensor<3> {
+    pub fn forward(&self, x: Tensor<3>, rope: &RopeSet, cache: &mut LayerCache) -> Tensor<3> {
         let [batch, seq, _] = x.dims();
         let (h, kvh, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let rope: &RopeTables = rope.for_layer(self.local_rope);
 
         // [b, s, heads, hd]
-        let mut q = self.q_proj.forward(x.clone()).reshape([batch, seq, h, hd]);
-        let mut k = self
-            .k_proj
-            .forward(x.clone())
-            .reshape([batch, seq, kvh, hd]);
-        let v = self.v_proj.forward(x).reshape([batch, seq, kvh, hd]);
+        let (q, k, v) = self.qkv(x);
+        let mut q = q.reshape([batch, seq, h, hd]);
+        let mut k = k.reshape([batch, seq, kvh, hd]);
+        let v = v.reshape([batch, seq, kvh, hd]);
         if let Some(n) = &self.q_norm {
             q = n.forward(q);
         }
@@ -153,14 +199,15 @@ impl Attention {
             let q = q.reshape([batch, kvh, h / kvh, hd]);
             let dtype = q.dtype();
             // [b, kvh, groups, total]
-            let scores = q.matmul(k.swap_dims(2, 3)).cast(DType::F32) * (1.0 / (hd as f64).sqrt());
-            let probs = softmax(scores, 3).cast(dtype);
+            let scores = q.matmul(k.swap_dims(2, 3)).cast(DType::F32) * self.scale;
+            let probs = softmax(soft_cap(scores, self.softcap), 3).cast(dtype);
             probs.matmul(v).reshape([batch, h, 1, hd])
         } else {
             let (k, v) = (repeat_kv(k, h / kvh), repeat_kv(v, h / kvh));
             let options = AttentionModuleOptions {
                 is_causal: window_mask.is_none(),
-                ..Default::default()
+                scale: Some(self.scale),
+                softcap: self.softcap,
             };
             attention(q, k, v, window_mask, None, options)
         };
@@ -200,68 +247,260 @@ fn repeat_kv(x: Tensor<4>, n: usize) -> Tensor<4> {
         .reshape([b, kvh * n, s, hd])
 }
 
-/// SwiGLU MLP: `down(silu(gate(x)) * up(x))`.
+/// Gated MLP: `down(act(gate(x)) * up(x))` with SiLU (SwiGLU) or tanh-GELU (GeGLU); Phi-3
+/// computes gate and up in one `gate_up_proj`.
 #[derive(Module, Debug)]
 pub struct Mlp {
-    pub gate_proj: Linear,
-    pub up_proj: Linear,
+    pub gate_proj: Option<Linear>,
+    pub up_proj: Option<Linear>,
+    pub gate_up_proj: Option<Linear>,
     pub down_proj: Linear,
+    pub gelu: bool,
 }
 
 impl Mlp {
+    pub fn new(
+        (gate_proj, up_proj): (Option<Linear>, Option<Linear>),
+        gate_up_proj: Option<Linear>,
+        down_proj: Linear,
+        act: Activation,
+    ) -> Self {
+        Mlp {
+            gate_proj,
+            up_proj,
+            gate_up_proj,
+            down_proj,
+            gelu: act == Activation::GeluTanh,
+        }
+    }
+
+    /// `[.., hidden] -> [.., hidden]`
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let (gate, up) = match (&self.gate_up_proj, &self.gate_proj, &self.up_proj) {
+            (Some(gu), _, _) => {
+                let t = gu.forward(x);
+                let width = t.dims()[D - 1] / 2;
+                let g = t.clone().narrow(D - 1, 0, width);
+                (g, t.narrow(D - 1, width, width))
+            }
+            (None, Some(g), Some(u)) => (g.forward(x.clone()), u.forward(x)),
+            _ => unreachable!("the loader builds gate/up or gate_up"),
+        };
+        let gate = if self.gelu {
+            gelu_approximate(gate)
+        } else {
+            silu(gate)
+        };
+        self.down_proj.forward(gate * up)
+    }
+}
+
+/// A sparse mixture of experts (Qwen2-MoE, Qwen3-MoE): a router `gate` picks the top-k of
+/// `experts` per token (softmax in f32, optionally renormalised); Qwen2-MoE adds an always-on
+/// `shared_expert` scaled by `sigmoid(shared_expert_gate(x))`.
+#[derive(Module, Debug)]
+pub struct SparseMoe {
+    pub gate: Linear,
+    pub experts: Vec<Mlp>,
+    pub shared_expert: Option<Mlp>,
+    pub shared_expert_gate: Option<Linear>,
+    pub top_k: usize,
+    pub norm_topk_prob: bool,
+}
+
+impl SparseMoe {
     /// `[b, s, hidden] -> [b, s, hidden]`
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let gate = silu(self.gate_proj.forward(x.clone()));
-        self.down_proj.forward(gate * self.up_proj.forward(x))
+        let [b, s, d] = x.dims();
+        let x = x.reshape([b * s, d]);
+        let dtype = x.dtype();
+        // [tokens, experts] -> top-k weights and expert ids, [tokens, k]
+        let probs = softmax(self.gate.forward(x.clone()).cast(DType::F32), 1);
+        let (mut weights, ids) = probs.topk_with_indices(self.top_k, 1);
+        if self.norm_topk_prob {
+            weights = weights.clone() / weights.sum_dim(1);
+        }
+        let weights = weights.cast(dtype);
+        let mut out = self.routed(x.clone(), weights, ids);
+        if let (Some(shared), Some(gate)) = (&self.shared_expert, &self.shared_expert_gate) {
+            out = out + shared.forward(x.clone()) * sigmoid(gate.forward(x));
+        }
+        out.reshape([b, s, d])
+    }
+
+    /// Each token through its chosen experts, weighted. Native: the routing is read back
+    /// and only the chosen experts run, on the tokens that chose them.
+    #[cfg(not(target_arch = "wasm32"))]
+    fn routed(&self, x: Tensor<2>, weights: Tensor<2>, ids: Tensor<2, Int>) -> Tensor<2> {
+        let (Ok(w), Ok(i)) = (
+            weights.clone().cast(DType::F32).try_into_data(),
+            ids.clone().try_into_data(),
+        ) else {
+            return self.routed_dense(x, weights, ids);
+        };
+        let (Ok(w), Ok(i)) = (
+            w.try_to_vec::<f32>(),
+            i.convert::<i64>().try_to_vec::<i64>(),
+        ) else {
+            return self.routed_dense(x, weights, ids);
+        };
+        let device = x.device();
+        let mut rows: Vec<(Vec<i64>, Vec<f32>)> = vec![(vec![], vec![]); self.experts.len()];
+        for (slot, (&e, &wt)) in i.iter().zip(&w).enumerate() {
+            let token = (slot / self.top_k) as i64;
+            if let Some(r) = rows.get_mut(e as usize) {
+                r.0.push(token);
+                r.1.push(wt);
+            }
+        }
+        let mut out = x.zeros_like();
+        for (expert, (tokens, wts)) in self.experts.iter().zip(rows) {
+            if tokens.is_empty() {
+                continue;
+            }
+            let n = tokens.len();
+            let idx: Tensor<1, Int> = Tensor::from_data(TensorData::new(tokens, [n]), &device);
+            let wt: Tensor<2> =
+                Tensor::from_data(TensorData::new(wts, [n, 1]), (&device, DType::F32));
+            let y = expert.forward(x.clone().select(0, idx.clone())) * wt.cast(x.dtype());
+            out = out.select_assign(0, idx, y, IndexingUpdateOp::Add);
+        }
+        out
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    fn routed(&self, x: Tensor<2>, weights: Tensor<2>, ids: Tensor<2, Int>) -> Tensor<2> {
+        self.routed_dense(x, weights, ids)
+    }
+
+    /// Device-only routing (no read-back, as the browser's GPU needs): every expert runs on
+    /// every token, weighted by the token's routing weight for it (zero when not chosen).
+    fn routed_dense(&self, x: Tensor<2>, weights: Tensor<2>, ids: Tensor<2, Int>) -> Tensor<2> {
+        let [t, _] = x.dims();
+        let full: Tensor<2> = Tensor::zeros([t, self.experts.len()], (&x.device(), x.dtype()))
+            .scatter(1, ids, weights, IndexingUpdateOp::Add);
+        let mut out = x.zeros_like();
+        for (e, expert) in self.experts.iter().enumerate() {
+            let w = full.clone().narrow(1, e, 1);
+            out = out + expert.forward(x.clone()) * w;
+        }
+        out
+    }
+}
+
+/// A layer's feed-forward: a dense MLP or a mixture of experts. Both are `mlp` in the
+/// checkpoint; the variant name is not part of any tensor name.
+#[derive(Module, Debug)]
+pub enum FeedForward {
+    Dense(Mlp),
+    Sparse(SparseMoe),
+}
+
+impl FeedForward {
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        match self {
+            FeedForward::Dense(m) => m.forward(x),
+            FeedForward::Sparse(m) => m.forward(x),
+        }
     }
 }
 
 #[derive(Module, Debug)]
 pub struct DecoderLayer {
     pub self_attn: Attention,
-    pub mlp: Mlp,
+    pub mlp: FeedForward,
     pub input_layernorm: RmsNorm,
     pub post_attention_layernorm: RmsNorm,
+    /// Gemma: norms around the feed-forward; `post_attention_layernorm` then normalises the
+    /// attention output instead of the feed-forward input.
+    pub pre_feedforward_layernorm: Option<RmsNorm>,
+    pub post_feedforward_layernorm: Option<RmsNorm>,
 }
 
 impl DecoderLayer {
-    /// The layer's linear projections, in [`Proj::ALL`] order.
-    pub fn projections_mut(&mut self) -> [(Proj, &mut Linear); 7] {
-        let (a, m) = (&mut self.self_attn, &mut self.mlp);
-        [
-            (Proj::Q, &mut a.q_proj),
-            (Proj::K, &mut a.k_proj),
-            (Proj::V, &mut a.v_proj),
-            (Proj::O, &mut a.o_proj),
-            (Proj::Gate, &mut m.gate_proj),
-            (Proj::Up, &mut m.up_proj),
-            (Proj::Down, &mut m.down_proj),
-        ]
+    /// Every linear layer with its path below the layer (`self_attn.q_proj`,
+    /// `mlp.experts.3.down_proj`), in module order, as `layout::layer_linears` lists them.
+    pub fn linears_mut(&mut self) -> Vec<(String, &mut Linear)> {
+        let mut out: Vec<(String, &mut Linear)> = vec![];
+        let a = &mut self.self_attn;
+        for (name, l) in [
+            ("q_proj", a.q_proj.as_mut()),
+            ("k_proj", a.k_proj.as_mut()),
+            ("v_proj", a.v_proj.as_mut()),
+            ("qkv_proj", a.qkv_proj.as_mut()),
+            ("o_proj", Some(&mut a.o_proj)),
+        ] {
+            if let Some(l) = l {
+                out.push((format!("self_attn.{name}"), l));
+            }
+        }
+        fn mlp<'a>(prefix: String, m: &'a mut Mlp, out: &mut Vec<(String, &'a mut Linear)>) {
+            for (name, l) in [
+                ("gate_proj", m.gate_proj.as_mut()),
+                ("up_proj", m.up_proj.as_mut()),
+                ("gate_up_proj", m.gate_up_proj.as_mut()),
+                ("down_proj", Some(&mut m.down_proj)),
+            ] {
+                if let Some(l) = l {
+                    out.push((format!("{prefix}.{name}"), l));
+                }
+            }
+        }
+        match &mut self.mlp {
+            FeedForward::Dense(m) => mlp("mlp".into(), m, &mut out),
+            FeedForward::Sparse(moe) => {
+                out.push(("mlp.gate".into(), &mut moe.gate));
+                for (e, m) in moe.experts.iter_mut().enumerate() {
+                    mlp(format!("mlp.experts.{e}"), m, &mut out);
+                }
+                if let Some(m) = moe.shared_expert.as_mut() {
+                    mlp("mlp.shared_expert".into(), m, &mut out);
+                }
+                if let Some(g) = moe.shared_expert_gate.as_mut() {
+                    out.push(("mlp.shared_expert_gate".into(), g));
+                }
+            }
+        }
+        out
     }
 
     /// `[b, s, hidden] -> [b, s, hidden]` (pre-norm residual block)
-    pub fn forward(&self, x: Tensor<3>, rope: &RopeTables, cache: &mut LayerCache) -> Tensor<3> {
-        let h = x.clone()
-            + self
-                .self_attn
-                .forward(self.input_layernorm.forward(x), rope, cache);
-        h.clone() + self.mlp.forward(self.post_attention_layernorm.forward(h))
+    pub fn forward(&self, x: Tensor<3>, rope: &RopeSet, cache: &mut LayerCache) -> Tensor<3> {
+        let attn = self
+            .self_attn
+            .forward(self.input_layernorm.forward(x.clone()), rope, cache);
+        match (
+            &self.pre_feedforward_layernorm,
+            &self.post_feedforward_layernorm,
+        ) {
+            (Some(pre), Some(post)) => {
+                let h = x + self.post_attention_layernorm.forward(attn);
+                h.clone() + post.forward(self.mlp.forward(pre.forward(h)))
+            }
+            _ => {
+                let h = x + attn;
+                h.clone() + self.mlp.forward(self.post_attention_layernorm.forward(h))
+            }
+        }
     }
 }
 
-/// `model.*`: embeddings, decoder layers, final norm.
+/// `model.*`: embeddings (times `embed_scale` for Gemma), decoder layers, final norm.
 #[derive(Module, Debug)]
 pub struct DecoderModel {
     pub embed_tokens: Embedding,
     pub layers: Vec<DecoderLayer>,
     pub norm: RmsNorm,
+    pub embed_scale: Option<f64>,
 }
 
-/// The causal language model: `model` + `lm_head` (None when tied to `embed_tokens`).
+/// The causal language model: `model` + `lm_head` (None when tied to `embed_tokens`), and
+/// Gemma 2's final logit soft-capping.
 #[derive(Module, Debug)]
 pub struct CausalLm {
     pub model: DecoderModel,
     pub lm_head: Option<Linear>,
+    pub final_logit_softcapping: Option<f64>,
 }
 
 /// What a forward pass returns besides logits, for checking against transformers.
@@ -286,6 +525,14 @@ impl CausalLm {
         let seq = ids.dims()[1];
         // [b, s, hidden]
         let mut x = self.model.embed_tokens.forward(ids);
+        if let Some(scale) = self.model.embed_scale {
+            // As transformers: the scale in the compute dtype (sqrt(3072) is 55.5 in bf16).
+            let scale: Tensor<1> = Tensor::from_data(
+                TensorData::new(vec![scale as f32], [1]),
+                (&x.device(), DType::F32),
+            );
+            x = x.clone() * scale.cast(x.dtype()).unsqueeze();
+        }
         let tables = rope.tables(start, seq, x.dtype(), &x.device());
         if let Some(t) = trace.as_deref_mut() {
             t.layer_outputs.push(x.clone());
@@ -305,6 +552,10 @@ impl CausalLm {
 
     /// `[b, s, hidden] -> [b, s, vocab]`
     pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
+        soft_cap(self.head(hidden), self.final_logit_softcapping)
+    }
+
+    fn head(&self, hidden: Tensor<3>) -> Tensor<3> {
         match &self.lm_head {
             Some(head) => head.forward(hidden),
             None => {

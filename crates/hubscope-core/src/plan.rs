@@ -166,22 +166,19 @@ pub struct Plan {
     pub webgpu_big_tensors: Vec<BigTensor>,
 }
 
-/// Trainable parameters of LoRA rank `r` on q/k/v/o/gate/up/down: r × (in + out) each.
+/// Trainable parameters of LoRA rank `r` on every projection of the family (q/k/v/o/gate/
+/// up/down, Phi-3's fused ones, the experts'): r × (in + out) each.
 pub fn lora_params(c: &ModelConfig, r: usize) -> u64 {
-    lora_params_for(c, r, &crate::layout::projection_names())
+    lora_params_for(c, r, &crate::layout::projection_names(c))
 }
 
-/// The same for a chosen set of target modules.
+/// The same for a chosen set of target modules (matched by last name, as PEFT does).
 pub fn lora_params_for(c: &ModelConfig, r: usize, targets: &[String]) -> u64 {
-    let per_layer: usize = targets
-        .iter()
-        .filter_map(|t| crate::layout::Proj::parse(t))
-        .map(|p| {
-            let (inf, outf) = p.features(c);
-            inf + outf
-        })
-        .sum();
-    (r * per_layer * c.num_hidden_layers) as u64
+    (0..c.num_hidden_layers)
+        .flat_map(|l| crate::layout::layer_linears(c, l))
+        .filter(|s| targets.iter().any(|t| t == s.name()))
+        .map(|s| (r * (s.in_features + s.out_features)) as u64)
+        .sum()
 }
 
 /// Peak working memory of a forward pass over `ctx` new tokens, besides weights and cache:

@@ -2,8 +2,8 @@
 //! shapes. The loader takes tensors by these names, `inspect` prints it the way PyTorch
 //! prints the transformers model, and the memory planner counts from it.
 
-use crate::config::ModelConfig;
-use crate::layout::{Block, Proj};
+use crate::config::{Activation, Family, ModelConfig};
+use crate::layout::layer_linears;
 
 /// One parameter: its checkpoint name and shape.
 #[derive(Debug, Clone, PartialEq)]
@@ -190,31 +190,59 @@ fn rms_norm(name: &str, parent: &str, prefix: &str, dim: usize, eps: f64) -> Mod
     .param("weight", vec![dim])
 }
 
-/// The linear layers of one block of a decoder layer, from the layout.
-fn projections(c: &ModelConfig, block: Block, parent: &str) -> Vec<ModuleNode> {
-    Proj::ALL
+/// The `Linear` nodes of the layout whose path below the layer starts with `prefix`
+/// (`self_attn.`, `mlp.`, `mlp.experts.3.`, ...), placed under `parent`.
+fn linears(c: &ModelConfig, layer: usize, prefix: &str, parent: &str) -> Vec<ModuleNode> {
+    layer_linears(c, layer)
         .into_iter()
-        .filter(|p| p.block() == block)
-        .map(|p| {
-            let (inf, outf) = p.features(c);
-            linear(p.name(), parent, inf, outf, p.bias(c))
+        .filter_map(|l| {
+            let rest = l.path.strip_prefix(prefix)?;
+            (!rest.contains('.'))
+                .then(|| linear(rest, parent, l.in_features, l.out_features, l.bias))
         })
         .collect()
+}
+
+/// An MLP (dense, an expert, or the shared expert) under `path`.
+fn mlp_node(c: &ModelConfig, layer: usize, name: &str, parent: &str, prefix: &str) -> ModuleNode {
+    let p = c.family.class_prefix();
+    let path = join(parent, name);
+    let mut mlp = ModuleNode::new(name, parent, format!("{p}MLP"), "");
+    for l in linears(c, layer, prefix, &path) {
+        mlp = mlp.child(l);
+    }
+    let (act_name, act_class) = match (c.fused_projections, c.hidden_act) {
+        (true, _) => ("activation_fn", "SiLUActivation"),
+        (_, Activation::Silu) => ("act_fn", "SiLUActivation"),
+        (_, Activation::GeluTanh) => ("act_fn", "GELUTanh"),
+    };
+    mlp.child(ModuleNode::new(act_name, &path, act_class, ""))
 }
 
 /// The tree of `XForCausalLM` for this config.
 pub fn model_tree(c: &ModelConfig) -> ModuleNode {
     let p = c.family.class_prefix();
-    let (h, hd) = (c.hidden_size, c.head_dim);
+    let (h, hd, eps) = (c.hidden_size, c.head_dim, c.rms_norm_eps);
+    let gemma3 = c.family == Family::Gemma3;
 
     let mut root = ModuleNode::new("", "", format!("{p}ForCausalLM"), "");
-    let mut model = ModuleNode::new("model", "", format!("{p}Model"), "");
+    let model_class = if gemma3 {
+        "Gemma3TextModel".into()
+    } else {
+        format!("{p}Model")
+    };
+    let mut model = ModuleNode::new("model", "", model_class, "");
     let embed_extra = match c.pad_token_id {
         Some(pad) => format!("{}, {h}, padding_idx={pad}", c.vocab_size),
         None => format!("{}, {h}", c.vocab_size),
     };
+    let embed_class = if gemma3 {
+        "Gemma3TextScaledWordEmbedding"
+    } else {
+        "Embedding"
+    };
     model = model.child(
-        ModuleNode::new("embed_tokens", "model", "Embedding", embed_extra)
+        ModuleNode::new("embed_tokens", "model", embed_class, embed_extra)
             .param("weight", vec![c.vocab_size, h]),
     );
     let mut layers = ModuleNode::new("layers", "model", "ModuleList", "");
@@ -222,22 +250,60 @@ pub fn model_tree(c: &ModelConfig) -> ModuleNode {
     for i in 0..c.num_hidden_layers {
         let lp = format!("model.layers.{i}");
         let ap = format!("{lp}.self_attn");
-        let mut attn = ModuleNode::new("self_attn", &lp, format!("{p}Attention"), "");
-        for l in projections(c, Block::SelfAttn, &ap) {
+        // Qwen2-MoE keeps one attention class per implementation; transformers' default
+        // (sdpa) is what print(model) shows.
+        let attn_class = match c.family {
+            Family::Qwen2Moe => "Qwen2MoeSdpaAttention".to_string(),
+            _ => format!("{p}Attention"),
+        };
+        let mut attn = ModuleNode::new("self_attn", &lp, attn_class, "");
+        for l in linears(c, i, "self_attn.", &ap) {
             attn = attn.child(l);
         }
-        if c.family == crate::config::Family::Qwen3 {
+        if c.qk_norm {
             attn = attn
-                .child(rms_norm("q_norm", &ap, p, hd, c.rms_norm_eps))
-                .child(rms_norm("k_norm", &ap, p, hd, c.rms_norm_eps));
+                .child(rms_norm("q_norm", &ap, p, hd, eps))
+                .child(rms_norm("k_norm", &ap, p, hd, eps));
+        }
+        if c.family == Family::Qwen2Moe {
+            // Qwen2-MoE's attention still owns a rotary module (it holds no weights).
+            attn = attn.child(ModuleNode::new(
+                "rotary_emb",
+                &ap,
+                format!("{p}RotaryEmbedding"),
+                "",
+            ));
         }
         let mp = format!("{lp}.mlp");
-        let mut mlp = ModuleNode::new("mlp", &lp, format!("{p}MLP"), "");
-        for l in projections(c, Block::Mlp, &mp) {
-            mlp = mlp.child(l);
-        }
-        let mlp = mlp.child(ModuleNode::new("act_fn", &mp, "SiLUActivation", ""));
-        let layer = ModuleNode::new(
+        let mlp = match c.moe.as_ref().filter(|m| m.sparse_layers[i]) {
+            None => mlp_node(c, i, "mlp", &lp, "mlp."),
+            Some(m) => {
+                let mut block = ModuleNode::new("mlp", &lp, format!("{p}SparseMoeBlock"), "");
+                for l in linears(c, i, "mlp.", &mp) {
+                    if l.name == "gate" {
+                        block = block.child(l);
+                    }
+                }
+                let ep = format!("{mp}.experts");
+                let mut experts = ModuleNode::new("experts", &mp, "ModuleList", "");
+                experts.is_list = true;
+                for e in 0..m.num_experts {
+                    let prefix = format!("mlp.experts.{e}.");
+                    experts = experts.child(mlp_node(c, i, &e.to_string(), &ep, &prefix));
+                }
+                block = block.child(experts);
+                if m.shared_expert_intermediate_size.is_some() {
+                    block = block.child(mlp_node(c, i, "shared_expert", &mp, "mlp.shared_expert."));
+                    for l in linears(c, i, "mlp.", &mp) {
+                        if l.name == "shared_expert_gate" {
+                            block = block.child(l);
+                        }
+                    }
+                }
+                block
+            }
+        };
+        let mut layer = ModuleNode::new(
             &i.to_string(),
             "model.layers",
             format!("{p}DecoderLayer"),
@@ -245,25 +311,42 @@ pub fn model_tree(c: &ModelConfig) -> ModuleNode {
         )
         .child(attn)
         .child(mlp)
-        .child(rms_norm("input_layernorm", &lp, p, h, c.rms_norm_eps))
-        .child(rms_norm(
-            "post_attention_layernorm",
-            &lp,
-            p,
-            h,
-            c.rms_norm_eps,
-        ));
+        .child(rms_norm("input_layernorm", &lp, p, h, eps))
+        .child(rms_norm("post_attention_layernorm", &lp, p, h, eps));
+        if c.gemma_norms {
+            layer = layer
+                .child(rms_norm("pre_feedforward_layernorm", &lp, p, h, eps))
+                .child(rms_norm("post_feedforward_layernorm", &lp, p, h, eps));
+        }
+        if let Some(pdrop) = c.resid_pdrop {
+            for name in ["resid_attn_dropout", "resid_mlp_dropout"] {
+                layer = layer.child(ModuleNode::new(
+                    name,
+                    &lp,
+                    "Dropout",
+                    format!("p={}, inplace=False", py_float(pdrop)),
+                ));
+            }
+        }
         layers = layers.child(layer);
     }
     model = model
         .child(layers)
-        .child(rms_norm("norm", "model", p, h, c.rms_norm_eps))
+        .child(rms_norm("norm", "model", p, h, eps))
         .child(ModuleNode::new(
             "rotary_emb",
             "model",
             format!("{p}RotaryEmbedding"),
             "",
         ));
+    if gemma3 {
+        model = model.child(ModuleNode::new(
+            "rotary_emb_local",
+            "model",
+            format!("{p}RotaryEmbedding"),
+            "",
+        ));
+    }
     root = root.child(model);
     let mut head = linear("lm_head", "", h, c.vocab_size, false);
     if c.tie_word_embeddings {

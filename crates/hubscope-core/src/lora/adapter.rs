@@ -10,9 +10,10 @@ use burn::tensor::{DType, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::OutFile;
+use crate::config::ModelConfig;
 use crate::dtype::ComputeDtype;
 use crate::error::{Error, Result};
-use crate::layout::{Proj, projection_names};
+use crate::layout::{linear_names, projection_names};
 use crate::model::{Linear, Lora, Model};
 use crate::safetensors::{FileHeader, StoredDtype, convert};
 
@@ -59,22 +60,15 @@ impl AdapterConfig {
         if !(0.0..1.0).contains(&c.lora_dropout) {
             return Err(bad("lora_dropout", "must be in [0, 1)"));
         }
-        for t in &c.target_modules {
-            if Proj::parse(t).is_none() {
-                return Err(bad(
-                    "target_modules",
-                    &format!(
-                        "`{t}` is not a linear layer of this model ({})",
-                        projection_names().join(", ")
-                    ),
-                ));
-            }
+        if c.target_modules.is_empty() {
+            return Err(bad("target_modules", "names no module"));
         }
         Ok(c)
     }
 
-    /// A new adapter's settings, checked: rank ≥ 1, dropout in [0, 1), known targets.
-    pub fn fresh(r: usize, lora_alpha: f64, lora_dropout: f64, targets: &[String]) -> Result<Self> {
+    /// A new adapter's settings, checked: rank ≥ 1, dropout in [0, 1). Its targets are the
+    /// family's projections until [`AdapterConfig::target`] sets them for a model.
+    pub fn fresh(r: usize, lora_alpha: f64, lora_dropout: f64) -> Result<Self> {
         let bad = |field: &str, message: String| Error::InvalidField {
             file: "LoRA settings".into(),
             field: field.into(),
@@ -86,30 +80,33 @@ impl AdapterConfig {
         if !(0.0..1.0).contains(&lora_dropout) {
             return Err(bad("dropout", format!("{lora_dropout} is not in [0, 1)")));
         }
-        if targets.is_empty() {
-            return Err(bad("target", "name at least one linear layer".into()));
-        }
-        for t in targets {
-            if Proj::parse(t).is_none() {
-                return Err(bad(
-                    "target",
-                    format!(
-                        "`{t}` is not a linear layer ({})",
-                        projection_names().join(", ")
-                    ),
-                ));
-            }
-        }
+        let targets: Vec<String> = vec![];
         Ok(AdapterConfig {
             r,
             lora_alpha,
             lora_dropout,
-            target_modules: targets.to_vec(),
+            target_modules: targets,
             use_rslora: false,
             use_dora: false,
             bias: "none".into(),
             base_model_name_or_path: None,
         })
+    }
+
+    /// Set the targets for `model`: `targets`, or the family's projections when None; each
+    /// must name a linear layer of the model.
+    pub fn target(mut self, model: &ModelConfig, targets: Option<&[String]>) -> Result<Self> {
+        let targets = match targets {
+            Some(t) if !t.is_empty() => t.to_vec(),
+            _ => projection_names(model),
+        };
+        check_targets(model, &targets).map_err(|message| Error::InvalidField {
+            file: "LoRA settings".into(),
+            field: "target".into(),
+            message,
+        })?;
+        self.target_modules = targets;
+        Ok(self)
     }
 
     pub fn scale(&self) -> f64 {
@@ -143,17 +140,39 @@ pub fn peft_key(module: &str, which: char) -> String {
     format!("base_model.model.{module}.lora_{which}.weight")
 }
 
-/// Every (module path, linear) of the decoder that `targets` selects.
-fn targeted<'a>(model: &'a mut Model, targets: &[String]) -> Vec<(String, &'a mut Linear)> {
+/// Every target names a linear layer of this model (PEFT matches a module by its last name).
+fn check_targets(model: &ModelConfig, targets: &[String]) -> std::result::Result<(), String> {
+    let names = linear_names(model);
+    match targets.iter().find(|t| !names.contains(t)) {
+        Some(t) => Err(format!(
+            "`{t}` is not a linear layer of this {} model ({})",
+            model.model_type,
+            names.join(", ")
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Every (module path, linear) of the decoder, in module order.
+fn linears(model: &mut Model) -> Vec<(String, &mut Linear)> {
     let mut out = vec![];
     for (i, layer) in model.lm.model.layers.iter_mut().enumerate() {
-        for (p, lin) in layer.projections_mut() {
-            if targets.iter().any(|t| t == p.name()) {
-                out.push((p.path(i), lin));
-            }
+        for (path, lin) in layer.linears_mut() {
+            out.push((format!("model.layers.{i}.{path}"), lin));
         }
     }
     out
+}
+
+/// Every (module path, linear) of the decoder that `targets` selects by last name.
+fn targeted<'a>(model: &'a mut Model, targets: &[String]) -> Vec<(String, &'a mut Linear)> {
+    linears(model)
+        .into_iter()
+        .filter(|(path, _)| {
+            let name = path.rsplit('.').next().unwrap_or(path);
+            targets.iter().any(|t| t == name)
+        })
+        .collect()
 }
 
 /// Attach a PEFT adapter (config + safetensors bytes) to the model's linear layers. Every
@@ -164,6 +183,13 @@ pub fn attach(model: &mut Model, config: &AdapterConfig, weights: &[u8]) -> Resu
     let st = safetensors::SafeTensors::deserialize(weights).map_err(|e| Error::Safetensors {
         file: FILE.into(),
         message: e.to_string(),
+    })?;
+    check_targets(&model.config, &config.target_modules).map_err(|message| {
+        Error::InvalidField {
+            file: "adapter_config.json".into(),
+            field: "target_modules".into(),
+            message,
+        }
     })?;
     let mut left: HashMap<String, ()> = header.tensors.keys().map(|k| (k.clone(), ())).collect();
     let (device, dtype, r, scale) = (model.device.clone(), model.dtype, config.r, config.scale());
@@ -217,7 +243,7 @@ pub fn attach(model: &mut Model, config: &AdapterConfig, weights: &[u8]) -> Resu
 
 /// Fold every attached adapter into its base weight (`W + scale · B A`) and drop it.
 pub fn merge(model: &mut Model) {
-    for (_, lin) in targeted(model, &projection_names()) {
+    for (_, lin) in linears(model) {
         if let Some(l) = lin.lora.take() {
             let delta = l
                 .lora_b
@@ -235,7 +261,7 @@ pub fn merge(model: &mut Model) {
 /// The adapters as PEFT's safetensors tensors, read back from the device.
 pub async fn adapter_tensors(model: &mut Model) -> Result<Vec<(String, TensorData)>> {
     let mut out = vec![];
-    for (path, lin) in targeted(model, &projection_names()) {
+    for (path, lin) in linears(model) {
         if let Some(l) = &lin.lora {
             for (which, p) in [('A', &l.lora_a), ('B', &l.lora_b)] {
                 let d = p
@@ -304,9 +330,8 @@ pub fn init_adapter(model: &mut Model, config: &AdapterConfig, seed: u64) {
 
 /// Every attached adapter, in module order (A then B of each layer).
 pub(super) fn adapters(model: &mut Model) -> Vec<&mut Param<Tensor<2>>> {
-    let all = projection_names();
     let mut out = vec![];
-    for (_, lin) in targeted(model, &all) {
+    for (_, lin) in linears(model) {
         if let Some(l) = lin.lora.as_mut() {
             out.push(&mut l.lora_a);
             out.push(&mut l.lora_b);

@@ -5,6 +5,7 @@
 use super::adapter::AdapterConfig;
 use super::data::{parse_jsonl, render_example};
 use super::train::{AdamW, Trainer, check_schedule, start_training};
+use crate::config::ModelConfig;
 use crate::error::Result;
 use crate::model::Model;
 use crate::text::{Message, Tokenizer};
@@ -16,7 +17,8 @@ pub struct FineTuneSettings {
     pub rank: usize,
     pub alpha: f64,
     pub dropout: f64,
-    pub targets: Vec<String>,
+    /// PEFT's `target_modules`; None: every projection of the model's family.
+    pub targets: Option<Vec<String>>,
     pub epochs: usize,
     pub batch_size: usize,
     pub lr: f64,
@@ -44,7 +46,7 @@ pub struct Checked {
 
 /// Check the settings and parse `data` (chat or alpaca JSONL).
 pub fn check(data: &str, s: &FineTuneSettings) -> Result<Checked> {
-    let fresh = AdapterConfig::fresh(s.rank, s.alpha, s.dropout, &s.targets)?;
+    let fresh = AdapterConfig::fresh(s.rank, s.alpha, s.dropout)?;
     check_schedule(s.batch_size, s.epochs)?;
     Ok(Checked {
         fresh,
@@ -54,9 +56,11 @@ pub fn check(data: &str, s: &FineTuneSettings) -> Result<Checked> {
 }
 
 impl Checked {
-    /// Render every example with `tokenizer`'s chat template and build the trainer.
-    pub fn render(self, tokenizer: &Tokenizer) -> Result<Prepared> {
+    /// Check the targets against the model's config, render every example with
+    /// `tokenizer`'s chat template and build the trainer.
+    pub fn render(self, config: &ModelConfig, tokenizer: &Tokenizer) -> Result<Prepared> {
         let s = &self.settings;
+        let fresh = self.fresh.target(config, s.targets.as_deref())?;
         let examples = self
             .conversations
             .iter()
@@ -70,7 +74,7 @@ impl Checked {
             AdamW::new(s.lr, s.weight_decay),
         )?;
         Ok(Prepared {
-            fresh: self.fresh,
+            fresh,
             trainer,
             seed: s.seed,
             longest,
@@ -79,8 +83,13 @@ impl Checked {
 }
 
 /// [`check`], then [`Checked::render`].
-pub fn prepare(data: &str, tokenizer: &Tokenizer, s: &FineTuneSettings) -> Result<Prepared> {
-    check(data, s)?.render(tokenizer)
+pub fn prepare(
+    data: &str,
+    config: &ModelConfig,
+    tokenizer: &Tokenizer,
+    s: &FineTuneSettings,
+) -> Result<Prepared> {
+    check(data, s)?.render(config, tokenizer)
 }
 
 impl Prepared {

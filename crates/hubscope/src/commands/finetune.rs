@@ -32,12 +32,12 @@ pub struct FinetuneArgs {
     /// Dropout on the adapter's input while training (PEFT's lora_dropout).
     #[arg(long, default_value_t = 0.0)]
     pub lora_dropout: f64,
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
-    )]
-    pub target: Vec<String>,
+    /// Linear layers to adapt (PEFT's target_modules, comma-separated). Default: every
+    /// projection of the family (q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj;
+    /// Phi-3: qkv_proj,o_proj,gate_up_proj,down_proj; in a mixture of experts the experts'
+    /// too, as PEFT matches them by name).
+    #[arg(long, value_delimiter = ',')]
+    pub target: Option<Vec<String>>,
     #[arg(long, default_value_t = 1)]
     pub epochs: usize,
     #[arg(long, default_value_t = 1)]
@@ -88,7 +88,7 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
             folder.path("tokenizer.json").display()
         )
     })?;
-    let mut run = checked.render(tok)?;
+    let mut run = checked.render(&text.config, tok)?;
     // The training's own peak: from here (the tokenizer's parsing peak is not the model's).
     crate::process::release_freed_memory();
     let rss_before = crate::process::rss().1;

@@ -44,7 +44,8 @@ pub fn run(a: InspectArgs) -> Result<()> {
         // Any other architecture: the tree from the tensor names.
         Err(hubscope_core::Error::UnsupportedModelType(t)) if a.plain => bail!(
             "--plain prints transformers' print(model) exactly, which needs a family hubscope \
-             knows (qwen2, qwen3, llama); `{t}` is shown from its tensor names without --plain"
+             knows ({}); `{t}` is shown from its tensor names without --plain",
+            hubscope_core::config::Family::supported()
         ),
         Err(hubscope_core::Error::UnsupportedModelType(t)) => return generic(&a, &h, &t),
         Err(e) => return Err(e.into()),
@@ -87,6 +88,7 @@ pub fn run(a: InspectArgs) -> Result<()> {
             "source": h.source,
             "architecture": tree.class,
             "model_type": config.model_type,
+            "known_family": true,
             "total_parameters": total,
             "stored_bytes": h.stored_bytes,
             "header_bytes_read": h.header_bytes,

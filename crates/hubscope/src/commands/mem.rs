@@ -59,7 +59,10 @@ fn generic(a: &MemArgs, model_type: &str, headers: Option<Headers>) -> Result<()
         .iter()
         .map(|&d| (d, (s.parameters as f64 * d.weight_bits() / 8.0) as u64))
         .collect();
-    let note = "KV cache, activations and fine-tuning are planned for the families hubscope runs (qwen2, qwen3, llama); this shows the weights";
+    let note = format!(
+        "KV cache, activations and fine-tuning are planned for the families hubscope runs ({}); this shows the weights",
+        hubscope_core::config::Family::supported()
+    );
     if a.json {
         println!(
             "{}",

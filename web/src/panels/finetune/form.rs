@@ -2,7 +2,6 @@
 //! `FineTuneSettings`, and shown back as trained (a starting adapter's own rank, alpha,
 //! dropout and targets win).
 
-use hubscope_core::layout::projection_names;
 use hubscope_core::lora::{AdapterConfig, FineTuneSettings};
 use leptos::prelude::*;
 
@@ -43,7 +42,7 @@ impl Form {
             rank: url_text("ft_rank", "8"),
             alpha: url_text("ft_alpha", "16"),
             dropout: url_text("ft_dropout", "0"),
-            targets: url_text("ft_targets", &projection_names().join(",")),
+            targets: url_text("ft_targets", ""),
             epochs: url_text("ft_epochs", "1"),
             batch: url_text("ft_batch", "1"),
             lr: url_text("ft_lr", "0.0001"),
@@ -58,13 +57,15 @@ impl Form {
             rank: number(self.rank, "rank")? as usize,
             alpha: number(self.alpha, "alpha")?,
             dropout: number(self.dropout, "dropout")?,
-            targets: self
-                .targets
-                .get_untracked()
-                .split(',')
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect(),
+            targets: Some(
+                self.targets
+                    .get_untracked()
+                    .split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect::<Vec<String>>(),
+            )
+            .filter(|t| !t.is_empty()),
             epochs: number(self.epochs, "epochs")? as usize,
             batch_size: number(self.batch, "batch size")? as usize,
             lr: number(self.lr, "learning rate")?,

@@ -103,7 +103,7 @@ pub fn FineTunePanel() -> impl IntoView {
                     &move || stop2.get(),
                 )
                 .await?;
-                let mut run = checked.render(&loaded.tokenizer)?;
+                let mut run = checked.render(&loaded.model.config, &loaded.tokenizer)?;
                 let cfg = run.start(
                     &mut loaded.model,
                     init.as_ref().map(|(c, w)| (c.clone(), w.as_slice())),
