@@ -455,3 +455,127 @@ fn batches_follow_peft_with_padding() {
         assert!((g - w).abs() <= 1e-3, "step {k}: {g} vs PEFT {w}");
     }
 }
+
+/// LoRA on the other families with their own layer names: the CLI fine-tunes Phi-3 (fused
+/// `qkv_proj`, `gate_up_proj`), Gemma 3 and Qwen3-MoE (whose experts' projections PEFT matches
+/// by name, the router `gate` not) with the family's default targets, and Python peft loads
+/// each adapter onto transformers' model of the fixture and gives hubscope's probe logits
+/// (fixtures: tests/data/make_fixtures.py, transformers 4.57.6).
+#[test]
+fn default_targets_per_family_load_in_peft() {
+    let dirs = common::family_fixtures();
+    let cases: [(&str, &[&str], usize); 3] = [
+        (
+            "phi3",
+            &["qkv_proj", "o_proj", "gate_up_proj", "down_proj"],
+            2 * 4,
+        ),
+        (
+            "gemma3",
+            &[
+                "q_proj",
+                "k_proj",
+                "v_proj",
+                "o_proj",
+                "gate_proj",
+                "up_proj",
+                "down_proj",
+            ],
+            3 * 7,
+        ),
+        // 3 layers x 4 attention projections; layer 1 dense (3), layers 0 and 2: 8 experts x 3.
+        (
+            "qwen3-moe",
+            &[
+                "q_proj",
+                "k_proj",
+                "v_proj",
+                "o_proj",
+                "gate_proj",
+                "up_proj",
+                "down_proj",
+            ],
+            3 * 4 + 3 + 2 * 8 * 3,
+        ),
+    ];
+    for (name, targets, modules) in cases {
+        let dir = dirs.iter().find(|d| d.ends_with(name)).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("adapter");
+        let o = hubscope(&[
+            "finetune",
+            dir.to_str().unwrap(),
+            "--data",
+            lora_dir().join("data.jsonl").to_str().unwrap(),
+            "--lora-rank",
+            "2",
+            "--lora-alpha",
+            "4",
+            "--lr",
+            "0.01",
+            "--seed",
+            "3",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(
+            o.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let cfg =
+            AdapterConfig::from_json(&std::fs::read(out.join("adapter_config.json")).unwrap())
+                .unwrap();
+        let mut want: Vec<String> = targets.iter().map(|s| s.to_string()).collect();
+        let mut got = cfg.target_modules.clone();
+        want.sort();
+        got.sort();
+        assert_eq!(got, want, "{name}: the family's projections");
+        let read = |n: &str| std::fs::read(dir.join(n)).unwrap();
+        let weights = read("model.safetensors");
+        let mut m = Model::from_safetensors(
+            ModelConfig::from_json(&read("config.json")).unwrap(),
+            &[("model.safetensors".into(), &weights)],
+            ComputeDtype::F32,
+            &Device::flex(),
+        )
+        .unwrap();
+        let n = attach(
+            &mut m,
+            &cfg,
+            &std::fs::read(out.join("adapter_model.safetensors")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(n, modules, "{name}: adapted modules");
+        let probe = [3u32, 17, 230, 1000, 42, 7];
+        let (i, v) = top5(&m, &probe);
+        let peft = common::transformers_top16(dir, &probe, Some(&out));
+        assert_eq!(peft.0[..5], i[..], "{name}: top-5 ids with the adapter");
+        for (g, w) in v.iter().zip(&peft.1) {
+            assert!(
+                (g - w).abs() <= 1e-4,
+                "{name}: hubscope {v:?} vs peft {:?}",
+                peft.1
+            );
+        }
+    }
+    // A target the family does not have is named in one line, before any training.
+    let phi3 = dirs.iter().find(|d| d.ends_with("phi3")).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let o = hubscope(&[
+        "finetune",
+        phi3.to_str().unwrap(),
+        "--data",
+        lora_dir().join("data.jsonl").to_str().unwrap(),
+        "--target",
+        "q_proj",
+        "--out",
+        tmp.path().join("a").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("`q_proj`") && err.contains("qkv_proj"),
+        "{err}"
+    );
+}

@@ -71,8 +71,15 @@ pub struct AdamW {
     pub betas: (f64, f64),
     pub eps: f64,
     pub weight_decay: f64,
+    /// Per parameter, as torch keeps it: its own step count and two moments, from the first
+    /// step it had a gradient (an expert no token chose gets none, and is left alone).
+    state: Vec<Option<Moments>>,
+}
+
+struct Moments {
     step: i32,
-    moments: Vec<(Tensor<2>, Tensor<2>)>,
+    m: Tensor<2>,
+    v: Tensor<2>,
 }
 
 impl AdamW {
@@ -82,8 +89,7 @@ impl AdamW {
             betas: (0.9, 0.999),
             eps: 1e-8,
             weight_decay,
-            step: 0,
-            moments: vec![],
+            state: vec![],
         }
     }
 }
@@ -221,28 +227,33 @@ pub async fn train_batch(model: &mut Model, batch: &[Example], opt: &mut AdamW) 
     let loss = loss.ok_or_else(|| Error::Invalid("an empty batch".into()))? / tokens as f64;
     let grads = loss.backward();
     let value = crate::model::read_f32(loss.detach()).await?[0];
-    opt.step += 1;
     let (b1, b2) = opt.betas;
-    let bc1 = 1.0 - b1.powi(opt.step);
-    let bc2 = 1.0 - b2.powi(opt.step);
-    let step_size = opt.lr / bc1;
-    let first = opt.moments.is_empty();
     let params = adapters(model);
-    for (k, p) in params.into_iter().enumerate() {
+    if opt.state.is_empty() {
+        opt.state = params.iter().map(|_| None).collect();
+    }
+    for (p, state) in params.into_iter().zip(opt.state.iter_mut()) {
         let w = p.val();
-        let g = w
-            .grad(&grads)
-            .ok_or_else(|| Error::Invalid("a LoRA parameter got no gradient".into()))?;
+        // No gradient (a mixture-of-experts adapter whose expert no token chose): torch's
+        // AdamW skips the parameter, weight decay and step count included.
+        let Some(g) = w.grad(&grads) else {
+            continue;
+        };
         let w = w.inner();
-        if first {
-            opt.moments.push((w.zeros_like(), w.zeros_like()));
-        }
-        let (m, v) = &mut opt.moments[k];
-        *m = m.clone() * b1 + g.clone() * (1.0 - b1);
-        *v = v.clone() * b2 + g.clone() * g * (1.0 - b2);
+        let s = state.get_or_insert_with(|| Moments {
+            step: 0,
+            m: w.zeros_like(),
+            v: w.zeros_like(),
+        });
+        s.step += 1;
+        let bc1 = 1.0 - b1.powi(s.step);
+        let bc2 = 1.0 - b2.powi(s.step);
+        let step_size = opt.lr / bc1;
+        s.m = s.m.clone() * b1 + g.clone() * (1.0 - b1);
+        s.v = s.v.clone() * b2 + g.clone() * g * (1.0 - b2);
         let w = w * (1.0 - opt.lr * opt.weight_decay);
-        let denom = v.clone().sqrt() / bc2.sqrt() + opt.eps;
-        let w = w - m.clone() / denom * step_size;
+        let denom = s.v.clone().sqrt() / bc2.sqrt() + opt.eps;
+        let w = w - s.m.clone() / denom * step_size;
         *p = Param::from_tensor(Tensor::from_inner(w).require_grad());
     }
     Ok(value)
