@@ -290,8 +290,10 @@ fn export_refuses_a_non_empty_target_and_leaves_nothing_half_written() {
     );
 }
 
-/// transformers' `from_pretrained` loads hubscope's exports: sharded f32 (every fixture) and
-/// bf16 give the original's logits; an export with `--adapter` merged gives PEFT's logits.
+/// transformers' `from_pretrained` loads hubscope's exports: sharded f32 (every fixture, the
+/// other families' too: Gemma's tied head, Phi-3's fused projections, the experts of the
+/// mixtures, all under transformers' names) and bf16 give the original's logits; an export
+/// with `--adapter` merged gives PEFT's logits.
 #[test]
 fn transformers_loads_the_exports() {
     let tmp = tempfile::tempdir().unwrap();
@@ -302,7 +304,10 @@ fn transformers_loads_the_exports() {
             assert!((x - y).abs() <= tol, "{what}: {:?} vs {:?}", a.1, b.1);
         }
     };
-    for src in common::model_fixtures() {
+    for src in common::model_fixtures()
+        .into_iter()
+        .chain(common::family_fixtures())
+    {
         let name = src.file_name().unwrap().to_string_lossy().into_owned();
         let want = common::transformers_top16(&src, &ids, None);
         let out = tmp.path().join(format!("{name}-f32"));
