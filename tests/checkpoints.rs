@@ -221,3 +221,44 @@ fn any_architecture_is_read_header_only_from_a_hub() {
         "read {header} of {weights} bytes"
     );
 }
+
+/// `mem` for the families hubscope runs: a sliding-window layer's KV cache holds at most its
+/// window, and a mixture of experts reports the parameters a token runs through. Expected
+/// values by hand from the fixtures' configs (tests/data/make_fixtures.py).
+#[test]
+fn mem_counts_sliding_windows_and_active_experts() {
+    let dirs = common::family_fixtures();
+    let dir = |f: &str| {
+        dirs.iter()
+            .find(|d| d.ends_with(f))
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    // Gemma 3: layers sliding (6), sliding (6), full; 2 kv heads x head_dim 16, f16 K and V.
+    let o = hubscope(&["mem", &dir("gemma3"), "--context", "100", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let f16 = v["inference"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["dtype"] == "f16")
+        .unwrap();
+    assert_eq!(f16["kv_cache"], 2 * 2 * 16 * 2 * (6 + 6 + 100));
+    assert_eq!(v["active_parameters"], v["parameters"]);
+    // Qwen3-MoE: layers 0 and 2 sparse, 8 experts of width 16 (3 x 32 x 16 each), top 2.
+    let o = hubscope(&["mem", &dir("qwen3-moe"), "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["parameters"], 9_773_888);
+    assert_eq!(
+        v["active_parameters"],
+        9_773_888 - 2 * (8 - 2) * 3 * 32 * 16
+    );
+    let text = hubscope(&["mem", &dir("qwen3-moe")]);
+    assert!(
+        String::from_utf8_lossy(&text.stdout).contains("9,755,456 parameters active per token")
+    );
+}

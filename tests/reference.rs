@@ -634,3 +634,32 @@ fn strftime_matches_python() {
         "an unknown directive is an error"
     );
 }
+
+/// A sliding-window layer's cache keeps only what the window still sees (it moves its tail to
+/// the front when full): over 150 positions — two compactions of the 64-entry buffer —
+/// every cached step's logits equal the uncached forward's at that position (random weights,
+/// window 5; the uncached forward masks by the window, checked against transformers above).
+#[test]
+fn sliding_window_cache_matches_the_uncached_forward() {
+    let config = ModelConfig::from_json(
+        br#"{"model_type":"mistral","vocab_size":300,"hidden_size":32,"intermediate_size":64,
+        "num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2,"head_dim":8,
+        "sliding_window":5,"max_position_embeddings":512,"tie_word_embeddings":false}"#,
+    )
+    .unwrap();
+    let m = Model::random(config, ComputeDtype::F32, &Device::flex(), 5).unwrap();
+    let ids: Vec<u32> = (0..150u32).map(|i| (i * 37 + 11) % 300).collect();
+    let (all, _) = m.forward_traced(&ids).unwrap();
+    let all = pollster::block_on(read_f32(all)).unwrap();
+    let row = |p: usize| &all[p * 300..(p + 1) * 300];
+    let mut cache = m.new_cache();
+    let first = pollster::block_on(read_f32(m.step(&ids[..10], &mut cache).unwrap())).unwrap();
+    assert!(max_abs_diff(&first, row(9)) <= 1e-5, "prefill");
+    for p in 10..ids.len() {
+        let got =
+            pollster::block_on(read_f32(m.step(&ids[p..p + 1], &mut cache).unwrap())).unwrap();
+        let d = max_abs_diff(&got, row(p));
+        assert!(d <= 1e-5, "position {p}: cached logits differ by {d}");
+    }
+    assert_eq!(cache.len(), 150);
+}

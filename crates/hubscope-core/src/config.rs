@@ -594,9 +594,40 @@ impl ModelConfig {
         self.num_attention_heads / self.num_key_value_heads
     }
 
-    /// Key+value cache bytes per token for one sequence at `bytes_per_value`.
+    /// Key+value cache bytes per token for one sequence at `bytes_per_value` (every layer).
     pub fn kv_bytes_per_token(&self, bytes_per_value: usize) -> usize {
         2 * self.num_hidden_layers * self.num_key_value_heads * self.head_dim * bytes_per_value
+    }
+
+    /// Key+value cache bytes for `context` tokens of one sequence: a sliding-window layer
+    /// holds at most its window (as hubscope's cache keeps it).
+    pub fn kv_bytes(&self, context: usize, bytes_per_value: usize) -> u64 {
+        let per_layer_token = 2 * self.num_key_value_heads * self.head_dim * bytes_per_value;
+        self.layer_windows
+            .iter()
+            .map(|w| (per_layer_token * w.map_or(context, |w| context.min(w))) as u64)
+            .sum()
+    }
+
+    /// Parameters one token runs through: all, less the experts it does not choose.
+    pub fn active_parameters(&self, total: u64) -> u64 {
+        let Some(m) = &self.moe else {
+            return total;
+        };
+        let per_expert = 3 * self.hidden_size * m.intermediate_size;
+        let sparse = m.sparse_layers.iter().filter(|s| **s).count();
+        total - (sparse * (m.num_experts - m.top_k) * per_expert) as u64
+    }
+
+    /// Feed-forward width one token computes in layer `layer` (a mixture: top-k experts plus
+    /// the shared one).
+    pub fn ffn_width(&self, layer: usize) -> usize {
+        match self.moe.as_ref().filter(|m| m.sparse_layers[layer]) {
+            Some(m) => {
+                m.top_k * m.intermediate_size + m.shared_expert_intermediate_size.unwrap_or(0)
+            }
+            None => self.intermediate_size,
+        }
     }
 }
 

@@ -614,7 +614,7 @@ impl Model {
 
     pub fn new_cache(&self) -> KvCache {
         KvCache::new(
-            self.config.num_hidden_layers,
+            &self.config.layer_windows,
             self.config.max_position_embeddings,
         )
     }

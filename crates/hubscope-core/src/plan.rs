@@ -155,6 +155,8 @@ pub struct BigTensor {
 pub struct Plan {
     pub architecture: String,
     pub parameters: u64,
+    /// Parameters one token runs through (less than `parameters` for a mixture of experts).
+    pub active_parameters: u64,
     pub context: usize,
     pub batch: usize,
     pub lora_rank: usize,
@@ -187,7 +189,11 @@ pub fn lora_params_for(c: &ModelConfig, r: usize, targets: &[String]) -> u64 {
 pub fn activation_bytes(c: &ModelConfig, ctx: usize, batch: usize, act: u64) -> u64 {
     let (b, s) = (batch as u64, ctx as u64);
     let hidden = (c.hidden_size as u64) * 3; // residual, normed, layer output
-    let mlp = (c.intermediate_size as u64) * 3;
+    let width = (0..c.num_hidden_layers)
+        .map(|l| c.ffn_width(l))
+        .max()
+        .unwrap_or(c.intermediate_size);
+    let mlp = (width as u64) * 3;
     let qkv = ((c.num_attention_heads + 2 * c.num_key_value_heads) * c.head_dim) as u64;
     let per_token = (hidden + mlp.max(qkv)) * act;
     // Scores: full matrix while it is small, else tiles of 256 keys (flash attention).
@@ -230,7 +236,7 @@ pub fn plan(
                 }
                 _ => (params as f64 * d.weight_bits() / 8.0) as u64,
             };
-            let kv_cache = kv_per_token(d.act_bytes()) * (context * batch) as u64;
+            let kv_cache = c.kv_bytes(context, d.act_bytes() as usize) * batch as u64;
             let activations = activation_bytes(c, context, batch, d.act_bytes());
             let total = weights + kv_cache + activations + RUNTIME_OVERHEAD;
             let rule_of_thumb = (params as f64 * d.thumb_bytes()) as u64;
@@ -255,11 +261,14 @@ pub fn plan(
     // log-softmax and its gradient). Checked against a measured LoRA run in docs/BENCHMARKS.md.
     let train_acts = |act: u64| {
         let (b, s) = (batch as u64, context as u64);
-        let per_layer_token = (8 * c.hidden_size
-            + 10 * c.intermediate_size
-            + 6 * c.num_attention_heads * c.head_dim) as u64
-            * act;
-        c.num_hidden_layers as u64 * b * s * per_layer_token + 4 * b * s * c.vocab_size as u64 * 4
+        let per_token: u64 = (0..c.num_hidden_layers)
+            .map(|l| {
+                (8 * c.hidden_size + 10 * c.ffn_width(l) + 6 * c.num_attention_heads * c.head_dim)
+                    as u64
+                    * act
+            })
+            .sum();
+        b * s * per_token + 4 * b * s * c.vocab_size as u64 * 4
     };
     let bf16_inference = inference
         .iter()
@@ -333,6 +342,7 @@ pub fn plan(
     Plan {
         architecture: tree.class.clone(),
         parameters: params,
+        active_parameters: c.active_parameters(params),
         context,
         batch,
         lora_rank,

@@ -181,6 +181,19 @@ pub fn run(a: MemArgs) -> Result<()> {
         p.batch,
         hb(p.kv_bytes_per_token_f16)
     );
+    if p.active_parameters != p.parameters {
+        println!(
+            "Mixture of experts: {} parameters active per token",
+            group_digits(p.active_parameters)
+        );
+    }
+    let sliding = config.layer_windows.iter().flatten().count();
+    if sliding > 0 {
+        println!(
+            "{sliding} of {} layers attend within a sliding window: their KV cache holds at most the window",
+            config.num_hidden_layers
+        );
+    }
     println!();
     println!(
         "Inference        weights       KV cache    activations        total   rule of thumb (params × bytes)"
