@@ -688,3 +688,56 @@ pub async fn read_f32<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
     data.try_into_vec::<f32>()
         .map_err(|e| Error::Device(format!("{e:?}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn linear(out: usize, inp: usize, device: &Device) -> Linear {
+        Linear {
+            weight: Param::from_tensor(Tensor::random(
+                [out, inp],
+                Distribution::Normal(0.0, 0.3),
+                device,
+            )),
+            bias: None,
+            lora: None,
+        }
+    }
+
+    /// The browser's device-only routing (every expert on every token, zero weight where not
+    /// chosen) equals the native routing that runs only the chosen experts.
+    #[test]
+    fn dense_routing_equals_sparse_routing() {
+        let device = Device::flex();
+        let (h, w, e) = (16, 8, 6);
+        let expert = || {
+            Mlp::new(
+                (Some(linear(w, h, &device)), Some(linear(w, h, &device))),
+                None,
+                linear(h, w, &device),
+                Activation::Silu,
+            )
+        };
+        for norm_topk_prob in [false, true] {
+            let moe = SparseMoe {
+                gate: linear(e, h, &device),
+                experts: (0..e).map(|_| expert()).collect(),
+                shared_expert: None,
+                shared_expert_gate: None,
+                top_k: 2,
+                norm_topk_prob,
+            };
+            let x: Tensor<2> = Tensor::random([7, h], Distribution::Normal(0.0, 1.0), &device);
+            let probs = softmax(moe.gate.forward(x.clone()), 1);
+            let (mut wts, ids) = probs.topk_with_indices(2, 1);
+            if norm_topk_prob {
+                wts = wts.clone() / wts.sum_dim(1);
+            }
+            let sparse = moe.routed(x.clone(), wts.clone(), ids.clone());
+            let dense = moe.routed_dense(x, wts, ids);
+            let d: f32 = (sparse - dense).abs().max().into_scalar();
+            assert!(d < 1e-5, "routings differ by {d}");
+        }
+    }
+}
