@@ -13,12 +13,13 @@ mkdir -p "$work"
 py="$work/venv/bin/python"
 [ -f "$work/smollm2-f32/model.safetensors" ] || "$py" ../shared/tools/get-smollm2.py "$work/smollm2-f32" --dtype f32 >/dev/null
 [ -f "$work/qwen05-f32/model.safetensors" ] || "$py" benches/make_shape.py qwen2.5-0.5b "$work/qwen05-f32" >/dev/null
+[ -f "$work/qwen3moe-f32/model.safetensors" ] || "$py" benches/make_shape.py qwen3-moe-1b "$work/qwen3moe-f32" >/dev/null
 cargo build --locked --release -p hubscope
 (cd benches/candle-peer && CARGO_TARGET_DIR="$CARGO_TARGET_DIR/candle" cargo build --release)
 hub="$CARGO_TARGET_DIR/release/hubscope"
 peer="$CARGO_TARGET_DIR/candle/release/candle-peer"
 echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-for model in smollm2-f32 qwen05-f32; do
+for model in smollm2-f32 qwen05-f32 qwen3moe-f32; do
   for dtype in f32 f16; do
     echo "## $model $dtype"
     if [ -n "${HUBSCOPE_BEFORE:-}" ]; then

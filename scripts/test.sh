@@ -33,7 +33,8 @@ py_env="$CARGO_TARGET_DIR/pyenv"
   torch==2.15.0 transformers==4.57.6 peft==0.21.2
 export HUBSCOPE_PYTHON="$py_env/bin/python"
 
-# Reference fixtures for rope scaling, sliding windows, EOS and Llama 3.2's template, made
+# Reference fixtures for rope scaling, sliding windows, EOS, Llama 3.2's template and the other
+# families (Mistral, Gemma 2/3, Phi-3, Qwen2/3-MoE; tiny checkpoints of any architecture), made
 # with transformers in that venv (tests/data/make_fixtures.py).
 export HUBSCOPE_GEN_FIXTURES="$CARGO_TARGET_DIR/gen-fixtures"
 bash scripts/make-fixtures.sh "$HUBSCOPE_GEN_FIXTURES"

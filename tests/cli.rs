@@ -668,3 +668,30 @@ fn seeded_sampling_repeats_from_the_command_line() {
     assert_eq!(run("11"), run("11"));
     assert_ne!(run("11"), run("12"));
 }
+
+/// `hubscope ... | head`: when the reader closes the pipe, the command ends quietly (as Unix
+/// tools do), never with a panic (exit 101).
+#[test]
+fn a_closed_stdout_pipe_is_not_a_panic() {
+    let dir = common::fixtures().join("tiny-qwen2");
+    for args in [
+        vec!["mem", dir.to_str().unwrap()],
+        vec!["inspect", "--json", dir.to_str().unwrap()],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hubscope"))
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let o = child.wait_with_output().unwrap();
+        assert_ne!(
+            o.status.code(),
+            Some(101),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(!String::from_utf8_lossy(&o.stderr).contains("panicked"));
+    }
+}

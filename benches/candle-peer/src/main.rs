@@ -6,11 +6,12 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::{llama, qwen2};
+use candle_transformers::models::{llama, qwen2, qwen3_moe};
 
 enum Lm {
     Llama(llama::Llama, llama::Cache, llama::Config),
     Qwen2(qwen2::ModelForCausalLM),
+    Qwen3Moe(qwen3_moe::ModelForCausalLM),
 }
 
 impl Lm {
@@ -18,12 +19,14 @@ impl Lm {
         Ok(match self {
             Lm::Llama(m, c, _) => m.forward(ids, pos, c)?,
             Lm::Qwen2(m) => m.forward(ids, pos)?.squeeze(1)?,
+            Lm::Qwen3Moe(m) => m.forward(ids, pos)?.squeeze(1)?,
         })
     }
     fn reset(&mut self, dtype: DType, dev: &Device) -> Result<()> {
         match self {
             Lm::Llama(_, c, cfg) => *c = llama::Cache::new(true, dtype, cfg, dev)?,
             Lm::Qwen2(m) => m.clear_kv_cache(),
+            Lm::Qwen3Moe(m) => m.clear_kv_cache(),
         }
         Ok(())
     }
@@ -74,6 +77,14 @@ fn main() -> Result<()> {
             }
             let c: qwen2::Config = serde_json::from_value(cfg.clone())?;
             Lm::Qwen2(qwen2::ModelForCausalLM::new(&c, vb)?)
+        }
+        Some("qwen3_moe") => {
+            let o = cfg.as_object_mut().expect("object");
+            if o.get("sliding_window").is_some_and(|x| x.is_null()) {
+                o.remove("sliding_window");
+            }
+            let c: qwen3_moe::Config = serde_json::from_value(cfg.clone())?;
+            Lm::Qwen3Moe(qwen3_moe::ModelForCausalLM::new(&c, vb)?)
         }
         other => bail!("model_type {other:?} not handled by this peer"),
     };

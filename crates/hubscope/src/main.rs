@@ -51,6 +51,9 @@ enum Command {
 fn main() -> ExitCode {
     process::keep_freed_memory();
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_)) {
+        process::quiet_on_closed_pipe();
+    }
     use commands::*;
     let result = match cli.command {
         Command::Inspect(a) => inspect::run(a),

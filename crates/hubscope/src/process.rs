@@ -21,6 +21,17 @@ pub fn reset_peak() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
+/// Piped into `head`, a command ends quietly when the reader goes away, as other Unix tools
+/// do: Rust ignores SIGPIPE, so `println!` would panic on the closed pipe instead (exit 101).
+/// Not for `serve`, whose sockets report a closed peer as an error.
+pub fn quiet_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: restores the default disposition of one signal, before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// glibc hands freed blocks above its (moving) mmap and trim thresholds back to the kernel, so
 /// every layer's fresh intermediate tensors fault their pages in again: about a tenth of a
 /// prefill went to page faults. Keep blocks under 32 MiB in the heap for reuse instead (the
