@@ -10,6 +10,7 @@ out="$1"
 python="${HUBSCOPE_PYTHON:?the test venv python}"
 stamp="$out/.made-$(sha256sum tests/data/make_fixtures.py | cut -c1-16)"
 generic_stamp="$out/generic/.made-$(sha256sum tests/data/make_generic.py | cut -c1-16)"
+gguf_stamp="$out/gguf/.made-$(sha256sum tests/data/make_gguf.py | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
@@ -33,4 +34,10 @@ if [ ! -f "$generic_stamp" ]; then
   rm -rf "$out/generic" && mkdir -p "$out/generic"
   "$python" tests/data/make_generic.py "$out/generic" >/dev/null
   touch "$generic_stamp"
+fi
+# GGUF files written by gguf-py, with what its GGUFReader reads back (tests/data/make_gguf.py).
+if [ ! -f "$gguf_stamp" ]; then
+  rm -rf "$out/gguf" && mkdir -p "$out/gguf"
+  "$python" tests/data/make_gguf.py "$out/gguf" >/dev/null
+  touch "$gguf_stamp"
 fi

@@ -113,42 +113,88 @@ fn sort(node: &mut NameNode) {
     node.children.iter_mut().for_each(sort);
 }
 
+impl Summary {
+    fn new() -> Self {
+        Summary {
+            parameters: 0,
+            buffers: 0,
+            quant_meta: 0,
+            by_dtype: BTreeMap::new(),
+            tree: NameNode::default(),
+        }
+    }
+
+    /// Count one stored tensor and place it in the tree by its dotted name.
+    fn add(
+        &mut self,
+        name: &str,
+        shape: Vec<usize>,
+        dtype: String,
+        bytes: u64,
+        role: TensorRole,
+        values: u64,
+    ) {
+        match role {
+            TensorRole::Parameter => self.parameters += values,
+            TensorRole::Buffer => self.buffers += values,
+            TensorRole::QuantMeta => self.quant_meta += values,
+        }
+        let d = self.by_dtype.entry(dtype.clone()).or_default();
+        d.tensors += 1;
+        d.values += values;
+        d.bytes += bytes;
+        let path: Vec<&str> = name.split('.').collect();
+        let leaf = TensorLeaf {
+            name: path.last().copied().unwrap_or_default().to_string(),
+            shape,
+            dtype,
+            role,
+        };
+        let params = if role == TensorRole::Parameter {
+            values
+        } else {
+            0
+        };
+        insert(&mut self.tree, &path, leaf, params);
+    }
+}
+
 /// Count and arrange every tensor of the headers.
 pub fn summarize(headers: &[FileHeader]) -> Summary {
-    let mut s = Summary {
-        parameters: 0,
-        buffers: 0,
-        quant_meta: 0,
-        by_dtype: BTreeMap::new(),
-        tree: NameNode::default(),
-    };
+    let mut s = Summary::new();
     for h in headers {
         for (name, t) in &h.tensors {
             let numel = t.shape.iter().map(|&d| d as u64).product::<u64>();
             let (role, values) = role(name, t.dtype, numel);
-            match role {
-                TensorRole::Parameter => s.parameters += values,
-                TensorRole::Buffer => s.buffers += values,
-                TensorRole::QuantMeta => s.quant_meta += values,
-            }
-            let d = s.by_dtype.entry(t.dtype.to_string()).or_default();
-            d.tensors += 1;
-            d.values += values;
-            d.bytes += (t.data_offsets.1 - t.data_offsets.0) as u64;
-            let path: Vec<&str> = name.split('.').collect();
-            let leaf = TensorLeaf {
-                name: path.last().copied().unwrap_or_default().to_string(),
-                shape: t.shape.clone(),
-                dtype: t.dtype.to_string(),
+            let bytes = (t.data_offsets.1 - t.data_offsets.0) as u64;
+            s.add(
+                name,
+                t.shape.clone(),
+                t.dtype.to_string(),
+                bytes,
                 role,
-            };
-            let params = if role == TensorRole::Parameter {
-                values
-            } else {
-                0
-            };
-            insert(&mut s.tree, &path, leaf, params);
+                values,
+            );
         }
+    }
+    sort(&mut s.tree);
+    s
+}
+
+/// The same for a GGUF file: every tensor is a parameter, quantized blocks counted as the
+/// values they hold; dtypes are ggml's type names (`Q4_K`, `F16`).
+pub fn summarize_gguf(h: &crate::gguf::GgufHeader) -> Summary {
+    let mut s = Summary::new();
+    for t in &h.tensors {
+        let shape = t.shape.iter().map(|&d| d as usize).collect();
+        s.add(
+            &t.name,
+            shape,
+            t.ggml_type.name(),
+            t.bytes,
+            TensorRole::Parameter,
+            t.numel(),
+        );
     }
     sort(&mut s.tree);
     s

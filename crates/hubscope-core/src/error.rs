@@ -23,6 +23,8 @@ pub enum Error {
         supported = crate::config::Family::supported()
     )]
     UnsupportedModelType(String),
+    #[error("{file}: not a valid GGUF header: {message}")]
+    Gguf { file: String, message: String },
     #[error("{file}: not a valid safetensors file: {message}")]
     Safetensors { file: String, message: String },
     #[error(

@@ -18,6 +18,7 @@ pub mod dtype;
 pub mod error;
 pub mod export;
 pub mod generate;
+pub mod gguf;
 pub mod hub;
 pub mod layout;
 pub mod load;

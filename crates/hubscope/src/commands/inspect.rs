@@ -1,6 +1,6 @@
 //! `hubscope inspect`: the module tree as PyTorch prints it, annotated with parameter counts,
 //! shapes and stored dtypes, from config.json and the safetensors headers only (a repo id reads
-//! a few kilobytes, never the weights).
+//! a few kilobytes, never the weights); a GGUF file's metadata and tensors from its header.
 
 use std::collections::BTreeMap;
 
@@ -35,9 +35,16 @@ pub struct InspectArgs {
     /// Show the tree down to this depth.
     #[arg(long, default_value_t = usize::MAX)]
     pub depth: usize,
+    /// The file to inspect where a folder or repo holds several GGUF files
+    /// (`qwen2.5-0.5b-instruct-q4_k_m.gguf`).
+    #[arg(long)]
+    pub file: Option<String>,
 }
 
 pub fn run(a: InspectArgs) -> Result<()> {
+    if let Some(g) = crate::hub::gguf::read(&a.model, &a.hub, a.file.as_deref())? {
+        return gguf(&a, &g);
+    }
     let h = crate::hub::read_headers(&a.model, &a.hub)?;
     let config = match ModelConfig::from_json(&h.config) {
         Ok(c) => c,
@@ -210,6 +217,95 @@ fn generic(a: &InspectArgs, h: &crate::hub::Headers, model_type: &str) -> Result
         "Stored weights:   {} in {} file(s)",
         human_bytes(h.stored_bytes),
         h.files.len()
+    );
+    Ok(())
+}
+
+/// A GGUF file: its metadata and tensors, from the header alone.
+fn gguf(a: &InspectArgs, g: &crate::hub::gguf::GgufSource) -> Result<()> {
+    let h = &g.header;
+    if a.plain {
+        bail!(
+            "--plain prints transformers' print(model), which needs a config.json; `{}` is a GGUF file (shown without --plain)",
+            g.file
+        );
+    }
+    let s = hubscope_core::checkpoint::summarize_gguf(h);
+    let arch = h.architecture().unwrap_or("unknown");
+    let name = h.get("general.name").and_then(Value::as_str);
+    let context = h.arch_u64("context_length");
+    let template = h.chat_template();
+    if a.json {
+        let metadata: serde_json::Map<String, Value> = h.metadata.iter().cloned().collect();
+        let out = json!({
+            "source": g.source,
+            "format": "gguf",
+            "file": g.file,
+            "gguf_version": h.version,
+            "architecture": arch,
+            "name": name,
+            "context_length": context,
+            "quantization": h.quantization(),
+            "chat_template": template,
+            "total_parameters": s.parameters,
+            "stored_bytes": h.tensors.iter().map(|t| t.bytes).sum::<u64>(),
+            "file_bytes": g.size,
+            "stored_dtypes": s.by_dtype,
+            "kv_cache_bytes_per_token_f16": h.kv_bytes_per_token(2),
+            "header_bytes_read": g.bytes_read,
+            "reads": g.reads,
+            "metadata": metadata,
+            "tensors": h.tensors,
+            "tree": s.tree,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!(
+        "{} · GGUF v{} · architecture {arch}{}",
+        g.file,
+        h.version,
+        name.map(|n| format!(" · {n}")).unwrap_or_default()
+    );
+    print!("{}", render(&s.tree, a.depth));
+    println!();
+    println!("Source:           {}", g.source);
+    println!("Total parameters: {}", group(s.parameters as usize));
+    if let Some(q) = h.quantization() {
+        println!("Quantization:     {q}");
+    }
+    for (dtype, t) in &s.by_dtype {
+        println!(
+            "Stored {dtype:<9} {} values in {} tensors, {}",
+            group(t.values as usize),
+            t.tensors,
+            human_bytes(t.bytes)
+        );
+    }
+    if let Some(c) = context {
+        println!("Context length:   {}", group(c as usize));
+    }
+    if let Some(kv) = h.kv_bytes_per_token(2) {
+        println!("KV cache:         {} per token (f16)", human_bytes(kv));
+    }
+    match template {
+        Some(t) => println!(
+            "Chat template:    {} characters, starts `{}`",
+            t.chars().count(),
+            t.lines()
+                .next()
+                .unwrap_or("")
+                .chars()
+                .take(60)
+                .collect::<String>()
+        ),
+        None => println!("Chat template:    none in the file"),
+    }
+    println!(
+        "Header:           {} read in {} read(s), of {}",
+        human_bytes(g.bytes_read),
+        g.reads,
+        g.size.map_or("?".into(), human_bytes)
     );
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! `hubscope mem`: will it fit? The planner's figures per dtype for inference and
 //! fine-tuning, the rule of thumb beside each, verdicts per detected GPU, and the tensors
-//! a browser's default WebGPU limits cannot hold. Headers only, no weights.
+//! a browser's default WebGPU limits cannot hold. Headers only, no weights. A GGUF file: its
+//! weights as stored and the KV cache from its metadata.
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -33,6 +34,49 @@ pub struct MemArgs {
     pub gpu_gb: Option<f64>,
     #[arg(long)]
     pub json: bool,
+    /// The GGUF file where a folder or repo holds several.
+    #[arg(long)]
+    pub file: Option<String>,
+}
+
+/// A GGUF file: weights as stored (its quantization), the KV cache in f16 from its metadata
+/// (`block_count`, `attention.head_count_kv`, key/value lengths), the runtime's overhead.
+fn gguf(a: &MemArgs, g: &crate::hub::gguf::GgufSource) -> Result<()> {
+    let h = &g.header;
+    let weights: u64 = h.tensors.iter().map(|t| t.bytes).sum();
+    let kv_per_token = h.kv_bytes_per_token(2);
+    let kv = kv_per_token.map(|k| k * (a.context * a.batch) as u64);
+    let runtime = hubscope_core::plan::RUNTIME_OVERHEAD;
+    let total = weights + kv.unwrap_or(0) + runtime;
+    let quant = h.quantization();
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "format": "gguf", "file": g.file, "architecture": h.architecture(),
+                "quantization": quant, "parameters": h.parameters(), "context": a.context,
+                "batch": a.batch, "weights": weights, "kv_bytes_per_token_f16": kv_per_token,
+                "kv_cache": kv, "runtime": runtime, "total": total,
+            }))?
+        );
+        return Ok(());
+    }
+    println!(
+        "{} · {} · {} parameters · context {} × batch {}",
+        g.file,
+        quant.as_deref().unwrap_or("quantization not stated"),
+        group_digits(h.parameters()),
+        a.context,
+        a.batch
+    );
+    println!("  weights as stored {:>12}", human_bytes(weights));
+    match kv {
+        Some(kv) => println!("  KV cache (f16)    {:>12}", human_bytes(kv)),
+        None => println!("  KV cache          the metadata lacks block_count or head counts"),
+    }
+    println!("  runtime           {:>12}", human_bytes(runtime));
+    println!("  total             {:>12}", human_bytes(total));
+    Ok(())
 }
 
 /// A family hubscope does not run: the weights from the checkpoint's headers in every dtype,
@@ -102,6 +146,11 @@ fn pct(p: f64) -> String {
 
 pub fn run(a: MemArgs) -> Result<()> {
     let bare_config = a.model.ends_with(".json") && std::path::Path::new(&a.model).is_file();
+    if !bare_config {
+        if let Some(g) = crate::hub::gguf::read(&a.model, &a.hub, a.file.as_deref())? {
+            return gguf(&a, &g);
+        }
+    }
     // A repo's headers, once read for its config, serve an unknown family's view too.
     let mut remote = None;
     let config_bytes = if bare_config {

@@ -4,6 +4,7 @@
 pub mod cache;
 pub mod client;
 pub mod download;
+pub mod gguf;
 pub mod serve;
 
 use std::io::IsTerminal;

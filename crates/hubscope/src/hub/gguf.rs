@@ -1,0 +1,176 @@
+//! `<MODEL>` as a GGUF file: a local `.gguf`, a folder holding GGUF files and no safetensors,
+//! or a Hub repo of GGUF files (`--file` picks one where there are several). The header is read
+//! from the file's start alone (local reads or HTTP Range requests, a bounded number of them).
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use hubscope_core::gguf::{GgufHeader, RangeReader, read_gguf_header};
+use hubscope_core::hub::RepoRef;
+
+use super::HubArgs;
+use super::client::HubClient;
+
+/// A GGUF header and where it came from.
+pub struct GgufSource {
+    pub header: GgufHeader,
+    pub source: String,
+    pub file: String,
+    pub size: Option<u64>,
+    pub reads: usize,
+    pub bytes_read: u64,
+}
+
+fn is_gguf(name: &str) -> bool {
+    name.to_ascii_lowercase().ends_with(".gguf")
+}
+
+/// The GGUF file to read among `names`, or None when the model is not a GGUF one (it has
+/// safetensors, or no GGUF file, and `--file` names none).
+fn choose(
+    names: &[String],
+    file: Option<&str>,
+    has_safetensors: bool,
+    what: &str,
+) -> Result<Option<String>> {
+    if let Some(f) = file {
+        if !is_gguf(f) {
+            return Ok(None);
+        }
+        return match names.iter().find(|n| *n == f) {
+            Some(n) => Ok(Some(n.clone())),
+            None => bail!("{what}: no file `{f}` (GGUF files: {})", list(names)),
+        };
+    }
+    let ggufs: Vec<&String> = names.iter().filter(|n| is_gguf(n)).collect();
+    match ggufs.as_slice() {
+        _ if has_safetensors => Ok(None),
+        [] => Ok(None),
+        [one] => Ok(Some((*one).clone())),
+        _ => bail!(
+            "{what} holds {} GGUF files; pick one with --file ({})",
+            ggufs.len(),
+            list(names)
+        ),
+    }
+}
+
+fn list(names: &[String]) -> String {
+    let g: Vec<&str> = names
+        .iter()
+        .filter(|n| is_gguf(n))
+        .map(String::as_str)
+        .collect();
+    g.join(", ")
+}
+
+/// Read the GGUF header `model` names, or None when `model` is not a GGUF model.
+pub fn read(model: &str, hub: &HubArgs, file: Option<&str>) -> Result<Option<GgufSource>> {
+    let path = Path::new(model);
+    if path.is_file() {
+        if !is_gguf(model) {
+            bail!("{model}: a file that is not .gguf (give the model's folder)");
+        }
+        return local(path.to_path_buf()).map(Some);
+    }
+    if path.is_dir() {
+        let mut names = vec![];
+        for e in std::fs::read_dir(path).with_context(|| format!("{model}: cannot list"))? {
+            names.push(e?.file_name().to_string_lossy().into_owned());
+        }
+        let has_st = names.iter().any(|n| n.ends_with(".safetensors"));
+        return match choose(&names, file, has_st, model)? {
+            Some(f) => local(path.join(f)).map(Some),
+            None => Ok(None),
+        };
+    }
+    let Ok(repo) = RepoRef::parse(model, hub.revision.as_deref()) else {
+        return Ok(None);
+    };
+    if super::cache::offline() {
+        return Ok(None);
+    }
+    let client = HubClient::new(hub.endpoint.clone(), hub.token.clone())?;
+    let info = client.info(&repo)?;
+    let files = info.files();
+    let names: Vec<String> = files.iter().map(|(n, _)| n.clone()).collect();
+    let has_st = names.iter().any(|n| n.ends_with(".safetensors"));
+    let Some(f) = choose(&names, file, has_st, &repo.id)? else {
+        return Ok(None);
+    };
+    let size = files.iter().find(|(n, _)| *n == f).and_then(|(_, s)| *s);
+    let pinned = RepoRef {
+        id: repo.id.clone(),
+        revision: info.sha.clone(),
+    };
+    let r = pollster::block_on(read_gguf_header(
+        &Remote {
+            client: &client,
+            repo: &pinned,
+            file: &f,
+        },
+        &f,
+        size,
+    ))?;
+    Ok(Some(GgufSource {
+        header: r.header,
+        source: format!("{}@{} ({})", repo.id, repo.revision, info.sha),
+        file: f,
+        size,
+        reads: r.reads,
+        bytes_read: r.bytes_read,
+    }))
+}
+
+fn local(path: PathBuf) -> Result<GgufSource> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let size = std::fs::metadata(&path)
+        .with_context(|| format!("{}: cannot read", path.display()))?
+        .len();
+    let r = pollster::block_on(read_gguf_header(&Local { path: &path }, &name, Some(size)))?;
+    Ok(GgufSource {
+        header: r.header,
+        source: path.display().to_string(),
+        file: name,
+        size: Some(size),
+        reads: r.reads,
+        bytes_read: r.bytes_read,
+    })
+}
+
+struct Local<'a> {
+    path: &'a Path,
+}
+
+impl RangeReader for Local<'_> {
+    type Error = anyhow::Error;
+    async fn read(&self, start: u64, end: u64) -> Result<Vec<u8>> {
+        let mut f = std::fs::File::open(self.path)
+            .with_context(|| format!("{}: cannot open", self.path.display()))?;
+        f.seek(SeekFrom::Start(start))?;
+        let mut buf = vec![];
+        f.take(end.saturating_sub(start)).read_to_end(&mut buf)?;
+        Ok(buf)
+    }
+}
+
+struct Remote<'a> {
+    client: &'a HubClient,
+    repo: &'a RepoRef,
+    file: &'a str,
+}
+
+impl RangeReader for Remote<'_> {
+    type Error = anyhow::Error;
+    async fn read(&self, start: u64, end: u64) -> Result<Vec<u8>> {
+        if end <= start {
+            return Ok(vec![]);
+        }
+        self.client
+            .get_bytes(self.repo, self.file, Some((start, end - 1)))
+    }
+}
