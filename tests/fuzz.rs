@@ -3,7 +3,8 @@
 //! fields replaced by random JSON (numbers of every size and sign, strings, nulls, arrays,
 //! objects) — over safetensors headers, shard indexes, config.json (and what is derived from
 //! it: the module tree, `print(model)`, the planner, the load plan), tokenizer_config.json
-//! (with its chat template rendered), adapter configs and the JSONL training data parser.
+//! (with its chat template rendered), adapter configs, the JSONL training data parser and GGUF
+//! headers.
 //! An `Err` is a fine answer; a panic fails the test.
 
 mod common;
@@ -347,4 +348,102 @@ fn training_data_lines_never_panic() {
             parse_jsonl(&text).is_ok()
         },
     );
+}
+
+/// A small valid GGUF file: 3 metadata entries (a string, a u32, an array of strings) and
+/// two tensors (F32 [2, 32], Q8_0 [64, 32]), then its data.
+fn tiny_gguf() -> Vec<u8> {
+    let mut b = b"GGUF".to_vec();
+    let s = |b: &mut Vec<u8>, x: &str| {
+        b.extend((x.len() as u64).to_le_bytes());
+        b.extend(x.as_bytes());
+    };
+    b.extend(3u32.to_le_bytes());
+    b.extend(2u64.to_le_bytes());
+    b.extend(3u64.to_le_bytes());
+    s(&mut b, "general.architecture");
+    b.extend(8u32.to_le_bytes());
+    s(&mut b, "llama");
+    s(&mut b, "llama.block_count");
+    b.extend(4u32.to_le_bytes());
+    b.extend(1u32.to_le_bytes());
+    s(&mut b, "tokenizer.ggml.tokens");
+    b.extend(9u32.to_le_bytes());
+    b.extend(8u32.to_le_bytes());
+    b.extend(12u64.to_le_bytes());
+    for i in 0..12 {
+        s(&mut b, &format!("t{i}"));
+    }
+    for (name, dims, t, off) in [
+        ("a.weight", [32u64, 2], 0u32, 0u64),
+        ("b.weight", [32, 64], 8, 256),
+    ] {
+        s(&mut b, name);
+        b.extend(2u32.to_le_bytes());
+        for d in dims {
+            b.extend(d.to_le_bytes());
+        }
+        b.extend(t.to_le_bytes());
+        b.extend(off.to_le_bytes());
+    }
+    while b.len() % 32 != 0 {
+        b.push(0);
+    }
+    b.extend(vec![0u8; 256 + 64 * 34]);
+    b
+}
+
+#[test]
+fn gguf_headers_never_panic() {
+    let real = tiny_gguf();
+    let n = real.len();
+    // The header: where edits go (the data after it is never parsed).
+    let header = n - (256 + 64 * 34);
+    assert!(matches!(
+        hubscope_core::gguf::parse("t.gguf", &real, Some(n as u64)),
+        Ok(hubscope_core::gguf::Parsed::Header(_))
+    ));
+    // Up to three edits in the header (a byte, or 8 bytes of a u64 — random or just below
+    // u64::MAX: lengths, counts, dims and offsets that overflow), or the file cut; the size
+    // known, unknown or wrong.
+    let strategy = (
+        proptest::collection::vec(
+            (
+                0..header,
+                prop_oneof![any::<u64>(), (0u64..64).prop_map(|k| u64::MAX - k)],
+                any::<bool>(),
+            ),
+            0..4,
+        ),
+        prop_oneof![Just(n), 0..n],
+        prop_oneof![Just(0u8), Just(1), Just(2)],
+    );
+    never_panics("GGUF headers", strategy, |(edits, cut, size_kind)| {
+        let mut bytes = real.clone();
+        for (at, v, wide) in edits {
+            if wide {
+                for (i, b) in v.to_le_bytes().iter().enumerate() {
+                    if let Some(x) = bytes.get_mut(at + i) {
+                        *x = *b;
+                    }
+                }
+            } else {
+                bytes[at] = v as u8;
+            }
+        }
+        bytes.truncate(cut);
+        let size = match size_kind {
+            0 => Some(bytes.len() as u64),
+            1 => None,
+            _ => Some(n as u64 * 3),
+        };
+        match hubscope_core::gguf::parse("t.gguf", &bytes, size) {
+            Ok(hubscope_core::gguf::Parsed::Header(h)) => {
+                let _ = (h.parameters(), h.by_type(), h.kv_bytes_per_token(2));
+                let _ = hubscope_core::checkpoint::summarize_gguf(&h);
+                true
+            }
+            _ => false,
+        }
+    });
 }

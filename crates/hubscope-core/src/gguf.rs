@@ -192,7 +192,9 @@ impl<'a> Cursor<'a> {
     }
 
     fn take(&mut self, n: u64) -> Step<&'a [u8]> {
-        let end = self.at as u64 + n;
+        let Some(end) = (self.at as u64).checked_add(n) else {
+            return Err(self.bad(format!("a length at byte {} is impossibly large", self.at)));
+        };
         if let Some(size) = self.size {
             if end > size {
                 return Err(self.bad(format!(
@@ -237,7 +239,7 @@ impl<'a> Cursor<'a> {
             6 => json!(f32::from_le_bytes(self.take(4)?.try_into().expect("4"))),
             7 => json!(self.take(1)?[0] != 0),
             8 => json!(self.string()?),
-            9 if depth == 0 => {
+            9 if depth < 2 => {
                 let elem = self.u32()?;
                 let len = self.u64()?;
                 let mut first = vec![];
@@ -355,7 +357,7 @@ fn parse_inner(c: &mut Cursor) -> Step<GgufHeader> {
         .and_then(|(_, v)| v.as_u64())
         .unwrap_or(32)
         .max(1);
-    let data_offset = (c.at as u64).div_ceil(alignment) * alignment;
+    let data_offset = (c.at as u64).div_ceil(alignment).saturating_mul(alignment);
     let header = GgufHeader {
         file: c.file.to_string(),
         version,
@@ -365,7 +367,8 @@ fn parse_inner(c: &mut Cursor) -> Step<GgufHeader> {
     };
     if let Some(size) = c.size {
         for t in &header.tensors {
-            if data_offset + t.offset + t.bytes > size {
+            let end = data_offset.saturating_add(t.offset).saturating_add(t.bytes);
+            if end > size {
                 return Err(c.bad(format!(
                     "tensor `{}` ({} bytes at {}) runs past the end of the file ({size} bytes)",
                     t.name,
