@@ -211,3 +211,52 @@ fn mem_plans_a_gguf_file() {
     assert_eq!(v["kv_bytes_per_token_f16"], 2 * (64 + 64) * 2);
     assert_eq!(v["kv_cache"], 2 * (64 + 64) * 2 * 1000);
 }
+
+/// llama.cpp's own vocabulary GGUF files (19 architectures, written by its converter: real
+/// tokenizers of up to 262k tokens, chat templates): every metadata key, the architecture, the
+/// vocabulary size and the chat template as gguf-py reads them, each in at most 5 reads.
+#[test]
+fn llama_cpp_vocabulary_files_read_as_gguf_py_reads_them() {
+    let want = expected();
+    let mut seen = 0;
+    for (name, w) in want.as_object().unwrap() {
+        let Some(file) = name.strip_prefix("vocab/") else {
+            continue;
+        };
+        seen += 1;
+        let path = dir().join(name);
+        let v = json_of(&hubscope(&["inspect", path.to_str().unwrap(), "--json"]));
+        let keys: Vec<&str> = v["metadata"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut want_keys: Vec<&str> = w["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_str().unwrap())
+            .collect();
+        let mut got_keys = keys.clone();
+        want_keys.sort();
+        got_keys.sort();
+        assert_eq!(got_keys, want_keys, "{file}: metadata keys");
+        assert_eq!(v["architecture"], w["architecture"], "{file}");
+        assert_eq!(
+            v["metadata"]["tokenizer.ggml.tokens"]["len"], w["tokens"],
+            "{file}: vocabulary"
+        );
+        assert_eq!(
+            v["chat_template"], w["chat_template"],
+            "{file}: chat template"
+        );
+        assert_eq!(v["tensors"].as_array().unwrap().len() as u64, w["tensors"]);
+        assert!(
+            v["reads"].as_u64().unwrap() <= 5,
+            "{file}: {} reads",
+            v["reads"]
+        );
+    }
+    assert_eq!(seen, 19, "llama.cpp's vocabulary files");
+}

@@ -1,18 +1,23 @@
 """GGUF files for the header-only view, written by gguf-py (llama.cpp's own Python package,
 PyPI `gguf`), with what gguf-py's GGUFReader reads back from them as the expected values.
 
-    make_gguf.py OUT_DIR
+    make_gguf.py OUT_DIR LLAMA_CPP_MODELS_DIR
 
 - OUT_DIR/repo/tiny-q4_k_m.gguf: a qwen2-architecture file whose metadata holds a tokenizer of
   200,000 tokens (so the header, about 3.3 MB, takes several reads from a 1 MiB first read), a
   chat template, file_type 15 (Q4_K_M); tensors of types F32, F16, BF16, Q8_0, Q4_0, Q5_1,
   Q4_K, Q5_K, Q6_K and Q2_K. Tensor bytes are random: only the header is read.
 - OUT_DIR/repo/tiny-q8_0.gguf: a small second file of the same repo (so `--file` must pick).
+- OUT_DIR/vocab/ggml-vocab-*.gguf: llama.cpp's own vocabulary files (19 architectures, written
+  by its converter, real tokenizers and some chat templates, no tensors), copied from the
+  llama.cpp sources of the PyPI llama-cpp-python 0.3.36 sdist.
 - OUT_DIR/expected.json: per file, GGUFReader's tensors (name, shape outermost first, type,
-  bytes, values), data offset and the metadata values the tests compare.
+  bytes, values), data offset and the metadata values the tests compare; for the vocabulary
+  files their keys, architecture, token count and chat template.
 """
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -22,6 +27,7 @@ from gguf import GGUFReader, GGUFWriter
 from gguf.constants import GGML_QUANT_SIZES
 
 OUT = Path(sys.argv[1])
+LLAMA_CPP_MODELS = Path(sys.argv[2])
 REPO = OUT / "repo"
 REPO.mkdir(parents=True, exist_ok=True)
 rng = np.random.default_rng(0)
@@ -105,5 +111,19 @@ for f in sorted(REPO.glob("*.gguf")):
                      "type": t.tensor_type.name, "bytes": int(t.n_bytes),
                      "values": int(t.n_elements)} for t in r.tensors],
     }
+VOCAB = OUT / "vocab"
+VOCAB.mkdir(exist_ok=True)
+for src in sorted(LLAMA_CPP_MODELS.glob("ggml-vocab-*.gguf")):
+    shutil.copy(src, VOCAB / src.name)
+    r = GGUFReader(str(VOCAB / src.name))
+    expected["vocab/" + src.name] = {
+        "size": src.stat().st_size,
+        "keys": list(r.fields.keys())[3:],  # without GGUF.version, tensor_count, kv_count
+        "architecture": r.fields["general.architecture"].contents(),
+        "tokens": len(r.fields["tokenizer.ggml.tokens"].data),
+        "chat_template": r.fields["tokenizer.chat_template"].contents()
+        if "tokenizer.chat_template" in r.fields else None,
+        "tensors": len(r.tensors),
+    }
 (OUT / "expected.json").write_text(json.dumps(expected, indent=1))
-print({k: (v["size"], v["data_offset"]) for k, v in expected.items()})
+print({k: v["size"] for k, v in expected.items()})
