@@ -47,6 +47,16 @@ fn hubscope(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// The fixture folder called `name`, as a path string.
+fn named(dirs: &[PathBuf], name: &str) -> String {
+    dirs.iter()
+        .find(|d| d.ends_with(name))
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
 /// Every tensor name in the JSON tree, rebuilt from the nesting.
 fn names(node: &Value, prefix: &str, out: &mut BTreeSet<String>) {
     let here = match node["name"].as_str().unwrap() {
@@ -163,14 +173,7 @@ fn any_architecture_is_counted_as_transformers_counts_it() {
 #[test]
 fn mem_plans_the_weights_of_any_architecture() {
     let dirs = generic_fixtures();
-    let dir = |f: &str| {
-        dirs.iter()
-            .find(|d| d.ends_with(f))
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .to_string()
-    };
+    let dir = |f: &str| named(&dirs, f);
     let o = hubscope(&["mem", &dir("mixtral"), "--json"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -228,14 +231,7 @@ fn any_architecture_is_read_header_only_from_a_hub() {
 #[test]
 fn mem_counts_sliding_windows_and_active_experts() {
     let dirs = common::family_fixtures();
-    let dir = |f: &str| {
-        dirs.iter()
-            .find(|d| d.ends_with(f))
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .to_string()
-    };
+    let dir = |f: &str| named(&dirs, f);
     // Gemma 3: layers sliding (6), sliding (6), full; 2 kv heads x head_dim 16, f16 K and V.
     let o = hubscope(&["mem", &dir("gemma3"), "--context", "100", "--json"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

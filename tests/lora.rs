@@ -84,6 +84,27 @@ fn top5(m: &Model, probe: &[u32]) -> (Vec<u32>, Vec<f32>) {
     (idx, vals)
 }
 
+/// hubscope's top-5 probe logits with an adapter equal those of Python peft loading that
+/// adapter onto transformers' model of `base` (within 1e-4).
+fn same_as_peft<I: AsRef<[u32]>, V: AsRef<[f32]>>(
+    (i, v): (I, V),
+    base: &Path,
+    probe: &[u32],
+    adapter: &Path,
+    what: &str,
+) {
+    let (i, v) = (i.as_ref(), v.as_ref());
+    let peft = common::transformers_top16(base, probe, Some(adapter));
+    assert_eq!(peft.0[..5], i[..], "{what}: top-5 ids with the adapter");
+    for (g, w) in v.iter().zip(&peft.1) {
+        assert!(
+            (g - w).abs() <= 1e-4,
+            "{what}: hubscope {v:?} vs peft {:?}",
+            peft.1
+        );
+    }
+}
+
 #[test]
 fn data_renders_as_peft_saw_it() {
     let (_, tok) = base();
@@ -275,11 +296,7 @@ fn finetune_generate_adapter_and_merge_through_the_cli() {
         assert!((g - w.as_f64().unwrap() as f32).abs() <= 1e-3);
     }
     // Python peft loads the adapter hubscope wrote and gives the same probe logits.
-    let peft = common::transformers_top16(&f.join("tiny-qwen2"), &probe, Some(&out));
-    assert_eq!(peft.0[..5], i[..]);
-    for (g, w) in v.iter().zip(&peft.1) {
-        assert!((g - w).abs() <= 1e-4, "hubscope {v:?} vs peft {:?}", peft.1);
-    }
+    same_as_peft((&i, &v), &f.join("tiny-qwen2"), &probe, &out, "CLI adapter");
     // generate --adapter (PEFT's own adapter) and export --adapter (merged) agree.
     let probe_arg = probe
         .iter()
@@ -414,12 +431,7 @@ fn fresh_adapter_with_dropout_loads_in_peft() {
         "2 targets × 2 layers"
     );
     let probe = ids(&r["probe"]["input_ids"]);
-    let (i, v) = top5(&m, &probe);
-    let peft = common::transformers_top16(&base_dir, &probe, Some(&out));
-    assert_eq!(peft.0[..5], i[..]);
-    for (g, w) in v.iter().zip(&peft.1) {
-        assert!((g - w).abs() <= 1e-4, "hubscope {v:?} vs peft {:?}", peft.1);
-    }
+    same_as_peft(top5(&m, &probe), &base_dir, &probe, &out, "fresh adapter");
 }
 
 /// `--batch-size 2` over examples of different lengths: each step's loss is the mean over all
@@ -548,16 +560,7 @@ fn default_targets_per_family_load_in_peft() {
         .unwrap();
         assert_eq!(n, modules, "{name}: adapted modules");
         let probe = [3u32, 17, 230, 1000, 42, 7];
-        let (i, v) = top5(&m, &probe);
-        let peft = common::transformers_top16(dir, &probe, Some(&out));
-        assert_eq!(peft.0[..5], i[..], "{name}: top-5 ids with the adapter");
-        for (g, w) in v.iter().zip(&peft.1) {
-            assert!(
-                (g - w).abs() <= 1e-4,
-                "{name}: hubscope {v:?} vs peft {:?}",
-                peft.1
-            );
-        }
+        same_as_peft(top5(&m, &probe), dir, &probe, &out, name);
     }
     // A target the family does not have is named in one line, before any training.
     let phi3 = dirs.iter().find(|d| d.ends_with("phi3")).unwrap();

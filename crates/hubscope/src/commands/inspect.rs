@@ -205,14 +205,7 @@ fn generic(a: &InspectArgs, h: &crate::hub::Headers, model_type: &str) -> Result
             String::new()
         }
     );
-    for (dtype, t) in &s.by_dtype {
-        println!(
-            "Stored {dtype:<9} {} values in {} tensors, {}",
-            group(t.values as usize),
-            t.tensors,
-            human_bytes(t.bytes)
-        );
-    }
+    print_stored(&s.by_dtype);
     println!(
         "Stored weights:   {} in {} file(s)",
         human_bytes(h.stored_bytes),
@@ -274,14 +267,7 @@ fn gguf(a: &InspectArgs, g: &crate::hub::gguf::GgufSource) -> Result<()> {
     if let Some(q) = h.quantization() {
         println!("Quantization:     {q}");
     }
-    for (dtype, t) in &s.by_dtype {
-        println!(
-            "Stored {dtype:<9} {} values in {} tensors, {}",
-            group(t.values as usize),
-            t.tensors,
-            human_bytes(t.bytes)
-        );
-    }
+    print_stored(&s.by_dtype);
     if let Some(c) = context {
         println!("Context length:   {}", group(c as usize));
     }
@@ -308,6 +294,18 @@ fn gguf(a: &InspectArgs, g: &crate::hub::gguf::GgufSource) -> Result<()> {
         g.size.map_or("?".into(), human_bytes)
     );
     Ok(())
+}
+
+/// One line per stored dtype (safetensors) or ggml type (GGUF).
+fn print_stored(by_dtype: &BTreeMap<String, hubscope_core::checkpoint::DtypeTotal>) {
+    for (dtype, t) in by_dtype {
+        println!(
+            "Stored {dtype:<9} {} values in {} tensors, {}",
+            group(t.values as usize),
+            t.tensors,
+            human_bytes(t.bytes)
+        );
+    }
 }
 
 /// Stored dtype per checkpoint tensor name (from the headers).
