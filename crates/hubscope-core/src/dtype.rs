@@ -30,6 +30,14 @@ impl ComputeDtype {
             Self::BF16 => DType::BF16,
         }
     }
+    /// `x` rounded to this dtype (as `torch.tensor(x, dtype=…)` stores a constant).
+    pub fn round(self, x: f64) -> f64 {
+        match self {
+            Self::F32 => x as f32 as f64,
+            Self::F16 => half::f16::from_f64(x).to_f64(),
+            Self::BF16 => half::bf16::from_f64(x).to_f64(),
+        }
+    }
     pub fn name(self) -> &'static str {
         match self {
             Self::F32 => "f32",

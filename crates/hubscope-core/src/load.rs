@@ -272,7 +272,7 @@ pub fn build_model(
         norm: l.norm("model.norm")?,
         embed_scale: config
             .gemma_norms
-            .then(|| (config.hidden_size as f64).sqrt()),
+            .then(|| dtype.round((config.hidden_size as f64).sqrt())),
     };
     let lm_head = if config.tie_word_embeddings {
         None

@@ -485,7 +485,8 @@ impl DecoderLayer {
     }
 }
 
-/// `model.*`: embeddings (times `embed_scale` for Gemma), decoder layers, final norm.
+/// `model.*`: embeddings (times `embed_scale` for Gemma, already rounded to the compute dtype
+/// as transformers rounds it: sqrt(3072) is 55.5 in bf16), decoder layers, final norm.
 #[derive(Module, Debug)]
 pub struct DecoderModel {
     pub embed_tokens: Embedding,
@@ -526,12 +527,7 @@ impl CausalLm {
         // [b, s, hidden]
         let mut x = self.model.embed_tokens.forward(ids);
         if let Some(scale) = self.model.embed_scale {
-            // As transformers: the scale in the compute dtype (sqrt(3072) is 55.5 in bf16).
-            let scale: Tensor<1> = Tensor::from_data(
-                TensorData::new(vec![scale as f32], [1]),
-                (&x.device(), DType::F32),
-            );
-            x = x.clone() * scale.cast(x.dtype()).unsqueeze();
+            x = x * scale;
         }
         let tables = rope.tables(start, seq, x.dtype(), &x.device());
         if let Some(t) = trace.as_deref_mut() {

@@ -279,11 +279,16 @@ pub fn model_tree(c: &ModelConfig) -> ModuleNode {
             None => mlp_node(c, i, "mlp", &lp, "mlp."),
             Some(m) => {
                 let mut block = ModuleNode::new("mlp", &lp, format!("{p}SparseMoeBlock"), "");
+                // The router and the shared expert's gate: the block's own linears.
+                let (mut router, mut shared_gate) = (None, None);
                 for l in linears(c, i, "mlp.", &mp) {
-                    if l.name == "gate" {
-                        block = block.child(l);
+                    match l.name.as_str() {
+                        "gate" => router = Some(l),
+                        "shared_expert_gate" => shared_gate = Some(l),
+                        _ => {}
                     }
                 }
+                block.children.extend(router);
                 let ep = format!("{mp}.experts");
                 let mut experts = ModuleNode::new("experts", &mp, "ModuleList", "");
                 experts.is_list = true;
@@ -294,12 +299,8 @@ pub fn model_tree(c: &ModelConfig) -> ModuleNode {
                 block = block.child(experts);
                 if m.shared_expert_intermediate_size.is_some() {
                     block = block.child(mlp_node(c, i, "shared_expert", &mp, "mlp.shared_expert."));
-                    for l in linears(c, i, "mlp.", &mp) {
-                        if l.name == "shared_expert_gate" {
-                            block = block.child(l);
-                        }
-                    }
                 }
+                block.children.extend(shared_gate);
                 block
             }
         };

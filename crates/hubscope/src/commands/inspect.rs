@@ -42,10 +42,10 @@ pub struct InspectArgs {
 }
 
 pub fn run(a: InspectArgs) -> Result<()> {
-    if let Some(g) = crate::hub::gguf::read(&a.model, &a.hub, a.file.as_deref())? {
-        return gguf(&a, &g);
-    }
-    let h = crate::hub::read_headers(&a.model, &a.hub)?;
+    let h = match crate::hub::read_checkpoint(&a.model, &a.hub, a.file.as_deref())? {
+        crate::hub::Checkpoint::Gguf(g) => return gguf(&a, &g),
+        crate::hub::Checkpoint::Safetensors(h) => h,
+    };
     let config = match ModelConfig::from_json(&h.config) {
         Ok(c) => c,
         // Any other architecture: the tree from the tensor names.

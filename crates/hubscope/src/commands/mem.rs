@@ -11,7 +11,7 @@ use hubscope_core::plan::{PlanDtype, oversized_tensors, plan, verdict};
 use hubscope_core::units::{group_digits, human_bytes};
 use serde_json::json;
 
-use crate::hub::{Headers, HubArgs, read_headers};
+use crate::hub::{Checkpoint, Headers, HubArgs, read_checkpoint, read_headers};
 
 #[derive(Args)]
 pub struct MemArgs {
@@ -146,22 +146,25 @@ fn pct(p: f64) -> String {
 
 pub fn run(a: MemArgs) -> Result<()> {
     let bare_config = a.model.ends_with(".json") && std::path::Path::new(&a.model).is_file();
-    if !bare_config {
-        if let Some(g) = crate::hub::gguf::read(&a.model, &a.hub, a.file.as_deref())? {
-            return gguf(&a, &g);
-        }
-    }
     // A repo's headers, once read for its config, serve an unknown family's view too.
     let mut remote = None;
     let config_bytes = if bare_config {
         std::fs::read(&a.model).with_context(|| format!("{}: cannot read", a.model))?
-    } else if std::path::Path::new(&a.model).is_dir() {
+    } else if std::path::Path::new(&a.model).exists() {
+        // Local: only config.json (a GGUF file's header otherwise), headers when needed.
+        if let Some(g) = crate::hub::gguf::local(&a.model, a.file.as_deref())? {
+            return gguf(&a, &g);
+        }
         crate::folder::ModelFolder::open(&a.model)?.read("config.json")?
     } else {
-        let h = read_headers(&a.model, &a.hub)?;
-        let config = h.config.clone();
-        remote = Some(h);
-        config
+        match read_checkpoint(&a.model, &a.hub, a.file.as_deref())? {
+            Checkpoint::Gguf(g) => return gguf(&a, &g),
+            Checkpoint::Safetensors(h) => {
+                let config = h.config.clone();
+                remote = Some(h);
+                config
+            }
+        }
     };
     let config = match ModelConfig::from_json(&config_bytes) {
         Ok(c) => c,

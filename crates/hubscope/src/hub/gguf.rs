@@ -9,7 +9,6 @@ use anyhow::{Context, Result, bail};
 use hubscope_core::gguf::{GgufHeader, RangeReader, read_gguf_header};
 use hubscope_core::hub::RepoRef;
 
-use super::HubArgs;
 use super::client::HubClient;
 
 /// A GGUF header and where it came from.
@@ -28,7 +27,7 @@ fn is_gguf(name: &str) -> bool {
 
 /// The GGUF file to read among `names`, or None when the model is not a GGUF one (it has
 /// safetensors, or no GGUF file, and `--file` names none).
-fn choose(
+pub fn choose(
     names: &[String],
     file: Option<&str>,
     has_safetensors: bool,
@@ -65,65 +64,50 @@ fn list(names: &[String]) -> String {
     g.join(", ")
 }
 
-/// Read the GGUF header `model` names, or None when `model` is not a GGUF model.
-pub fn read(model: &str, hub: &HubArgs, file: Option<&str>) -> Result<Option<GgufSource>> {
+/// A local `.gguf` file, or the GGUF file of a local folder (see [`choose`]); None when the
+/// path is not a GGUF model.
+pub fn local(model: &str, file: Option<&str>) -> Result<Option<GgufSource>> {
     let path = Path::new(model);
     if path.is_file() {
         if !is_gguf(model) {
             bail!("{model}: a file that is not .gguf (give the model's folder)");
         }
-        return local(path.to_path_buf()).map(Some);
+        return read_local(path.to_path_buf()).map(Some);
     }
-    if path.is_dir() {
-        let mut names = vec![];
-        for e in std::fs::read_dir(path).with_context(|| format!("{model}: cannot list"))? {
-            names.push(e?.file_name().to_string_lossy().into_owned());
-        }
-        let has_st = names.iter().any(|n| n.ends_with(".safetensors"));
-        return match choose(&names, file, has_st, model)? {
-            Some(f) => local(path.join(f)).map(Some),
-            None => Ok(None),
-        };
-    }
-    let Ok(repo) = RepoRef::parse(model, hub.revision.as_deref()) else {
-        return Ok(None);
-    };
-    if super::cache::offline() {
+    if !path.is_dir() {
         return Ok(None);
     }
-    let client = HubClient::new(hub.endpoint.clone(), hub.token.clone())?;
-    let info = client.info(&repo)?;
-    let files = info.files();
-    let names: Vec<String> = files.iter().map(|(n, _)| n.clone()).collect();
+    let mut names = vec![];
+    for e in std::fs::read_dir(path).with_context(|| format!("{model}: cannot list"))? {
+        names.push(e?.file_name().to_string_lossy().into_owned());
+    }
     let has_st = names.iter().any(|n| n.ends_with(".safetensors"));
-    let Some(f) = choose(&names, file, has_st, &repo.id)? else {
-        return Ok(None);
-    };
-    let size = files.iter().find(|(n, _)| *n == f).and_then(|(_, s)| *s);
-    let pinned = RepoRef {
-        id: repo.id.clone(),
-        revision: info.sha.clone(),
-    };
-    let r = pollster::block_on(read_gguf_header(
-        &Remote {
-            client: &client,
-            repo: &pinned,
-            file: &f,
-        },
-        &f,
-        size,
-    ))?;
-    Ok(Some(GgufSource {
+    match choose(&names, file, has_st, model)? {
+        Some(f) => read_local(path.join(f)).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The header of `file` (`size` bytes) in a repo pinned to a commit, by HTTP Range reads.
+pub fn remote(
+    client: &HubClient,
+    repo: &RepoRef,
+    file: &str,
+    size: Option<u64>,
+    source: String,
+) -> Result<GgufSource> {
+    let r = pollster::block_on(read_gguf_header(&Remote { client, repo, file }, file, size))?;
+    Ok(GgufSource {
         header: r.header,
-        source: format!("{}@{} ({})", repo.id, repo.revision, info.sha),
-        file: f,
+        source,
+        file: file.to_string(),
         size,
         reads: r.reads,
         bytes_read: r.bytes_read,
-    }))
+    })
 }
 
-fn local(path: PathBuf) -> Result<GgufSource> {
+fn read_local(path: PathBuf) -> Result<GgufSource> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -86,9 +86,21 @@ pub struct Headers {
     pub source: String,
 }
 
-pub fn read_headers(model: &str, hub: &HubArgs) -> Result<Headers> {
+/// What `inspect` and `mem` read of a model: safetensors headers with config.json, or a GGUF
+/// file's header. A repo's file list is fetched once and decides which.
+pub enum Checkpoint {
+    Safetensors(Headers),
+    Gguf(gguf::GgufSource),
+}
+
+/// The headers of `model` (a folder, a `.gguf` file or a repo id); `file` picks a GGUF file
+/// where there are several.
+pub fn read_checkpoint(model: &str, hub: &HubArgs, file: Option<&str>) -> Result<Checkpoint> {
+    if let Some(g) = gguf::local(model, file)? {
+        return Ok(Checkpoint::Gguf(g));
+    }
     if Path::new(model).is_dir() {
-        return folder_headers(&ModelFolder::open(model)?);
+        return folder_headers(&ModelFolder::open(model)?).map(Checkpoint::Safetensors);
     }
     let repo = RepoRef::parse(model, hub.revision.as_deref())
         .with_context(|| format!("{model}: neither a folder nor a Hub repo id"))?;
@@ -105,12 +117,18 @@ pub fn read_headers(model: &str, hub: &HubArgs) -> Result<Headers> {
             )
         })?;
         let snap = rc.snapshot(&commit);
-        let mut h = folder_headers(&ModelFolder::open(&snap.to_string_lossy())?)?;
-        h.source = format!(
+        let source = format!(
             "{}@{} ({commit}, from the cache, offline)",
             repo.id, repo.revision
         );
-        return Ok(h);
+        let snap = snap.to_string_lossy();
+        if let Some(mut g) = gguf::local(&snap, file)? {
+            g.source = source;
+            return Ok(Checkpoint::Gguf(g));
+        }
+        let mut h = folder_headers(&ModelFolder::open(&snap)?)?;
+        h.source = source;
+        return Ok(Checkpoint::Safetensors(h));
     }
     let client = HubClient::new(hub.endpoint.clone(), hub.token.clone())?;
     let info = client.info(&repo)?;
@@ -119,6 +137,13 @@ pub fn read_headers(model: &str, hub: &HubArgs) -> Result<Headers> {
         revision: info.sha.clone(),
     };
     let sizes = info.files();
+    let source = format!("{}@{} ({})", repo.id, repo.revision, info.sha);
+    let names: Vec<String> = sizes.iter().map(|(n, _)| n.clone()).collect();
+    let has_st = names.iter().any(|n| n.ends_with(".safetensors"));
+    if let Some(f) = gguf::choose(&names, file, has_st, &repo.id)? {
+        let size = sizes.iter().find(|(n, _)| *n == f).and_then(|(_, s)| *s);
+        return gguf::remote(&client, &pinned, &f, size, source).map(Checkpoint::Gguf);
+    }
     let r = pollster::block_on(read_repo_headers(
         &Pinned {
             client: &client,
@@ -132,15 +157,23 @@ pub fn read_headers(model: &str, hub: &HubArgs) -> Result<Headers> {
         .iter()
         .map(|h| json!({"file": h.file, "tensors": h.tensors.len(), "data_bytes": h.data_len}))
         .collect();
-    Ok(Headers {
+    Ok(Checkpoint::Safetensors(Headers {
         config: r.config,
         headers: r.headers,
         header_bytes: r.header_bytes,
         total_bytes: r.fetched_bytes,
         stored_bytes: r.stored_bytes,
         files,
-        source: format!("{}@{} ({})", repo.id, repo.revision, info.sha),
-    })
+        source,
+    }))
+}
+
+/// The safetensors headers of `model`; a GGUF model is an error here.
+pub fn read_headers(model: &str, hub: &HubArgs) -> Result<Headers> {
+    match read_checkpoint(model, hub, None)? {
+        Checkpoint::Safetensors(h) => Ok(h),
+        Checkpoint::Gguf(g) => anyhow::bail!("{model}: {} is a GGUF file, not safetensors", g.file),
+    }
 }
 
 /// The native client as the core's reader of one pinned repo.
