@@ -1,11 +1,14 @@
 //! Any checkpoint, header-only: families hubscope runs are shown as transformers prints them,
 //! the others from their tensor names. The checkpoints are tiny random models of gemma2,
-//! gemma3_text, phi3, mistral, mixtral, qwen2_moe, qwen3_moe, deepseek_v3 and olmo2 with
-//! transformers' default configs, made by transformers 4.57.6 itself
+//! gemma3_text, phi3, mistral, mixtral, qwen2_moe, qwen3_moe, deepseek_v3, olmo2 and the
+//! hybrids qwen3_next and jamba with transformers' default configs, made by transformers 4.57.6 itself
 //! (`tests/data/make_generic.py`: `AutoModelForCausalLM.from_config`, seeded, f32,
 //! `save_pretrained`), each with transformers' own `sum(p.numel() for p in
 //! model.parameters())` and the names of the tensors `save_pretrained` wrote, in `count.json`,
-//! and `print(model)` in `print_model.txt`.
+//! `print(model)` in `print_model.txt`, and in `kv.json` the bytes of every tensor
+//! transformers' own cache holds after a forward over 24 and over 40 tokens. Beside them, a
+//! block-FP8 checkpoint made with transformers' `FP8Linear` and a 4-bit GPTQ one packed in
+//! AutoGPTQ's layout (`qwen3-fp8`, `qwen2-gptq`).
 
 mod common;
 
@@ -30,6 +33,8 @@ fn generic_fixtures() -> Vec<PathBuf> {
         "qwen3_moe",
         "deepseek_v3",
         "olmo2",
+        "qwen3_next",
+        "jamba",
     ]
     .iter()
     .map(|f| dir.join(f))
@@ -77,7 +82,8 @@ fn names(node: &Value, prefix: &str, out: &mut BTreeSet<String>) {
     }
 }
 
-/// The families of make_generic.py that hubscope runs (the others: mixtral, deepseek_v3, olmo2).
+/// The families of make_generic.py that hubscope runs (the others: mixtral, deepseek_v3, olmo2,
+/// qwen3_next, jamba).
 const RUN: [&str; 6] = [
     "gemma2",
     "gemma3_text",
@@ -257,4 +263,115 @@ fn mem_counts_sliding_windows_and_active_experts() {
     assert!(
         String::from_utf8_lossy(&text.stdout).contains("9,755,456 parameters active per token")
     );
+}
+
+/// `mem` output as JSON.
+fn mem_json(dir: &str, context: &str) -> Value {
+    let o = hubscope(&["mem", dir, "--context", context, "--json"]);
+    assert!(
+        o.status.success(),
+        "{dir}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// The KV layout and f16 cache bytes of `mem`'s JSON: a known family's plan or any other's.
+fn kv_of(v: &Value) -> (Value, u64) {
+    if v["known_family"] == false {
+        let kv = &v["kv_cache"];
+        return (kv["layout"].clone(), kv["bytes_f16"].as_u64().unwrap());
+    }
+    let f16 = v["inference"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["dtype"] == "f16")
+        .unwrap();
+    (v["kv_layout"].clone(), f16["kv_cache"].as_u64().unwrap())
+}
+
+/// `mem`'s KV cache against what transformers' own cache holds (kv.json, f32) after 24 and 40
+/// tokens, past every window, for every family: sliding windows (Gemma 2/3, Mistral), hybrids
+/// whose recurrent layers hold a fixed state (Qwen3-Next's Gated DeltaNet, Jamba's Mamba), MoE
+/// and MLA. Growth per token equals exactly; so do the totals, but for one entry per window
+/// layer: hubscope counts a step's peak (the window, the decoded token included), transformers
+/// keeps `window - 1` between steps. For MLA transformers caches the decompressed keys and
+/// values, which `mem` reports beside its latent figure.
+#[test]
+fn mem_plans_the_kv_cache_transformers_holds() {
+    for dir in generic_fixtures() {
+        let family = dir.file_name().unwrap().to_str().unwrap().to_string();
+        let kv: Value =
+            serde_json::from_slice(&std::fs::read(dir.join("kv.json")).unwrap()).unwrap();
+        let tf = |n: &str| kv["cache_bytes"][n].as_u64().unwrap();
+        let d = dir.to_str().unwrap();
+        let (layout, at24) = kv_of(&mem_json(d, "24"));
+        let (_, at40) = kv_of(&mem_json(d, "40"));
+        let layers = layout["layers"].as_array().unwrap();
+        if let Some(decompressed) = layout["decompressed_values_per_token"].as_u64() {
+            // DeepSeek-V3 (make_generic.py): kv_lora_rank 16 + qk_rope_head_dim 8 latent.
+            assert_eq!(layout["values_per_token"], 16 + 8, "{family}");
+            for (n, tokens) in [("24", 24), ("40", 40)] {
+                assert_eq!(
+                    tf(n),
+                    layers.len() as u64 * decompressed * tokens * 4,
+                    "{family}"
+                );
+            }
+            continue;
+        }
+        assert_eq!(
+            2 * (at40 - at24),
+            tf("40") - tf("24"),
+            "{family}: growth per token"
+        );
+        let windows = layers.iter().filter(|l| l.get("window").is_some()).count() as u64;
+        let per_entry = layout["values_per_token"].as_u64().unwrap() * 4;
+        assert_eq!(2 * at40, tf("40") + windows * per_entry, "{family}: total");
+    }
+    let jamba = hubscope(&["mem", &named(&generic_fixtures(), "jamba")]);
+    let text = String::from_utf8_lossy(&jamba.stdout);
+    assert!(
+        text.contains("2 of 4 layers attend to every token")
+            && text.contains("2 recurrent layers hold a fixed state"),
+        "{text}"
+    );
+}
+
+/// Quantized checkpoints: block FP8 (transformers' `FP8Linear`, 32 x 32 blocks) and 4-bit GPTQ.
+/// What is compared: hubscope's parameters equal transformers' `sum(p.numel())` of the model
+/// before quantization (a packed I32 `qweight` holds eight 4-bit weights; FP8 weights one
+/// each), the scales, zero points and group indexes are quantization metadata equal to the
+/// values the quantized model adds (count.json), and the tree names every tensor.
+#[test]
+fn quantized_checkpoints_count_the_weights_they_hold() {
+    let root = generic_fixtures()[0].parent().unwrap().to_path_buf();
+    for (name, stored) in [("qwen3-fp8", "F8_E4M3"), ("qwen2-gptq", "I32")] {
+        let dir = root.join(name);
+        let want: Value =
+            serde_json::from_slice(&std::fs::read(dir.join("count.json")).unwrap()).unwrap();
+        let o = hubscope(&["inspect", dir.to_str().unwrap(), "--json"]);
+        assert!(
+            o.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["total_parameters"], want["parameters"], "{name}");
+        assert_eq!(v["quantization_metadata"], want["quant_scales"], "{name}");
+        assert!(
+            v["stored_dtypes"][stored]["values"].as_u64().unwrap() > 0,
+            "{name}"
+        );
+        let mut got = BTreeSet::new();
+        names(&v["tree"], "", &mut got);
+        let saved: BTreeSet<String> = want["saved"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(got, saved, "{name}: the tree names every tensor");
+    }
 }

@@ -274,6 +274,66 @@ fn configs_and_what_derives_from_them_never_panic() {
     );
 }
 
+/// `base` with a few of its fields set to sizes at the edges: zero, one, the bounds, the largest.
+fn extreme_sizes(base: Value) -> impl Strategy<Value = Vec<u8>> {
+    let ptrs = pointers(&base);
+    let sizes = vec![0u64, 1, 2, 1 << 24, (1 << 24) + 1, 1 << 31, u64::MAX];
+    let edit = (prop::sample::select(ptrs), prop::sample::select(sizes));
+    prop::collection::vec(edit, 1..4).prop_map(move |edits| {
+        let mut v = base.clone();
+        for (ptr, size) in edits {
+            if let Some(slot) = v.pointer_mut(&ptr) {
+                *slot = Value::from(size);
+            }
+        }
+        serde_json::to_vec(&v).expect("serialize")
+    })
+}
+
+/// The KV layout of any family's config.json (hybrid patterns, MLA, windows): mutated from
+/// configs shaped as transformers writes Jamba's, Qwen3-Next's, DeepSeek-V3's and Nemotron-H's.
+#[test]
+fn kv_layouts_of_any_config_never_panic() {
+    let jamba = json!({"model_type": "jamba", "num_hidden_layers": 4, "num_attention_heads": 4,
+        "num_key_value_heads": 2, "hidden_size": 64, "attn_layer_period": 2,
+        "attn_layer_offset": 1, "mamba_d_state": 8, "mamba_d_conv": 4, "mamba_expand": 2,
+        "sliding_window": null});
+    let next = json!({"model_type": "qwen3_next", "num_hidden_layers": 4,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "hidden_size": 64,
+        "layer_types": ["linear_attention", "linear_attention", "sliding_attention", "full_attention"],
+        "sliding_window": 16, "linear_num_value_heads": 4, "linear_num_key_heads": 2,
+        "linear_key_head_dim": 16, "linear_value_head_dim": 16, "linear_conv_kernel_dim": 4});
+    let mla = json!({"model_type": "deepseek_v3", "num_hidden_layers": 3,
+        "num_attention_heads": 4, "hidden_size": 64, "kv_lora_rank": 16, "qk_rope_head_dim": 8,
+        "qk_nope_head_dim": 8, "v_head_dim": 16, "attn_layer_indices": [0, 2]});
+    let nemotron = json!({"num_hidden_layers": 4, "num_attention_heads": 4, "hidden_size": 64,
+        "hybrid_override_pattern": "M-*E", "layers_block_type": null});
+    let strategy = prop_oneof![
+        mutated(jamba.clone()),
+        mutated(next.clone()),
+        mutated(mla.clone()),
+        mutated(nemotron.clone()),
+        extreme_sizes(jamba),
+        extreme_sizes(next),
+        extreme_sizes(mla),
+        extreme_sizes(nemotron),
+    ];
+    never_panics("kv layout", strategy, |bytes| {
+        let Ok(raw) = serde_json::from_slice::<Value>(&bytes) else {
+            return false;
+        };
+        match hubscope_core::kv::KvLayout::from_config(&raw) {
+            Ok(k) => {
+                let _ = k.bytes(usize::MAX, 2);
+                let _ = k.growth_per_token(2);
+                let _ = k.attention_bytes_per_token(2);
+                true
+            }
+            Err(_) => false,
+        }
+    });
+}
+
 #[test]
 fn tokenizer_configs_and_their_templates_never_panic() {
     let real = serde_json::to_vec(&json!({

@@ -182,6 +182,52 @@ pub fn summarize(headers: &[FileHeader]) -> Summary {
 }
 
 /// The same for a GGUF file: every tensor is a parameter, quantized blocks counted as the
+/// How a safetensors checkpoint's header-only view is built.
+#[derive(Debug, Clone)]
+pub enum View {
+    /// A family hubscope runs, in float weights: transformers' exact module tree.
+    Runs(Box<crate::ModelConfig>),
+    /// Any other architecture, or a quantized checkpoint (`quantized`: its method): the tree
+    /// from the tensor names.
+    Names {
+        model_type: String,
+        quantized: Option<String>,
+    },
+}
+
+/// Decide the view of a checkpoint from config.json and its headers (natively and in the page).
+pub fn view(config_json: &[u8], headers: &[FileHeader]) -> crate::Result<View> {
+    let config = match crate::ModelConfig::from_json(config_json) {
+        Ok(c) => c,
+        Err(crate::Error::UnsupportedModelType(t)) => {
+            return Ok(View::Names {
+                model_type: t,
+                quantized: None,
+            });
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(match quantization(config_json, headers) {
+        Some(q) => View::Names {
+            model_type: config.model_type.clone(),
+            quantized: Some(q),
+        },
+        None => View::Runs(Box::new(config)),
+    })
+}
+
+/// How a safetensors checkpoint is quantized: config.json's `quantization_config.quant_method`
+/// (gptq, awq, fp8, …), or "quantized" where tensors carry quantization metadata without one;
+/// None for plain float weights. Such a checkpoint is shown from its tensor names even in a
+/// family hubscope runs (its modules are not transformers' `Linear`).
+pub fn quantization(config_json: &[u8], headers: &[FileHeader]) -> Option<String> {
+    let raw: serde_json::Value = serde_json::from_slice(config_json).ok()?;
+    match raw["quantization_config"]["quant_method"].as_str() {
+        Some(m) => Some(m.to_string()),
+        None => (summarize(headers).quant_meta > 0).then(|| "quantized".to_string()),
+    }
+}
+
 /// values they hold; dtypes are ggml's type names (`Q4_K`, `F16`).
 pub fn summarize_gguf(h: &crate::gguf::GgufHeader) -> Summary {
     let mut s = Summary::new();

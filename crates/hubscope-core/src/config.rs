@@ -594,19 +594,30 @@ impl ModelConfig {
         self.num_attention_heads / self.num_key_value_heads
     }
 
+    /// Every layer's cache: full attention, or its sliding window.
+    pub fn kv_layout(&self) -> crate::kv::KvLayout {
+        use crate::kv::LayerCache;
+        crate::kv::KvLayout {
+            layers: self
+                .layer_windows
+                .iter()
+                .map(|w| w.map_or(LayerCache::Full, LayerCache::Window))
+                .collect(),
+            values_per_token: 2 * self.num_key_value_heads * self.head_dim,
+            decompressed_values_per_token: None,
+            recurrent_state_values: None,
+        }
+    }
+
     /// Key+value cache bytes per token for one sequence at `bytes_per_value` (every layer).
     pub fn kv_bytes_per_token(&self, bytes_per_value: usize) -> usize {
-        2 * self.num_hidden_layers * self.num_key_value_heads * self.head_dim * bytes_per_value
+        self.kv_layout().attention_bytes_per_token(bytes_per_value) as usize
     }
 
     /// Key+value cache bytes for `context` tokens of one sequence: a sliding-window layer
     /// holds at most its window (as hubscope's cache keeps it).
     pub fn kv_bytes(&self, context: usize, bytes_per_value: usize) -> u64 {
-        let per_layer_token = 2 * self.num_key_value_heads * self.head_dim * bytes_per_value;
-        self.layer_windows
-            .iter()
-            .map(|w| (per_layer_token * w.map_or(context, |w| context.min(w))) as u64)
-            .sum()
+        self.kv_layout().bytes(context, bytes_per_value)
     }
 
     /// Parameters one token runs through: all, less the experts it does not choose.

@@ -439,6 +439,52 @@ impl GgufHeader {
     }
 }
 
+/// Whether a file name is a GGUF file's.
+pub fn is_gguf(name: &str) -> bool {
+    name.to_ascii_lowercase().ends_with(".gguf")
+}
+
+/// The GGUF file to read among a model's file `names`, or None when the model is not a GGUF
+/// one (it has safetensors, or no GGUF file, and `file` names none). `file` picks one where
+/// there are several (`--file`, the page's `file` key); `what` names the model in errors.
+pub fn choose(
+    names: &[String],
+    file: Option<&str>,
+    has_safetensors: bool,
+    what: &str,
+) -> Result<Option<String>> {
+    let list = || {
+        let g: Vec<&str> = names
+            .iter()
+            .filter(|n| is_gguf(n))
+            .map(String::as_str)
+            .collect();
+        g.join(", ")
+    };
+    if let Some(f) = file.filter(|f| !f.is_empty()) {
+        if !is_gguf(f) {
+            return Ok(None);
+        }
+        return match names.iter().find(|n| *n == f) {
+            Some(n) => Ok(Some(n.clone())),
+            None => Err(Error::Invalid(format!(
+                "{what}: no file `{f}` (GGUF files: {})",
+                list()
+            ))),
+        };
+    }
+    let ggufs = names.iter().filter(|n| is_gguf(n)).count();
+    match ggufs {
+        _ if has_safetensors => Ok(None),
+        0 => Ok(None),
+        1 => Ok(names.iter().find(|n| is_gguf(n)).cloned()),
+        n => Err(Error::Invalid(format!(
+            "{what} holds {n} GGUF files; pick one with --file, in the page the GGUF file field ({})",
+            list()
+        ))),
+    }
+}
+
 /// Reads byte ranges of one file (a Hub file by HTTP Range, a local file).
 #[allow(async_fn_in_trait)]
 pub trait RangeReader {

@@ -20,6 +20,7 @@ pub mod export;
 pub mod generate;
 pub mod gguf;
 pub mod hub;
+pub mod kv;
 pub mod layout;
 pub mod load;
 pub mod lora;

@@ -161,11 +161,43 @@ pub struct Plan {
     pub batch: usize,
     pub lora_rank: usize,
     pub kv_bytes_per_token_f16: u64,
+    /// What each layer's cache holds (full, a window).
+    pub kv_layout: crate::kv::KvLayout,
     pub inference: Vec<Inference>,
     pub fine_tuning: Vec<FineTune>,
     /// Tensors over WebGPU's default limits in the dtype asked for.
     pub webgpu_dtype: PlanDtype,
     pub webgpu_big_tensors: Vec<BigTensor>,
+}
+
+/// One row of a plan from the headers alone: weights in a dtype, the KV cache (f16; 0 where
+/// the config does not say), the runtime's overhead.
+#[derive(Debug, Clone, Serialize)]
+pub struct HeaderRow {
+    pub dtype: PlanDtype,
+    pub weights: u64,
+    pub kv_cache: u64,
+    pub runtime: u64,
+    pub total: u64,
+}
+
+/// The weights of `parameters` in every dtype the planner knows (int8/int4 with their block
+/// scales) beside a KV cache of `kv_cache` bytes: what the headers alone plan for a family
+/// hubscope does not run (activations and fine-tuning need a family's layer layout).
+pub fn header_rows(parameters: u64, kv_cache: u64) -> Vec<HeaderRow> {
+    PlanDtype::ALL
+        .iter()
+        .map(|&dtype| {
+            let weights = (parameters as f64 * dtype.weight_bits() / 8.0) as u64;
+            HeaderRow {
+                dtype,
+                weights,
+                kv_cache,
+                runtime: RUNTIME_OVERHEAD,
+                total: weights + kv_cache + RUNTIME_OVERHEAD,
+            }
+        })
+        .collect()
 }
 
 /// Trainable parameters of LoRA rank `r` on every projection of the family (q/k/v/o/gate/
@@ -347,6 +379,7 @@ pub fn plan(
         batch,
         lora_rank,
         kv_bytes_per_token_f16: kv_per_token(2),
+        kv_layout: c.kv_layout(),
         inference,
         fine_tuning,
         webgpu_dtype,

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use hubscope_core::ModelConfig;
-use hubscope_core::checkpoint::{render, summarize};
+use hubscope_core::checkpoint::{View, render, summarize, view};
 use hubscope_core::load::plan_load;
 use hubscope_core::plan::PlanDtype;
 use hubscope_core::safetensors::FileHeader;
@@ -46,16 +46,29 @@ pub fn run(a: InspectArgs) -> Result<()> {
         crate::hub::Checkpoint::Gguf(g) => return gguf(&a, &g),
         crate::hub::Checkpoint::Safetensors(h) => h,
     };
-    let config = match ModelConfig::from_json(&h.config) {
-        Ok(c) => c,
+    let config = match view(&h.config, &h.headers)? {
+        View::Runs(c) => c,
         // Any other architecture: the tree from the tensor names.
-        Err(hubscope_core::Error::UnsupportedModelType(t)) if a.plain => bail!(
+        View::Names {
+            model_type,
+            quantized: None,
+        } if a.plain => bail!(
             "--plain prints transformers' print(model) exactly, which needs a family hubscope \
-             knows ({}); `{t}` is shown from its tensor names without --plain",
+             knows ({}); `{model_type}` is shown from its tensor names without --plain",
             hubscope_core::config::Family::supported()
         ),
-        Err(hubscope_core::Error::UnsupportedModelType(t)) => return generic(&a, &h, &t),
-        Err(e) => return Err(e.into()),
+        // A quantized checkpoint of a known family (GPTQ, AWQ, FP8): its modules are not
+        // transformers' Linear.
+        View::Names {
+            model_type,
+            quantized: Some(q),
+        } if a.plain => bail!(
+            "--plain prints transformers' print(model) of an unquantized {model_type}; this checkpoint is quantized ({q}) and is shown from its tensor names without --plain"
+        ),
+        View::Names {
+            model_type,
+            quantized,
+        } => return generic(&a, &h, &model_type, quantized.as_deref()),
     };
     if a.plain {
         println!("{}", torch_repr(&model_tree(&config)));
@@ -162,9 +175,15 @@ pub fn run(a: InspectArgs) -> Result<()> {
     Ok(())
 }
 
-/// A checkpoint of an architecture hubscope does not run: counts per stored dtype and the tree
-/// built from its tensor names (see `hubscope_core::checkpoint` for how tensors are counted).
-fn generic(a: &InspectArgs, h: &crate::hub::Headers, model_type: &str) -> Result<()> {
+/// A checkpoint of an architecture hubscope does not run, or a quantized one (`quantized`:
+/// its method): counts per stored dtype and the tree built from its tensor names (see
+/// `hubscope_core::checkpoint` for how tensors are counted).
+fn generic(
+    a: &InspectArgs,
+    h: &crate::hub::Headers,
+    model_type: &str,
+    quantized: Option<&str>,
+) -> Result<()> {
     let raw: Value = serde_json::from_slice(&h.config).context("config.json: invalid JSON")?;
     let architecture = raw["architectures"][0]
         .as_str()
@@ -176,7 +195,8 @@ fn generic(a: &InspectArgs, h: &crate::hub::Headers, model_type: &str) -> Result
             "source": h.source,
             "architecture": architecture,
             "model_type": model_type,
-            "known_family": false,
+            "known_family": quantized.is_some(),
+            "quantization": quantized,
             "total_parameters": s.parameters,
             "buffers": s.buffers,
             "quantization_metadata": s.quant_meta,
@@ -190,9 +210,14 @@ fn generic(a: &InspectArgs, h: &crate::hub::Headers, model_type: &str) -> Result
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
-    println!(
-        "{architecture} (model_type {model_type}: a family hubscope does not run; the tree is built from the tensor names)"
-    );
+    match quantized {
+        Some(q) => println!(
+            "{architecture} (model_type {model_type}, quantized: {q}; the tree is built from the tensor names)"
+        ),
+        None => println!(
+            "{architecture} (model_type {model_type}: a family hubscope does not run; the tree is built from the tensor names)"
+        ),
+    }
     print!("{}", render(&s.tree, a.depth));
     println!();
     println!("Source:           {}", h.source);

@@ -7,7 +7,8 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use hubscope_core::ModelConfig;
 use hubscope_core::checkpoint::{experts, summarize};
-use hubscope_core::plan::{PlanDtype, oversized_tensors, plan, verdict};
+use hubscope_core::kv::{KvLayout, LayerCache};
+use hubscope_core::plan::{PlanDtype, header_rows, oversized_tensors, plan, verdict};
 use hubscope_core::units::{group_digits, human_bytes};
 use serde_json::json;
 
@@ -80,8 +81,9 @@ fn gguf(a: &MemArgs, g: &crate::hub::gguf::GgufSource) -> Result<()> {
 }
 
 /// A family hubscope does not run: the weights from the checkpoint's headers in every dtype,
-/// and for a mixture of experts the parameters one token runs through. (KV cache, activations
-/// and fine-tuning need the layer layout of a known family.)
+/// the KV cache (f16) from config.json's layer pattern, and for a mixture of experts the
+/// parameters one token runs through. (Activations and fine-tuning need the layer layout of a
+/// known family.)
 fn generic(a: &MemArgs, model_type: &str, headers: Option<Headers>) -> Result<()> {
     let h = match headers {
         Some(h) => h,
@@ -92,19 +94,24 @@ fn generic(a: &MemArgs, model_type: &str, headers: Option<Headers>) -> Result<()
     let s = summarize(&h.headers);
     let top_k = raw["num_experts_per_tok"].as_u64().unwrap_or(1) as usize;
     let moe = experts(&h.headers, s.parameters, top_k);
-    let dtypes = [
-        PlanDtype::F32,
-        PlanDtype::F16,
-        PlanDtype::Bf16,
-        PlanDtype::Int8,
-        PlanDtype::Int4,
-    ];
-    let weights: Vec<_> = dtypes
-        .iter()
-        .map(|&d| (d, (s.parameters as f64 * d.weight_bits() / 8.0) as u64))
-        .collect();
+    // The KV cache needs only config.json; a config it cannot read is said, not fatal.
+    let kv = KvLayout::from_config(&raw);
+    let tokens = a.context * a.batch;
+    let kv_bytes = kv
+        .as_ref()
+        .map_or(0, |k| k.bytes(a.context, 2) * a.batch as u64);
+    let rows = header_rows(s.parameters, kv_bytes);
+    let kv_json = match &kv {
+        Ok(k) => json!({
+            "layout": k,
+            "bytes_per_token_f16": k.attention_bytes_per_token(2),
+            "growth_per_token_f16": k.growth_per_token(2),
+            "bytes_f16": kv_bytes,
+        }),
+        Err(e) => json!({"error": e.to_string()}),
+    };
     let note = format!(
-        "KV cache, activations and fine-tuning are planned for the families hubscope runs ({}); this shows the weights",
+        "Activations and fine-tuning are planned for the families hubscope runs ({}); this shows the weights and the KV cache",
         hubscope_core::config::Family::supported()
     );
     if a.json {
@@ -112,9 +119,10 @@ fn generic(a: &MemArgs, model_type: &str, headers: Option<Headers>) -> Result<()
             "{}",
             serde_json::to_string_pretty(&json!({
                 "model_type": model_type, "known_family": false, "parameters": s.parameters,
-                "stored_bytes": h.stored_bytes,
-                "weights": weights.iter().map(|(d, b)| json!({"dtype": d, "bytes": b})).collect::<Vec<_>>(),
-                "experts": moe, "note": note,
+                "stored_bytes": h.stored_bytes, "context": a.context, "batch": a.batch,
+                "weights": rows.iter().map(|r| json!({"dtype": r.dtype, "bytes": r.weights})).collect::<Vec<_>>(),
+                "inference": rows,
+                "kv_cache": kv_json, "experts": moe, "note": note,
             }))?
         );
         return Ok(());
@@ -133,11 +141,66 @@ fn generic(a: &MemArgs, model_type: &str, headers: Option<Headers>) -> Result<()
             group_digits(m.active_per_token)
         );
     }
-    for (d, b) in &weights {
-        println!("  weights in {:<5} {:>12}", d.name(), human_bytes(*b));
+    println!("Inference        weights       KV cache (f16)   runtime        total");
+    for r in &rows {
+        println!(
+            "  {:<6} {:>14} {:>14} {:>12} {:>12}",
+            r.dtype.name(),
+            human_bytes(r.weights),
+            human_bytes(r.kv_cache),
+            human_bytes(r.runtime),
+            human_bytes(r.total)
+        );
+    }
+    match &kv {
+        Ok(k) => print_kv(k, a.context, a.batch, tokens),
+        Err(e) => println!("  KV cache: not planned ({e})"),
     }
     println!("{note}.");
     Ok(())
+}
+
+/// The KV cache lines of an unknown family: the total, then what each kind of layer holds.
+fn print_kv(k: &KvLayout, context: usize, batch: usize, tokens: usize) {
+    println!(
+        "  KV cache (f16)   {:>12}  for context {context} × batch {batch} ({} per token)",
+        human_bytes(k.bytes(context, 2) * batch as u64),
+        human_bytes(k.attention_bytes_per_token(2))
+    );
+    let count = |kind: fn(&LayerCache) -> bool| k.count(kind);
+    let full = count(|l| *l == LayerCache::Full);
+    let windows = count(|l| matches!(l, LayerCache::Window(_)));
+    let recurrent = count(|l| *l == LayerCache::Recurrent);
+    let none = count(|l| *l == LayerCache::Nothing);
+    println!(
+        "    {full} of {} layers attend to every token",
+        k.layers.len()
+    );
+    if windows > 0 {
+        println!("    {windows} attend within a window: they hold at most the window");
+    }
+    if let Some(d) = k.decompressed_values_per_token {
+        println!(
+            "    latent attention (MLA): {} values per token and layer as vLLM and llama.cpp cache it; transformers caches the decompressed keys and values, {} values ({} for {tokens} tokens)",
+            k.values_per_token,
+            d,
+            human_bytes((d * (full + windows) * tokens * 2) as u64)
+        );
+    }
+    if recurrent > 0 {
+        match k.recurrent_state_values {
+            Some(v) => println!(
+                "    {recurrent} recurrent layers hold a fixed state of {} each (counted above)",
+                human_bytes((v * 2 * batch) as u64)
+            ),
+            None => println!(
+                "    {recurrent} recurrent layers hold a fixed state whose size the config does not state in a form hubscope reads (not counted)"
+            ),
+        }
+    }
+    if none > 0 {
+        println!("    {none} layers have no attention and hold nothing");
+    }
 }
 
 fn pct(p: f64) -> String {

@@ -6,7 +6,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use hubscope_core::gguf::{GgufHeader, RangeReader, read_gguf_header};
+use hubscope_core::gguf::{GgufHeader, RangeReader, choose, is_gguf, read_gguf_header};
 use hubscope_core::hub::RepoRef;
 
 use super::client::HubClient;
@@ -19,49 +19,6 @@ pub struct GgufSource {
     pub size: Option<u64>,
     pub reads: usize,
     pub bytes_read: u64,
-}
-
-fn is_gguf(name: &str) -> bool {
-    name.to_ascii_lowercase().ends_with(".gguf")
-}
-
-/// The GGUF file to read among `names`, or None when the model is not a GGUF one (it has
-/// safetensors, or no GGUF file, and `--file` names none).
-pub fn choose(
-    names: &[String],
-    file: Option<&str>,
-    has_safetensors: bool,
-    what: &str,
-) -> Result<Option<String>> {
-    if let Some(f) = file {
-        if !is_gguf(f) {
-            return Ok(None);
-        }
-        return match names.iter().find(|n| *n == f) {
-            Some(n) => Ok(Some(n.clone())),
-            None => bail!("{what}: no file `{f}` (GGUF files: {})", list(names)),
-        };
-    }
-    let ggufs: Vec<&String> = names.iter().filter(|n| is_gguf(n)).collect();
-    match ggufs.as_slice() {
-        _ if has_safetensors => Ok(None),
-        [] => Ok(None),
-        [one] => Ok(Some((*one).clone())),
-        _ => bail!(
-            "{what} holds {} GGUF files; pick one with --file ({})",
-            ggufs.len(),
-            list(names)
-        ),
-    }
-}
-
-fn list(names: &[String]) -> String {
-    let g: Vec<&str> = names
-        .iter()
-        .filter(|n| is_gguf(n))
-        .map(String::as_str)
-        .collect();
-    g.join(", ")
 }
 
 /// A local `.gguf` file, or the GGUF file of a local folder (see [`choose`]); None when the

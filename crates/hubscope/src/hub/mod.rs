@@ -140,7 +140,7 @@ pub fn read_checkpoint(model: &str, hub: &HubArgs, file: Option<&str>) -> Result
     let source = format!("{}@{} ({})", repo.id, repo.revision, info.sha);
     let names: Vec<String> = sizes.iter().map(|(n, _)| n.clone()).collect();
     let has_st = names.iter().any(|n| n.ends_with(".safetensors"));
-    if let Some(f) = gguf::choose(&names, file, has_st, &repo.id)? {
+    if let Some(f) = hubscope_core::gguf::choose(&names, file, has_st, &repo.id)? {
         let size = sizes.iter().find(|(n, _)| *n == f).and_then(|(_, s)| *s);
         return gguf::remote(&client, &pinned, &f, size, source).map(Checkpoint::Gguf);
     }
