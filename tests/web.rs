@@ -365,6 +365,79 @@ fn browser_app_end_to_end() {
     b.wait_text("tab-structure", 5, |t| t == "结构");
 }
 
+/// Any checkpoint in the Model, Structure and Memory tabs, from headers alone, as `inspect`
+/// and `mem` show it (the same core): a family hubscope does not run (DeepSeek-V3, MLA), a
+/// quantized one (GPTQ, made by tests/data/make_generic.py) and a GGUF repo of two files
+/// (tests/data/make_gguf.py, gguf-py), its file picked by the `file` key. Expected totals are
+/// transformers' and gguf-py's counts; running them is refused in one readable line.
+#[test]
+fn any_checkpoint_is_shown_header_only_in_the_page() {
+    let fixtures =
+        PathBuf::from(std::env::var_os("HUBSCOPE_GEN_FIXTURES").expect("scripts/test.sh"));
+    let generic = format!("gen={}", fixtures.join("generic").display());
+    let gguf = format!("gg={}", fixtures.join("gguf").display());
+    let server = serve(&["--models", &generic, "--models", &gguf]);
+    let url = server.url.clone();
+    let ep = enc(&url);
+    let b = Browser::start();
+    let count = |name: &str| -> Value {
+        serde_json::from_slice(
+            &std::fs::read(fixtures.join("generic").join(name).join("count.json")).unwrap(),
+        )
+        .unwrap()
+    };
+
+    // DeepSeek-V3: transformers' total, the tree of names, the latent KV cache.
+    b.go(&format!(
+        "{url}/?model=gen/deepseek_v3&endpoint={ep}&tab=structure&autorun=1"
+    ));
+    let want = group(count("deepseek_v3")["parameters"].as_u64().unwrap());
+    b.wait_text("total-params", 60, |t| t == want);
+    assert!(b.text("structure-note").contains("deepseek_v3"));
+    assert!(b.text("stored-dtypes").contains("F32"));
+    b.screenshot("structure-deepseek");
+    b.click("tab-memory");
+    b.wait_text("mem-table", 20, |t| t.contains("int4"));
+    let kv = b.text("kv-layout");
+    assert!(kv.contains("MLA") && kv.contains("24 → 128"), "{kv}");
+    assert!(b.text("moe").contains("/"), "experts");
+    b.click("tab-generate");
+    b.click("run");
+    let e = b.wait_text("error", 30, |t| !t.is_empty());
+    assert!(e.contains("deepseek_v3") && e.contains("qwen2"), "{e}");
+
+    // GPTQ: the packed weights counted as the parameters they hold.
+    b.go(&format!(
+        "{url}/?model=gen/qwen2-gptq&endpoint={ep}&tab=structure&autorun=1"
+    ));
+    let want = group(count("qwen2-gptq")["parameters"].as_u64().unwrap());
+    b.wait_text("total-params", 60, |t| t == want);
+    assert!(b.text("structure-note").contains("gptq"));
+
+    // A GGUF repo of two files: the one the link names.
+    let expected: Value =
+        serde_json::from_slice(&std::fs::read(fixtures.join("gguf/expected.json")).unwrap())
+            .unwrap();
+    b.go(&format!(
+        "{url}/?model=gg/repo&endpoint={ep}&tab=structure&autorun=1"
+    ));
+    let e = b.wait_text("error", 30, |t| !t.is_empty());
+    assert!(
+        e.contains("tiny-q4_k_m.gguf") && e.contains("tiny-q8_0.gguf"),
+        "{e}"
+    );
+    let file = "tiny-q8_0.gguf";
+    b.go(&format!(
+        "{url}/?model=gg/repo&file={file}&endpoint={ep}&tab=structure&autorun=1"
+    ));
+    let want = group(expected[file]["parameters"].as_u64().unwrap());
+    b.wait_text("total-params", 60, |t| t == want);
+    assert!(b.text("structure-note").contains(file));
+    b.click("tab-memory");
+    b.wait_text("mem-table", 20, |t| t.contains(file) && t.contains("Q8_0"));
+    b.screenshot("memory-gguf");
+}
+
 /// Every setting a link can carry, set through the page's own controls, is written to the
 /// address bar; opening that address gives the same view (the token never goes into it).
 #[test]
@@ -378,6 +451,7 @@ fn every_setting_round_trips_through_the_address_bar() {
     let texts = [
         ("model", "repo", "fx/tiny-llama"),
         ("revision", "revision", "v1.0"),
+        ("file", "file", "model-q8_0.gguf"),
         ("endpoint", "endpoint", "http://127.0.0.1:9/mirror"),
         ("prompt", "prompt", "你好, world & more"),
         ("system", "system", "Be brief."),

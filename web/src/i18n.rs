@@ -30,6 +30,48 @@ pub fn t(lang: Lang, key: &str) -> &'static str {
             "hubscope — 查看、估算并运行开源大模型",
         ),
         "tab.model" => ("Model", "模型"),
+        "kv.full" => ("Layers attending to every token", "关注全部 token 的层"),
+        "kv.window" => (
+            "Layers within a sliding window (their cache holds at most the window)",
+            "滑动窗口层（其缓存最多保存窗口长度）",
+        ),
+        "kv.latent" => (
+            "Latent attention (MLA): values per token and layer, cached compressed → decompressed as transformers caches them",
+            "潜在注意力（MLA）：每层每 token 的值，压缩缓存 → transformers 的解压缓存",
+        ),
+        "kv.recurrent" => (
+            "Recurrent layers with a fixed state (counted in the KV column)",
+            "具有固定状态的循环层（计入 KV 列）",
+        ),
+        "kv.state_unknown" => (
+            "state size not stated in a form hubscope reads; not counted",
+            "配置未以 hubscope 可读的形式给出状态大小；未计入",
+        ),
+        "kv.unknown" => ("KV cache not planned", "未估算 KV 缓存"),
+        "moe.active" => (
+            "Mixture of experts: parameters active per token",
+            "混合专家：每个 token 激活的参数",
+        ),
+        "mem.headers_only" => (
+            "From the headers alone: activations and fine-tuning are planned for the families hubscope runs.",
+            "仅依据文件头：激活与微调只对 hubscope 能运行的模型族估算。",
+        ),
+        "st.unknown" => (
+            "a family hubscope does not run; the tree is built from the tensor names",
+            "hubscope 尚不能运行的模型族；结构树由张量名构建",
+        ),
+        "st.quantized" => (
+            "quantized; the tree is built from the tensor names",
+            "已量化；结构树由张量名构建",
+        ),
+        "st.gguf" => (
+            "GGUF; the tree is built from the tensor names in its header",
+            "GGUF；结构树由文件头中的张量名构建",
+        ),
+        "gguf_file" => (
+            "GGUF file (where the repo holds several)",
+            "GGUF 文件（仓库中有多个时）",
+        ),
         "tab.structure" => ("Structure", "结构"),
         "tab.memory" => ("Memory", "显存"),
         "tab.generate" => ("Generate", "生成"),

@@ -63,6 +63,7 @@ async fn fetch_files(
     progress: &dyn Fn(u64, u64),
     cancel: &dyn Fn() -> bool,
 ) -> Result<(ModelBytes, bool), AppError> {
+    let (_, config_json, headers) = view.runnable()?;
     let pinned = view.pinned();
     let (endpoint, token) = (view.endpoint.as_str(), src.token());
     // tokenizer.json is megabytes: kept in Cache Storage like the weights.
@@ -83,15 +84,14 @@ async fn fetch_files(
         chat_template_json: small(endpoint, &pinned, token, "chat_template.json").await?,
     };
     let generation_config = small(endpoint, &pinned, token, "generation_config.json").await?;
-    let total: u64 = view
-        .headers
+    let total: u64 = headers
         .iter()
         .map(|h| (h.data_start + h.data_len) as u64)
         .sum();
     let mut done = 0u64;
     let mut weights = vec![];
     let mut all_cached = true;
-    for h in &view.headers {
+    for h in headers {
         let url = resolve_url(endpoint, &pinned, &h.file);
         let size = (h.data_start + h.data_len) as u64;
         let base = done;
@@ -108,7 +108,7 @@ async fn fetch_files(
         weights.push((h.file.clone(), bytes));
     }
     let files = ModelBytes {
-        config: view.config_json.clone(),
+        config: config_json.to_vec(),
         generation_config,
         tokenizer: Some(tokenizer),
         weights: WeightBytes::Safetensors(weights),

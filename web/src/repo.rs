@@ -1,8 +1,10 @@
 //! A repo on the Hub (or a mirror) as the page reads it: the repo info, then the core's
-//! header-only read (config.json and the safetensors headers, a few kilobytes), and a PEFT
-//! adapter from any repo and subfolder.
+//! header-only read (config.json and the safetensors headers, or a GGUF file's header, a few
+//! kilobytes), and a PEFT adapter from any repo and subfolder.
 
 use hubscope_core::ModelConfig;
+use hubscope_core::checkpoint::{View, view};
+use hubscope_core::gguf::{GgufHeader, RangeReader, choose, read_gguf_header};
 use hubscope_core::hub::{RepoInfo, RepoReader, RepoRef, info_url, read_repo_headers, resolve_url};
 use hubscope_core::lora::AdapterConfig;
 use hubscope_core::safetensors::FileHeader;
@@ -16,6 +18,8 @@ pub struct Source {
     pub endpoint: String,
     pub repo: String,
     pub revision: String,
+    /// The GGUF file among several (`file` URL key); empty: the only one.
+    pub file: String,
     pub token: String,
 }
 
@@ -25,16 +29,34 @@ impl Source {
     }
 }
 
-/// A repo read header-only: config, commit, safetensors headers.
+/// What the header-only read found.
+#[derive(Clone)]
+pub enum Checkpoint {
+    /// A family hubscope runs, in float weights: the page can load and run it.
+    Runs {
+        config: ModelConfig,
+        /// config.json as served (the model is built from the same bytes).
+        config_json: Vec<u8>,
+        headers: Vec<FileHeader>,
+    },
+    /// Any other architecture, or a quantized checkpoint: shown from its tensor names.
+    Names {
+        model_type: String,
+        quantized: Option<String>,
+        config_json: Vec<u8>,
+        headers: Vec<FileHeader>,
+    },
+    /// A GGUF file: shown from its header.
+    Gguf { file: String, header: GgufHeader },
+}
+
+/// A repo read header-only: commit and checkpoint headers.
 #[derive(Clone)]
 pub struct RepoView {
     pub endpoint: String,
     pub repo: RepoRef,
     pub commit: String,
-    pub config: ModelConfig,
-    /// config.json as served (the model is built from the same bytes).
-    pub config_json: Vec<u8>,
-    pub headers: Vec<FileHeader>,
+    pub checkpoint: Checkpoint,
     pub fetched_bytes: u64,
     pub stored_bytes: u64,
 }
@@ -46,6 +68,66 @@ impl RepoView {
             id: self.repo.id.clone(),
             revision: self.commit.clone(),
         }
+    }
+
+    /// The config, config.json and headers of a model the page can run; otherwise why not.
+    pub fn runnable(&self) -> Result<(&ModelConfig, &[u8], &[FileHeader]), AppError> {
+        match &self.checkpoint {
+            Checkpoint::Runs {
+                config,
+                config_json,
+                headers,
+            } => Ok((config, config_json, headers)),
+            Checkpoint::Names {
+                model_type,
+                quantized: None,
+                ..
+            } => Err(hubscope_core::Error::UnsupportedModelType(model_type.clone()).into()),
+            Checkpoint::Names {
+                quantized: Some(q), ..
+            } => Err(AppError::Model(format!(
+                "this checkpoint is quantized ({q}): hubscope runs F32, F16 and BF16 safetensors; its Structure and Memory tabs show it from the headers"
+            ))),
+            Checkpoint::Gguf { file, .. } => Err(AppError::Model(format!(
+                "{file}: hubscope does not run GGUF weights yet; its Structure and Memory tabs show it from the header"
+            ))),
+        }
+    }
+
+    /// The model_type or GGUF architecture.
+    pub fn kind(&self) -> String {
+        match &self.checkpoint {
+            Checkpoint::Runs { config, .. } => config.model_type.clone(),
+            Checkpoint::Names {
+                model_type,
+                quantized,
+                ..
+            } => match quantized {
+                Some(q) => format!("{model_type} ({q})"),
+                None => model_type.clone(),
+            },
+            Checkpoint::Gguf { file, header } => format!(
+                "{} · {file} ({})",
+                header.architecture().unwrap_or("unknown"),
+                header.quantization().unwrap_or_default()
+            ),
+        }
+    }
+}
+
+/// One file of a pinned repo as the core's range reader (a GGUF header).
+struct FileRanges<'a> {
+    url: String,
+    token: Option<&'a str>,
+}
+
+impl RangeReader for FileRanges<'_> {
+    type Error = AppError;
+    async fn read(&self, start: u64, end: u64) -> Result<Vec<u8>, AppError> {
+        if end <= start {
+            return Ok(vec![]);
+        }
+        Ok(get(&self.url, self.token, Some((start, end - 1))).await?)
     }
 }
 
@@ -80,6 +162,30 @@ pub async fn open_repo(src: &Source) -> Result<RepoView, AppError> {
         id: repo.id.clone(),
         revision: info.sha.clone(),
     };
+    let files = info.files();
+    let names: Vec<String> = files.iter().map(|(n, _)| n.clone()).collect();
+    let has_st = names.iter().any(|n| n.ends_with(".safetensors"));
+    let file = Some(src.file.trim()).filter(|f| !f.is_empty());
+    if let Some(f) = choose(&names, file, has_st, &repo.id)? {
+        let size = files.iter().find(|(n, _)| *n == f).and_then(|(_, s)| *s);
+        let reader = FileRanges {
+            url: resolve_url(endpoint, &pinned, &f),
+            token: src.token(),
+        };
+        let r = read_gguf_header(&reader, &f, size).await?;
+        let stored = r.header.tensors.iter().map(|t| t.bytes).sum();
+        return Ok(RepoView {
+            endpoint: endpoint.to_string(),
+            repo,
+            commit: info.sha,
+            checkpoint: Checkpoint::Gguf {
+                file: f,
+                header: r.header,
+            },
+            fetched_bytes: r.bytes_read,
+            stored_bytes: stored,
+        });
+    }
     let r = read_repo_headers(
         &PageReader {
             endpoint,
@@ -87,19 +193,34 @@ pub async fn open_repo(src: &Source) -> Result<RepoView, AppError> {
             token: src.token(),
         },
         &repo.id,
-        &info.files(),
+        &files,
     )
     .await?;
-    let config = ModelConfig::from_json(&r.config)?;
-    // Fails here, before any download, for a checkpoint whose tensors do not fit the config.
-    hubscope_core::load::plan_load(&config, &r.headers)?;
+    let checkpoint = match view(&r.config, &r.headers)? {
+        View::Runs(config) => {
+            // Fails here, before any download, for a checkpoint whose tensors do not fit.
+            hubscope_core::load::plan_load(&config, &r.headers)?;
+            Checkpoint::Runs {
+                config: *config,
+                config_json: r.config,
+                headers: r.headers,
+            }
+        }
+        View::Names {
+            model_type,
+            quantized,
+        } => Checkpoint::Names {
+            model_type,
+            quantized,
+            config_json: r.config,
+            headers: r.headers,
+        },
+    };
     Ok(RepoView {
         endpoint: endpoint.to_string(),
         repo,
         commit: info.sha,
-        config,
-        config_json: r.config,
-        headers: r.headers,
+        checkpoint,
         fetched_bytes: r.fetched_bytes,
         stored_bytes: r.stored_bytes,
     })

@@ -84,6 +84,8 @@ pub struct Ctx {
     pub endpoint: RwSignal<String>,
     pub repo: RwSignal<String>,
     pub revision: RwSignal<String>,
+    /// The GGUF file of a repo that holds several.
+    pub file: RwSignal<String>,
     /// Never in the URL.
     pub token: RwSignal<String>,
     pub device_choice: RwSignal<DeviceChoice>,
@@ -109,6 +111,7 @@ impl Ctx {
             endpoint: url_text("endpoint", hubscope_core::hub::DEFAULT_ENDPOINT),
             repo: url_text("model", "Qwen/Qwen2.5-0.5B-Instruct"),
             revision: url_text("revision", "main"),
+            file: url_text("file", ""),
             token: RwSignal::new(String::new()),
             device_choice: url_signal("device", DeviceChoice::Auto),
             dtype: url_signal("dtype", ComputeDtype::F32),
@@ -132,6 +135,7 @@ impl Ctx {
             endpoint: self.endpoint.get_untracked(),
             repo: self.repo.get_untracked(),
             revision: self.revision.get_untracked(),
+            file: self.file.get_untracked(),
             token: self.token.get_untracked(),
         }
     }
@@ -143,6 +147,12 @@ impl Ctx {
             v.endpoint == src.endpoint.trim()
                 && v.repo.id == src.repo.trim()
                 && (src.revision == v.repo.revision || src.revision == v.commit)
+                && match &v.checkpoint {
+                    crate::repo::Checkpoint::Gguf { file, .. } => {
+                        src.file.trim().is_empty() || src.file.trim() == file
+                    }
+                    _ => src.file.trim().is_empty(),
+                }
         }) {
             return Ok(v);
         }

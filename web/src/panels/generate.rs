@@ -52,7 +52,7 @@ pub fn GeneratePanel(
                 let v = c.open().await?;
                 let lang_now = lang.get_untracked();
                 let dtype = c.dtype.get_untracked();
-                let device = c.device(&v.config, dtype).await?;
+                let device = c.device(v.runnable()?.0, dtype).await?;
                 let stop2 = stop.clone();
                 let loaded = load(
                     &c.source(),

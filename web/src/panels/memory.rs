@@ -1,14 +1,62 @@
 //! The Memory tab: the planner's figures to run and to fine-tune per dtype, the rule of thumb
 //! beside each, the verdict against a chosen GPU size, and the tensors WebGPU's limits cannot
-//! hold — all the core's planner, from the config alone.
+//! hold — all the core's planner, from the config alone. Any other checkpoint (an unknown
+//! family, quantized, GGUF): weights from the headers and the KV cache from config.json's
+//! layer pattern (GGUF: its metadata).
 
-use hubscope_core::plan::{PlanDtype, plan, verdict};
+use hubscope_core::checkpoint::{experts, summarize};
+use hubscope_core::kv::{KvLayout, LayerCache};
+use hubscope_core::plan::{HeaderRow, PlanDtype, RUNTIME_OVERHEAD, header_rows, plan, verdict};
 use leptos::prelude::*;
 
 use super::{human, input};
-use crate::i18n::t;
+use crate::i18n::{Lang, t};
+use crate::repo::Checkpoint;
 use crate::state::{Tab, ctx};
 use crate::url::url_text;
+
+/// Rows planned from headers alone (weights, KV cache f16, runtime, total), with the verdict.
+fn header_table(l: Lang, rows: Vec<(String, HeaderRow)>, cap: u64) -> AnyView {
+    view! {
+        <table id="mem-table">
+            <tr><th>{t(l, "inference")}</th><th>{t(l, "weights")}</th><th>{t(l, "kv")}" (f16)"</th><th>"runtime"</th><th>{t(l, "total")}</th><th></th></tr>
+            {rows.into_iter().map(|(name, r)| view! {
+                <tr><td>{name}</td><td>{human(r.weights as f64)}</td><td>{human(r.kv_cache as f64)}</td><td>{human(r.runtime as f64)}</td>
+                <td>{human(r.total as f64)}</td><td>{if verdict(r.total, cap).0 { t(l, "fits") } else { t(l, "no_fit") }}</td></tr>
+            }).collect_view()}
+        </table>
+    }
+    .into_any()
+}
+
+/// What each kind of layer keeps, from config.json.
+fn kv_lines(l: Lang, k: &KvLayout) -> Vec<String> {
+    let full = k.count(|c| *c == LayerCache::Full);
+    let windows = k.count(|c| matches!(c, LayerCache::Window(_)));
+    let recurrent = k.count(|c| *c == LayerCache::Recurrent);
+    let mut out = vec![format!("{}: {full} / {}", t(l, "kv.full"), k.layers.len())];
+    if windows > 0 {
+        out.push(format!("{}: {windows}", t(l, "kv.window")));
+    }
+    if let Some(d) = k.decompressed_values_per_token {
+        out.push(format!(
+            "{}: {} → {d}",
+            t(l, "kv.latent"),
+            k.values_per_token
+        ));
+    }
+    if recurrent > 0 {
+        out.push(format!(
+            "{}: {recurrent}{}",
+            t(l, "kv.recurrent"),
+            match k.recurrent_state_values {
+                Some(v) => format!(" × {}", human((v * 2) as f64)),
+                None => format!(" ({})", t(l, "kv.state_unknown")),
+            }
+        ));
+    }
+    out
+}
 
 #[component]
 pub fn MemoryPanel() -> impl IntoView {
@@ -28,7 +76,42 @@ pub fn MemoryPanel() -> impl IntoView {
             {move || c.view.get().map(|v| {
                 let ctx_len: usize = context.get().parse().unwrap_or(4096).max(1);
                 let cap = (gpu_gb.get().parse::<f64>().unwrap_or(8.0) * 1e9) as u64;
-                let p = plan(&v.config, ctx_len, 1, 8, PlanDtype::from(c.dtype.get()));
+                let l = lang.get();
+                let config = match &v.checkpoint {
+                    Checkpoint::Runs { config, .. } => config,
+                    Checkpoint::Names { config_json, headers, .. } => {
+                        let s = summarize(headers);
+                        let raw: serde_json::Value = serde_json::from_slice(config_json).unwrap_or_default();
+                        let kv = KvLayout::from_config(&raw);
+                        let kv_bytes = kv.as_ref().map_or(0, |k| k.bytes(ctx_len, 2));
+                        let top_k = raw["num_experts_per_tok"].as_u64().unwrap_or(1) as usize;
+                        let moe = experts(headers, s.parameters, top_k);
+                        let rows = header_rows(s.parameters, kv_bytes).into_iter().map(|r| (r.dtype.name().to_string(), r)).collect();
+                        return view! {
+                            {header_table(l, rows, cap)}
+                            <ul id="kv-layout">
+                                {match &kv {
+                                    Ok(k) => kv_lines(l, k).into_iter().map(|x| view! { <li>{x}</li> }).collect_view().into_any(),
+                                    Err(e) => view! { <li>{format!("{}: {e}", t(l, "kv.unknown"))}</li> }.into_any(),
+                                }}
+                                {moe.map(|m| view! { <li id="moe">{format!("{}: {} / {}", t(l, "moe.active"), super::group(m.active_per_token), super::group(s.parameters))}</li> })}
+                            </ul>
+                            <p class="note">{t(l, "mem.headers_only")}</p>
+                        }.into_any();
+                    }
+                    Checkpoint::Gguf { file, header } => {
+                        let weights: u64 = header.tensors.iter().map(|t| t.bytes).sum();
+                        let kv = header.kv_bytes_per_token(2).map(|k| k * ctx_len as u64);
+                        let kv_cache = kv.unwrap_or(0);
+                        let row = HeaderRow { dtype: PlanDtype::F16, weights, kv_cache, runtime: RUNTIME_OVERHEAD, total: weights + kv_cache + RUNTIME_OVERHEAD };
+                        let name = format!("{file} ({})", header.quantization().unwrap_or_default());
+                        return view! {
+                            {header_table(l, vec![(name, row)], cap)}
+                            {kv.is_none().then(|| view! { <p>{t(l, "kv.unknown")}</p> })}
+                        }.into_any();
+                    }
+                };
+                let p = plan(config, ctx_len, 1, 8, PlanDtype::from(c.dtype.get()));
                 let scale = p.inference.iter().map(|r| r.total as f64).chain(p.fine_tuning.iter().map(|f| f.total as f64)).fold(cap as f64, f64::max);
                 let bar = move |w: f64, kv: f64, a: f64| view! {
                     <div class="bar">
@@ -38,7 +121,6 @@ pub fn MemoryPanel() -> impl IntoView {
                         <span class="cap" style=format!("left:{:.2}%", cap as f64 / scale * 100.0)></span>
                     </div>
                 };
-                let l = lang.get();
                 let fits = move |total: u64| if verdict(total, cap).0 { t(l, "fits") } else { t(l, "no_fit") };
                 view! {
                     <table id="mem-table">
@@ -68,7 +150,7 @@ pub fn MemoryPanel() -> impl IntoView {
                             p.webgpu_big_tensors.iter().map(|b| view! { <li>{format!("{} {:?}: {} — {}", b.name, b.shape, human(b.bytes as f64), b.exceeds)}</li> }).collect_view().into_any()
                         }}
                     </ul>
-                }
+                }.into_any()
             })}
         </section>
     }
