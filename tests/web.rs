@@ -365,6 +365,44 @@ fn browser_app_end_to_end() {
     b.wait_text("tab-structure", 5, |t| t == "结构");
 }
 
+/// The families the one decoder runs besides Qwen and Llama generate in the page as
+/// transformers does (tests/data/make_fixtures.py: greedy continuations of the same weights),
+/// on WebGPU and on the CPU: Gemma 2 (soft-capping), Gemma 3 (local/global rope), Phi-3 (fused
+/// projections) and Qwen3-MoE (in the browser every expert runs, weighted zero where not chosen).
+#[test]
+fn new_families_generate_in_the_page() {
+    let fixtures =
+        PathBuf::from(std::env::var_os("HUBSCOPE_GEN_FIXTURES").expect("scripts/test.sh"));
+    let models = format!("gf={}", fixtures.display());
+    let server = serve(&["--models", &models]);
+    let url = server.url.clone();
+    let ep = enc(&url);
+    let b = Browser::start();
+    for name in ["gemma2", "gemma3", "phi3", "qwen3-moe"] {
+        let r: Value = serde_json::from_slice(
+            &std::fs::read(fixtures.join(name).join("reference.json")).unwrap(),
+        )
+        .unwrap();
+        let p = &r["prompts"][0];
+        assert_eq!(p["kind"], "raw");
+        let g = &p["greedy"];
+        for device in ["webgpu", "cpu"] {
+            b.go(&format!(
+                "{url}/?model=gf/{name}&endpoint={ep}&tab=generate&prompt={}&temperature=0&max_new_tokens={}&device={device}&autorun=1",
+                enc(p["text"].as_str().unwrap()),
+                g["max_new_tokens"]
+            ));
+            b.wait_text("status", 240, |t| t == "done");
+            b.assert_device(device);
+            assert_eq!(
+                b.text("output"),
+                g["text"].as_str().unwrap(),
+                "{name} on {device}"
+            );
+        }
+    }
+}
+
 /// Any checkpoint in the Model, Structure and Memory tabs, from headers alone, as `inspect`
 /// and `mem` show it (the same core): a family hubscope does not run (DeepSeek-V3, MLA), a
 /// quantized one (GPTQ, made by tests/data/make_generic.py) and a GGUF repo of two files
