@@ -375,3 +375,44 @@ fn quantized_checkpoints_count_the_weights_they_hold() {
         assert_eq!(got, saved, "{name}: the tree names every tensor");
     }
 }
+
+/// `mem`'s fine-tuning rows for a family hubscope does not run: LoRA r=8 on every linear layer
+/// trains what PEFT's `target_modules="all-linear"` trains on the transformers model
+/// (lora.json, make_generic.py), full fine-tuning every parameter transformers counts; the
+/// rows' activations are an estimate and not compared.
+#[test]
+fn mem_fine_tuning_rows_count_as_peft_does() {
+    for dir in generic_fixtures() {
+        let family = dir.file_name().unwrap().to_str().unwrap().to_string();
+        if RUN.contains(&family.as_str()) {
+            continue;
+        }
+        let count: Value =
+            serde_json::from_slice(&std::fs::read(dir.join("count.json")).unwrap()).unwrap();
+        let lora: Value =
+            serde_json::from_slice(&std::fs::read(dir.join("lora.json")).unwrap()).unwrap();
+        let v = mem_json(dir.to_str().unwrap(), "64");
+        let rows = v["fine_tuning"].as_array().expect("fine-tuning rows");
+        let row = |m: &str| {
+            rows.iter()
+                .find(|r| r["method"].as_str().unwrap().starts_with(m))
+                .unwrap()
+        };
+        assert_eq!(
+            row("full")["trainable_params"],
+            count["parameters"],
+            "{family}"
+        );
+        assert_eq!(
+            row("LoRA")["trainable_params"],
+            lora["trainable"],
+            "{family}: LoRA"
+        );
+        assert_eq!(
+            row("QLoRA")["trainable_params"],
+            lora["trainable"],
+            "{family}: QLoRA"
+        );
+        assert!(row("LoRA")["activations"].as_u64().unwrap() > 0);
+    }
+}

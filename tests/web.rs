@@ -439,6 +439,17 @@ fn any_checkpoint_is_shown_header_only_in_the_page() {
     let kv = b.text("kv-layout");
     assert!(kv.contains("MLA") && kv.contains("24 → 128"), "{kv}");
     assert!(b.text("moe").contains("/"), "experts");
+    // LoRA r=8 trains what PEFT's "all-linear" trains (lora.json).
+    let lora: Value = serde_json::from_slice(
+        &std::fs::read(fixtures.join("generic/deepseek_v3/lora.json")).unwrap(),
+    )
+    .unwrap();
+    let ft = b.text("ft-table");
+    let want = group(lora["trainable"].as_u64().unwrap());
+    assert!(
+        ft.contains(&format!("LoRA r=8 (f32 base) · {want}")),
+        "{ft}"
+    );
     b.click("tab-generate");
     b.click("run");
     let e = b.wait_text("error", 30, |t| !t.is_empty());

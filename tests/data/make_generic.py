@@ -3,17 +3,21 @@ made with transformers 4.57.6 (`AutoModelForCausalLM.from_config`, torch's defau
 float32, seeded) and saved with `save_pretrained` (safetensors), each beside `count.json` with
 transformers' own `sum(p.numel() for p in model.parameters())` (tied weights once) and the
 names of the tensors in its model.safetensors (tied ones are not saved), and how many values
-of them are buffers, not parameters; and print_model.txt, what print(model) prints.
+of them are buffers, not parameters; print_model.txt, what print(model) prints; lora.json,
+PEFT's trainable parameters of LoRA r=8 on "all-linear"; kv.json, what transformers' own
+cache holds after a forward over 24 and 40 tokens.
 
     make_generic.py OUT_DIR
 """
 
+import copy
 import json
 import sys
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
+from peft import LoraConfig, get_peft_model
 from transformers import AutoConfig, AutoModelForCausalLM
 
 OUT = Path(sys.argv[1])
@@ -94,6 +98,11 @@ for i, (family, extra) in enumerate(FAMILIES.items()):
         "buffers": buffers, "saved": saved,
         "tied": sorted(set(model.state_dict()) - set(saved))}, indent=1))
     (d / "print_model.txt").write_text(str(model) + "\n")
+    # LoRA on every linear layer as PEFT counts it (target_modules="all-linear": every
+    # nn.Linear but the output head), rank 8.
+    lora = get_peft_model(copy.deepcopy(model), LoraConfig(r=8, target_modules="all-linear"))
+    (d / "lora.json").write_text(json.dumps(
+        {"r": 8, "trainable": lora.get_nb_trainable_parameters()[0]}))
     (d / "kv.json").write_text(json.dumps({"bytes_per_value": 4,
                                            "cache_bytes": measure_kv(model.eval(), family)}))
     print(family, type(model).__name__, total)

@@ -53,8 +53,8 @@ pub fn t(lang: Lang, key: &str) -> &'static str {
             "混合专家：每个 token 激活的参数",
         ),
         "mem.headers_only" => (
-            "From the headers alone: activations and fine-tuning are planned for the families hubscope runs.",
-            "仅依据文件头：激活与微调只对 hubscope 能运行的模型族估算。",
+            "From the headers alone: fine-tuning activations (≈) are estimated from config.json's sizes; inference activations are planned for the families hubscope runs.",
+            "仅依据文件头：微调激活（≈）按 config.json 中的尺寸估算；推理激活只对 hubscope 能运行的模型族估算。",
         ),
         "st.unknown" => (
             "a family hubscope does not run; the tree is built from the tensor names",

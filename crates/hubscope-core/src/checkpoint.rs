@@ -181,6 +181,34 @@ pub fn summarize(headers: &[FileHeader]) -> Summary {
     s
 }
 
+/// LoRA's trainable parameters at rank `r` on every linear layer of the decoder layers, as
+/// PEFT's `target_modules="all-linear"` counts them: `r × (in + out)` for each 2-D float
+/// `*.weight` under a numbered layer (not the output head, not the embeddings), except a
+/// DeepSeek-style top-k router (a module with an `e_score_correction_bias`), which is not an
+/// `nn.Linear`. Quantized weights (GPTQ `qweight`) are not counted.
+pub fn lora_parameters(headers: &[FileHeader], r: usize) -> u64 {
+    let routers: std::collections::HashSet<&str> = headers
+        .iter()
+        .flat_map(|h| h.tensors.keys())
+        .filter_map(|n| n.strip_suffix(".e_score_correction_bias"))
+        .collect();
+    let router = |module: &str| routers.contains(module);
+    headers
+        .iter()
+        .flat_map(|h| h.tensors.iter())
+        .filter(|(name, t)| {
+            let Some(module) = name.strip_suffix(".weight") else {
+                return false;
+            };
+            t.shape.len() == 2
+                && t.dtype != Dtype::I32
+                && module.split('.').any(|p| p.parse::<u64>().is_ok())
+                && !router(module)
+        })
+        .map(|(_, t)| (r * (t.shape[0] + t.shape[1])) as u64)
+        .sum()
+}
+
 /// The same for a GGUF file: every tensor is a parameter, quantized blocks counted as the
 /// How a safetensors checkpoint's header-only view is built.
 #[derive(Debug, Clone)]

@@ -242,6 +242,158 @@ fn off(thumb: u64, total: u64) -> f64 {
     }
 }
 
+/// What the fine-tuning rows need to know of a model and a run.
+pub struct Training {
+    pub parameters: u64,
+    /// LoRA's trainable parameters at `lora_rank`.
+    pub lora: u64,
+    pub lora_rank: usize,
+    /// Weights in int4 (QLoRA's base).
+    pub int4_weights: u64,
+    /// The bf16 inference total (the rule of thumb is 4 × it).
+    pub bf16_inference: u64,
+    /// Bytes per frozen base weight in LoRA (2, or 4 where f32 was asked for).
+    pub base_bytes: u64,
+    /// Activations kept for the backward pass with 2- and with 4-byte activations.
+    pub activations: [u64; 2],
+}
+
+/// Full fine-tuning (AdamW, bf16 mixed precision), LoRA and QLoRA.
+pub fn fine_tuning_rows(t: &Training) -> Vec<FineTune> {
+    let acts = |bytes: u64| t.activations[if bytes == 4 { 1 } else { 0 }];
+    let ft = |method: &str,
+              trainable: u64,
+              weights: u64,
+              gradients: u64,
+              optimizer: u64,
+              master: u64,
+              acts: u64| {
+        let total = weights + gradients + optimizer + master + acts;
+        let rule_of_thumb = t.bf16_inference * 4;
+        FineTune {
+            method: method.into(),
+            trainable_params: trainable,
+            weights,
+            gradients,
+            optimizer,
+            master_weights: master,
+            activations: acts,
+            total,
+            rule_of_thumb,
+            thumb_off_pct: off(rule_of_thumb, total),
+        }
+    };
+    let (params, lora, r) = (t.parameters, t.lora, t.lora_rank);
+    vec![
+        // Mixed precision AdamW: bf16 weights and gradients, f32 master copy and two moments.
+        ft(
+            "full (AdamW, bf16 mixed precision)",
+            params,
+            params * 2,
+            params * 2,
+            params * 8,
+            params * 4,
+            acts(2),
+        ),
+        // LoRA: frozen base in the chosen dtype (bf16 unless f32 was asked for), f32 adapters
+        // with f32 gradients and two moments.
+        ft(
+            &format!(
+                "LoRA r={r} ({} base)",
+                if t.base_bytes == 4 { "f32" } else { "bf16" }
+            ),
+            lora,
+            params * t.base_bytes + lora * 4,
+            lora * 4,
+            lora * 8,
+            0,
+            acts(t.base_bytes),
+        ),
+        ft(
+            &format!("QLoRA r={r} (4-bit base)"),
+            lora,
+            t.int4_weights + lora * 4,
+            lora * 4,
+            lora * 8,
+            0,
+            acts(2),
+        ),
+    ]
+}
+
+/// Training activations of a family hubscope does not run, estimated with the known families'
+/// formula (see `plan`) from config.json's sizes: per layer 8 × hidden + 10 × the widest
+/// feed-forward one token computes (a mixture: `num_experts_per_tok` × `moe_intermediate_size`
+/// plus shared experts) + 6 × heads × head_dim, and the loss's four f32 [tokens, vocab] tensors.
+/// None where the config lacks a size.
+pub fn estimated_training_activations(
+    raw: &serde_json::Value,
+    context: usize,
+    batch: usize,
+    bytes: u64,
+) -> Option<u64> {
+    let get = |k: &str| raw.get(k).and_then(serde_json::Value::as_u64);
+    let hidden = get("hidden_size")?;
+    let layers = get("num_hidden_layers")?;
+    let heads = get("num_attention_heads")?;
+    let vocab = get("vocab_size")?;
+    let head_dim = get("head_dim").unwrap_or(hidden / heads.max(1));
+    let dense = get("intermediate_size").unwrap_or(4 * hidden);
+    let moe = match (get("num_experts_per_tok"), get("moe_intermediate_size")) {
+        (Some(k), Some(w)) => {
+            let shared = get("shared_expert_intermediate_size")
+                .or_else(|| get("n_shared_experts").map(|n| n * w))
+                .unwrap_or(0);
+            k * w + shared
+        }
+        _ => 0,
+    };
+    let width = dense.max(moe);
+    let (b, s) = (batch as u64, context as u64);
+    let layer = 8u64
+        .checked_mul(hidden)?
+        .checked_add(10u64.checked_mul(width)?)?
+        .checked_add(6u64.checked_mul(heads)?.checked_mul(head_dim)?)?
+        .checked_mul(bytes)?;
+    let per_token = layers
+        .checked_mul(layer)?
+        .checked_add(16u64.checked_mul(vocab)?)?;
+    b.checked_mul(s)?.checked_mul(per_token)
+}
+
+/// The run a plan from headers alone is for.
+pub struct Run {
+    pub context: usize,
+    pub batch: usize,
+    pub lora_rank: usize,
+    /// Bytes per frozen base weight in LoRA (2, or 4 for an f32 base).
+    pub base_bytes: u64,
+}
+
+/// Fine-tuning rows of any checkpoint from its headers (`rows`: its [`header_rows`]): exact
+/// trainable parameters, weights, gradients and optimizer states (LoRA on every linear layer,
+/// as PEFT's "all-linear" counts it), activations estimated from config.json's sizes; None
+/// where the config lacks a size.
+pub fn header_fine_tuning(
+    raw: &serde_json::Value,
+    headers: &[crate::safetensors::FileHeader],
+    rows: &[HeaderRow],
+    run: &Run,
+) -> Option<Vec<FineTune>> {
+    let acts = |bytes| estimated_training_activations(raw, run.context, run.batch, bytes);
+    let row = |d: PlanDtype| rows.iter().find(|r| r.dtype == d);
+    let parameters = crate::checkpoint::summarize(headers).parameters;
+    Some(fine_tuning_rows(&Training {
+        parameters,
+        lora: crate::checkpoint::lora_parameters(headers, run.lora_rank),
+        lora_rank: run.lora_rank,
+        int4_weights: row(PlanDtype::Int4)?.weights,
+        bf16_inference: row(PlanDtype::Bf16)?.total,
+        base_bytes: run.base_bytes,
+        activations: [acts(2)?, acts(4)?],
+    }))
+}
+
 /// The plan for `context` tokens at `batch`, LoRA rank `lora_rank`.
 pub fn plan(
     c: &ModelConfig,
@@ -306,69 +458,20 @@ pub fn plan(
         .iter()
         .find(|i| i.dtype == PlanDtype::Bf16)
         .map_or(0, |i| i.total);
-    let lora = lora_params(c, lora_rank);
     let int4_weights = inference
         .iter()
         .find(|i| i.dtype == PlanDtype::Int4)
         .map_or(0, |i| i.weights);
-    let ft = |method: &str,
-              trainable: u64,
-              weights: u64,
-              gradients: u64,
-              optimizer: u64,
-              master: u64,
-              acts: u64| {
-        let total = weights + gradients + optimizer + master + acts;
-        let rule_of_thumb = bf16_inference * 4;
-        FineTune {
-            method: method.into(),
-            trainable_params: trainable,
-            weights,
-            gradients,
-            optimizer,
-            master_weights: master,
-            activations: acts,
-            total,
-            rule_of_thumb,
-            thumb_off_pct: off(rule_of_thumb, total),
-        }
-    };
     let base_bytes = if webgpu_dtype == PlanDtype::F32 { 4 } else { 2 };
-    let fine_tuning = vec![
-        // Mixed precision AdamW: bf16 weights and gradients, f32 master copy and two moments.
-        ft(
-            "full (AdamW, bf16 mixed precision)",
-            params,
-            params * 2,
-            params * 2,
-            params * 8,
-            params * 4,
-            train_acts(2),
-        ),
-        // LoRA: frozen base in the chosen dtype (bf16 unless f32 was asked for), f32 adapters
-        // with f32 gradients and two moments.
-        ft(
-            &format!(
-                "LoRA r={lora_rank} ({} base)",
-                if base_bytes == 4 { "f32" } else { "bf16" }
-            ),
-            lora,
-            params * base_bytes + lora * 4,
-            lora * 4,
-            lora * 8,
-            0,
-            train_acts(base_bytes),
-        ),
-        ft(
-            &format!("QLoRA r={lora_rank} (4-bit base)"),
-            lora,
-            int4_weights + lora * 4,
-            lora * 4,
-            lora * 8,
-            0,
-            train_acts(2),
-        ),
-    ];
+    let fine_tuning = fine_tuning_rows(&Training {
+        parameters: params,
+        lora: lora_params(c, lora_rank),
+        lora_rank,
+        int4_weights,
+        bf16_inference,
+        base_bytes,
+        activations: [train_acts(2), train_acts(4)],
+    });
 
     let big = oversized_tensors(c, webgpu_dtype, &GpuLimits::default());
     Plan {

@@ -6,7 +6,9 @@
 
 use hubscope_core::checkpoint::{experts, summarize};
 use hubscope_core::kv::{KvLayout, LayerCache};
-use hubscope_core::plan::{HeaderRow, PlanDtype, RUNTIME_OVERHEAD, header_rows, plan, verdict};
+use hubscope_core::plan::{
+    HeaderRow, PlanDtype, RUNTIME_OVERHEAD, Run, header_fine_tuning, header_rows, plan, verdict,
+};
 use leptos::prelude::*;
 
 use super::{human, input};
@@ -86,7 +88,10 @@ pub fn MemoryPanel() -> impl IntoView {
                         let kv_bytes = kv.as_ref().map_or(0, |k| k.bytes(ctx_len, 2));
                         let top_k = raw["num_experts_per_tok"].as_u64().unwrap_or(1) as usize;
                         let moe = experts(headers, s.parameters, top_k);
-                        let rows = header_rows(s.parameters, kv_bytes).into_iter().map(|r| (r.dtype.name().to_string(), r)).collect();
+                        let rows = header_rows(s.parameters, kv_bytes);
+                        let base_bytes = if c.dtype.get() == hubscope_core::ComputeDtype::F32 { 4 } else { 2 };
+                        let training = header_fine_tuning(&raw, headers, &rows, &Run { context: ctx_len, batch: 1, lora_rank: 8, base_bytes });
+                        let rows = rows.into_iter().map(|r| (r.dtype.name().to_string(), r)).collect();
                         return view! {
                             {header_table(l, rows, cap)}
                             <ul id="kv-layout">
@@ -96,6 +101,15 @@ pub fn MemoryPanel() -> impl IntoView {
                                 }}
                                 {moe.map(|m| view! { <li id="moe">{format!("{}: {} / {}", t(l, "moe.active"), super::group(m.active_per_token), super::group(s.parameters))}</li> })}
                             </ul>
+                            {training.map(|rows| view! {
+                                <table id="ft-table">
+                                    <tr><th>{t(l, "finetune")}</th><th>{t(l, "weights")}</th><th>"grads + AdamW"</th><th>{t(l, "acts")}" ≈"</th><th>{t(l, "total")}</th><th></th></tr>
+                                    {rows.into_iter().map(|f| view! {
+                                        <tr><td>{format!("{} · {}", f.method, super::group(f.trainable_params))}</td><td>{human((f.weights + f.master_weights) as f64)}</td><td>{human((f.gradients + f.optimizer) as f64)}</td>
+                                        <td>{human(f.activations as f64)}</td><td>{human(f.total as f64)}</td><td>{if verdict(f.total, cap).0 { t(l, "fits") } else { t(l, "no_fit") }}</td></tr>
+                                    }).collect_view()}
+                                </table>
+                            })}
                             <p class="note">{t(l, "mem.headers_only")}</p>
                         }.into_any();
                     }

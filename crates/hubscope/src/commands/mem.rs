@@ -8,7 +8,9 @@ use clap::Args;
 use hubscope_core::ModelConfig;
 use hubscope_core::checkpoint::{experts, summarize};
 use hubscope_core::kv::{KvLayout, LayerCache};
-use hubscope_core::plan::{PlanDtype, header_rows, oversized_tensors, plan, verdict};
+use hubscope_core::plan::{
+    PlanDtype, Run, header_fine_tuning, header_rows, oversized_tensors, plan, verdict,
+};
 use hubscope_core::units::{group_digits, human_bytes};
 use serde_json::json;
 
@@ -81,9 +83,9 @@ fn gguf(a: &MemArgs, g: &crate::hub::gguf::GgufSource) -> Result<()> {
 }
 
 /// A family hubscope does not run: the weights from the checkpoint's headers in every dtype,
-/// the KV cache (f16) from config.json's layer pattern, and for a mixture of experts the
-/// parameters one token runs through. (Activations and fine-tuning need the layer layout of a
-/// known family.)
+/// the KV cache (f16) from config.json's layer pattern, fine-tuning from the headers' counts
+/// (activations estimated from config.json's sizes), and for a mixture of experts the
+/// parameters one token runs through. (Inference activations need a known family's layout.)
 fn generic(a: &MemArgs, model_type: &str, headers: Option<Headers>) -> Result<()> {
     let h = match headers {
         Some(h) => h,
@@ -101,6 +103,21 @@ fn generic(a: &MemArgs, model_type: &str, headers: Option<Headers>) -> Result<()
         .as_ref()
         .map_or(0, |k| k.bytes(a.context, 2) * a.batch as u64);
     let rows = header_rows(s.parameters, kv_bytes);
+    let fine_tuning = header_fine_tuning(
+        &raw,
+        &h.headers,
+        &rows,
+        &Run {
+            context: a.context,
+            batch: a.batch,
+            lora_rank: a.lora_rank,
+            base_bytes: if a.dtype.as_deref() == Some("f32") {
+                4
+            } else {
+                2
+            },
+        },
+    );
     let kv_json = match &kv {
         Ok(k) => json!({
             "layout": k,
@@ -111,7 +128,7 @@ fn generic(a: &MemArgs, model_type: &str, headers: Option<Headers>) -> Result<()
         Err(e) => json!({"error": e.to_string()}),
     };
     let note = format!(
-        "Activations and fine-tuning are planned for the families hubscope runs ({}); this shows the weights and the KV cache",
+        "Inference activations are planned for the families hubscope runs ({}); this shows the weights, the KV cache and fine-tuning from the headers",
         hubscope_core::config::Family::supported()
     );
     if a.json {
@@ -123,6 +140,7 @@ fn generic(a: &MemArgs, model_type: &str, headers: Option<Headers>) -> Result<()
                 "weights": rows.iter().map(|r| json!({"dtype": r.dtype, "bytes": r.weights})).collect::<Vec<_>>(),
                 "inference": rows,
                 "kv_cache": kv_json, "experts": moe, "note": note,
+                "fine_tuning": fine_tuning, "training_activations": "estimated from config.json's sizes",
             }))?
         );
         return Ok(());
@@ -155,6 +173,29 @@ fn generic(a: &MemArgs, model_type: &str, headers: Option<Headers>) -> Result<()
     match &kv {
         Ok(k) => print_kv(k, a.context, a.batch, tokens),
         Err(e) => println!("  KV cache: not planned ({e})"),
+    }
+    println!();
+    match &fine_tuning {
+        Some(rows) => {
+            println!(
+                "Fine-tuning (context {}; activations estimated from config.json's sizes)   trainable      weights    grads+optim   activations        total",
+                a.context
+            );
+            for f in rows {
+                println!(
+                    "  {:<34} {:>12} {:>12} {:>12} {:>13} {:>12}",
+                    f.method,
+                    group_digits(f.trainable_params),
+                    human_bytes(f.weights + f.master_weights),
+                    human_bytes(f.gradients + f.optimizer),
+                    human_bytes(f.activations),
+                    human_bytes(f.total)
+                );
+            }
+        }
+        None => println!(
+            "Fine-tuning: not planned (config.json lacks hidden_size, num_hidden_layers, num_attention_heads or vocab_size)"
+        ),
     }
     println!("{note}.");
     Ok(())
