@@ -332,3 +332,39 @@ fn planner_totals_follow_the_measured_peaks() {
     std::fs::write(&data, serde_json::json!({"messages": messages}).to_string()).unwrap();
     lora(&shape, &data, 512, "Qwen2.5-0.5B shape LoRA");
 }
+
+/// The page's `dtype=auto`: Qwen2.5-0.5B's 494M parameters take 1.98 GB in f32, over the
+/// 1.5 GB the page allows WebAssembly memory, so the CPU device computes in f16 (0.99 GB) and
+/// says why; SmolLM2-135M stays f32. On WebGPU, f16 only where a tensor is over the binding
+/// limit in f32, none in f16, and the adapter has shader-f16 (Qwen2.5's 151936 × 896 embedding
+/// is 545 MB in f32 and 272 MB in f16: over WebGPU's 128 MiB default either way).
+#[test]
+fn the_page_computes_in_f16_where_f32_does_not_fit() {
+    use hubscope_core::ComputeDtype;
+    use hubscope_core::plan::{GpuLimits, fitting_dtype};
+    let qwen = config("Qwen2.5-0.5B");
+    let (d, why) = fitting_dtype(&qwen, None);
+    assert_eq!(d, ComputeDtype::F16);
+    let why = why.unwrap();
+    assert!(
+        why.contains("1.98 GB") && why.contains("WebAssembly"),
+        "{why}"
+    );
+    assert_eq!(
+        fitting_dtype(&config("SmolLM2-135M"), None),
+        (ComputeDtype::F32, None)
+    );
+    let mut limits = GpuLimits {
+        shader_f16: true,
+        ..GpuLimits::default()
+    };
+    assert_eq!(fitting_dtype(&qwen, Some(&limits)).0, ComputeDtype::F32);
+    limits.max_storage_buffer_binding_size = 300_000_000;
+    limits.max_buffer_size = 300_000_000;
+    limits.shader_f16 = false;
+    assert_eq!(fitting_dtype(&qwen, Some(&limits)).0, ComputeDtype::F32);
+    limits.shader_f16 = true;
+    let (d, why) = fitting_dtype(&qwen, Some(&limits));
+    assert_eq!(d, ComputeDtype::F16);
+    assert!(why.unwrap().contains("embed_tokens"));
+}

@@ -111,6 +111,15 @@ impl Browser {
         }
     }
 
+    /// A Chrome DevTools protocol command through chromedriver.
+    fn cdp(&self, cmd: &str, params: Value) -> Value {
+        self.cmd(
+            "POST",
+            "goog/cdp/execute",
+            Some(json!({"cmd": cmd, "params": params})),
+        )
+    }
+
     fn go(&self, url: &str) {
         self.cmd("POST", "url", Some(json!({"url": url})));
     }
@@ -331,6 +340,8 @@ fn browser_app_end_to_end() {
             b.assert_device(device);
             assert_eq!(b.text("output"), want, "{name} on {device}");
             assert!(b.text("tok-s").parse::<f64>().unwrap_or(0.0) > 0.0);
+            // `dtype` left at auto: a tiny model fits in f32 everywhere.
+            assert_eq!(b.text("dtype-note"), "f32", "{name} on {device}");
             if name == "tiny-qwen2" && device == "webgpu" {
                 b.screenshot("generate");
             }
@@ -363,6 +374,43 @@ fn browser_app_end_to_end() {
     assert!(e.contains("Not found"), "{e}");
     b.click("lang");
     b.wait_text("tab-structure", 5, |t| t == "结构");
+}
+
+/// A quota error from Cache Storage (the origin's quota cut to 1 kB through Chrome's DevTools
+/// protocol, as a full disk does): the run still generates the reference text, the page says
+/// the weights were not kept and what to try, and the next run downloads them again.
+#[test]
+fn a_cache_quota_error_is_said_and_the_run_goes_on() {
+    let server = serve(&[]);
+    let url = server.url.clone();
+    let b = Browser::start();
+    b.go(&format!("{url}/"));
+    b.cdp(
+        "Storage.overrideQuotaForOrigin",
+        json!({"origin": url, "quotaSize": 1024}),
+    );
+    let r = reference("tiny-qwen2");
+    let p = &r["prompts"][0];
+    let link = format!(
+        "{url}/?model=fx/tiny-qwen2&endpoint={}&tab=generate&prompt={}&temperature=0&max_new_tokens=16&device=cpu&autorun=1",
+        enc(&url),
+        enc(p["text"].as_str().unwrap())
+    );
+    b.go(&link);
+    b.wait_text("status", 120, |t| t == "done");
+    assert_eq!(b.text("output"), p["greedy"]["text"].as_str().unwrap());
+    let note = b.text("cache-note");
+    assert!(
+        note.contains("QuotaExceededError") && note.contains("clear this site's data"),
+        "{note}"
+    );
+    assert_eq!(b.text("error"), "");
+    // Not kept: a reload downloads the weights again.
+    let key = "fx/tiny-qwen2/model.safetensors";
+    let before = server.sent(key);
+    b.go(&link);
+    b.wait_text("status", 120, |t| t == "done");
+    assert!(server.sent(key) - before > 64 * 1024, "downloaded again");
 }
 
 /// The families the one decoder runs besides Qwen and Llama generate in the page as
@@ -425,6 +473,15 @@ fn any_checkpoint_is_shown_header_only_in_the_page() {
         .unwrap()
     };
 
+    // GPTQ: the packed weights counted as the parameters they hold. The first page of this
+    // browser, by a deep link without `autorun`: the header-only view shows at once.
+    b.go(&format!(
+        "{url}/?model=gen/qwen2-gptq&endpoint={ep}&tab=structure"
+    ));
+    let want = group(count("qwen2-gptq")["parameters"].as_u64().unwrap());
+    b.wait_text("total-params", 60, |t| t == want);
+    assert!(b.text("structure-note").contains("gptq"));
+
     // DeepSeek-V3: transformers' total, the tree of names, the latent KV cache.
     b.go(&format!(
         "{url}/?model=gen/deepseek_v3&endpoint={ep}&tab=structure&autorun=1"
@@ -447,21 +504,13 @@ fn any_checkpoint_is_shown_header_only_in_the_page() {
     let ft = b.text("ft-table");
     let want = group(lora["trainable"].as_u64().unwrap());
     assert!(
-        ft.contains(&format!("LoRA r=8 (f32 base) · {want}")),
+        ft.contains(&format!("LoRA r=8 (bf16 base) · {want}")),
         "{ft}"
     );
     b.click("tab-generate");
     b.click("run");
     let e = b.wait_text("error", 30, |t| !t.is_empty());
     assert!(e.contains("deepseek_v3") && e.contains("qwen2"), "{e}");
-
-    // GPTQ: the packed weights counted as the parameters they hold.
-    b.go(&format!(
-        "{url}/?model=gen/qwen2-gptq&endpoint={ep}&tab=structure&autorun=1"
-    ));
-    let want = group(count("qwen2-gptq")["parameters"].as_u64().unwrap());
-    b.wait_text("total-params", 60, |t| t == want);
-    assert!(b.text("structure-note").contains("gptq"));
 
     // A GGUF repo of two files: the one the link names.
     let expected: Value =

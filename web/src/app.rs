@@ -1,6 +1,7 @@
 //! The page's shell: the shared state provided through context, the header (title, language,
 //! device), the tab bar, one component per tab, and the address bar kept in step with every
-//! setting. A link with `autorun=1` runs its tab once when the page opens.
+//! setting. A link naming a model reads its headers when the page opens; one with `autorun=1`
+//! also runs its tab once.
 
 use leptos::prelude::*;
 
@@ -20,7 +21,10 @@ pub fn App() -> impl IntoView {
     provide_context(c);
     let lang = c.lang;
     let autorun = query_value("autorun").as_deref() == Some("1");
-    if autorun && c.tab.get_untracked() != Tab::Generate {
+    // A link naming a model shows its header-only view at once (a few kilobytes); only
+    // downloading weights waits for the user or `autorun=1` (whose run reads the headers too).
+    let generating = autorun && c.tab.get_untracked() == Tab::Generate;
+    if !generating && (autorun || query_value("model").is_some()) {
         c.load_repo();
     }
     let device_change = move |ev| {

@@ -99,6 +99,54 @@ thread_local! {
     static WEBGPU: RefCell<Option<Device>> = const { RefCell::new(None) };
 }
 
+/// The compute dtype the user chose (the `dtype` URL key): `auto` lets the page pick what fits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DtypeChoice {
+    Auto,
+    Fixed(ComputeDtype),
+}
+
+impl DtypeChoice {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "auto" => Some(Self::Auto),
+            other => ComputeDtype::parse(other).ok().map(Self::Fixed),
+        }
+    }
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Fixed(d) => d.name(),
+        }
+    }
+
+    /// The dtype for `config` on the device `choice` and `limits` select, and why where the
+    /// page picked other than f32 (the core's `fitting_dtype`).
+    pub fn resolve(
+        self,
+        config: &ModelConfig,
+        choice: DeviceChoice,
+        limits: Option<GpuLimits>,
+    ) -> (ComputeDtype, Option<String>) {
+        match self {
+            Self::Fixed(d) => (d, None),
+            Self::Auto => {
+                let gpu = limits.filter(|_| uses_webgpu(choice, limits));
+                hubscope_core::plan::fitting_dtype(config, gpu.as_ref())
+            }
+        }
+    }
+}
+
+/// Whether `choice` runs on WebGPU given the adapter (if any).
+pub fn uses_webgpu(choice: DeviceChoice, limits: Option<GpuLimits>) -> bool {
+    match choice {
+        DeviceChoice::Cpu => false,
+        DeviceChoice::WebGpu => true,
+        DeviceChoice::Auto => limits.is_some(),
+    }
+}
+
 /// Burn's WebGPU device (initialized once per page; cubecl requests the adapter's limits and
 /// features, shader-f16 included when offered).
 async fn webgpu_device() -> Result<Device, String> {
@@ -122,11 +170,7 @@ pub async fn pick_device(
     config: &ModelConfig,
     dtype: ComputeDtype,
 ) -> Result<(Device, PageDevice), AppError> {
-    let use_gpu = match choice {
-        DeviceChoice::Cpu => false,
-        DeviceChoice::WebGpu => true,
-        DeviceChoice::Auto => limits.is_some(),
-    };
+    let use_gpu = uses_webgpu(choice, limits);
     let human = hubscope_core::units::human_bytes;
     if use_gpu {
         let limits = limits.ok_or(AppError::NoWebGpu)?;

@@ -108,16 +108,25 @@ async fn open_cache() -> Option<web_sys::Cache> {
         .ok()
 }
 
+/// Where a downloaded file came from, and whether Cache Storage kept it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Origin {
+    Cache,
+    Network,
+    /// Downloaded, but Cache Storage refused to keep it (a quota error, storage off): why.
+    NotKept(String),
+}
+
 /// A weight file: from Cache Storage when there, else downloaded with progress
 /// `(received, total)` and stored only once complete. `cancel()` true aborts.
-/// Returns the bytes and whether they came from the cache.
+/// Returns the bytes and where they came from.
 pub async fn download(
     url: &str,
     token: Option<&str>,
     expected_size: Option<u64>,
     progress: &dyn Fn(u64, Option<u64>),
     cancel: &dyn Fn() -> bool,
-) -> Result<(Vec<u8>, bool), FetchError> {
+) -> Result<(Vec<u8>, Origin), FetchError> {
     let cache = open_cache().await;
     if let Some(c) = &cache {
         if let Ok(hit) = JsFuture::from(c.match_with_str(url)).await {
@@ -125,7 +134,7 @@ pub async fn download(
                 let bytes = body_bytes(&resp).await?;
                 if expected_size.is_none_or(|n| n == bytes.len() as u64) {
                     progress(bytes.len() as u64, Some(bytes.len() as u64));
-                    return Ok((bytes, true));
+                    return Ok((bytes, Origin::Cache));
                 }
                 // A stale or broken entry: drop it and download again.
                 let _ = JsFuture::from(c.delete_with_str(url)).await;
@@ -176,14 +185,22 @@ pub async fn download(
             )));
         }
     }
-    if let Some(c) = &cache {
-        // Stored only now, complete: a reload uses it, an interrupted download never is.
-        let arr = Uint8Array::from(bytes.as_slice());
-        if let Ok(resp) = Response::new_with_opt_buffer_source(Some(&arr)) {
-            let _ = JsFuture::from(c.put_with_str(url, &resp)).await;
+    // Stored only now, complete: a reload uses it, an interrupted download never is. A refusal
+    // (quota) costs the next visit a download, not this run: said, not fatal.
+    let origin = match &cache {
+        None => Origin::NotKept("Cache Storage is not available in this page".into()),
+        Some(c) => {
+            let arr = Uint8Array::from(bytes.as_slice());
+            match Response::new_with_opt_buffer_source(Some(&arr)) {
+                Ok(resp) => match JsFuture::from(c.put_with_str(url, &resp)).await {
+                    Ok(_) => Origin::Network,
+                    Err(e) => Origin::NotKept(js_err(e)),
+                },
+                Err(e) => Origin::NotKept(js_err(e)),
+            }
         }
-    }
-    Ok((bytes, false))
+    };
+    Ok((bytes, origin))
 }
 
 /// Milliseconds since page load.

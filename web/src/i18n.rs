@@ -30,6 +30,7 @@ pub fn t(lang: Lang, key: &str) -> &'static str {
             "hubscope — 查看、估算并运行开源大模型",
         ),
         "tab.model" => ("Model", "模型"),
+        "dtype.auto" => ("auto (what fits)", "自动（按能装下的选）"),
         "kv.full" => ("Layers attending to every token", "关注全部 token 的层"),
         "kv.window" => (
             "Layers within a sliding window (their cache holds at most the window)",
@@ -163,6 +164,10 @@ pub fn t(lang: Lang, key: &str) -> &'static str {
         "stop" => ("Stop", "停止"),
         "download" => ("Weights", "权重下载"),
         "from_cache" => ("from the browser cache", "来自浏览器缓存"),
+        "cache.not_kept" => (
+            "The weights ran but the browser's cache did not keep them, so the next visit downloads them again: free space (clear this site's data in the browser settings) or pick a smaller dtype",
+            "权重已运行，但浏览器缓存未能保存，下次访问会重新下载：请释放空间（在浏览器设置中清除本站数据）或选择更小的数据类型",
+        ),
         "tok_s" => ("tokens/s", "token/秒"),
         "output" => ("Output", "输出"),
         "dtype" => ("Compute dtype", "计算精度"),

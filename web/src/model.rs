@@ -15,7 +15,7 @@ use hubscope_core::{ComputeDtype, Model};
 
 use crate::device::PageDevice;
 use crate::error::AppError;
-use crate::fetch::{FetchError, download, get};
+use crate::fetch::{FetchError, Origin, download, get};
 use crate::repo::{RepoView, Source};
 
 /// A model ready in the page.
@@ -25,6 +25,8 @@ pub struct Loaded {
     pub generation: GenerationConfig,
     /// Every file came from Cache Storage.
     pub from_cache: bool,
+    /// Why Cache Storage did not keep a downloaded file (a quota error), if it did not.
+    pub not_kept: Option<String>,
 }
 
 /// What a kept model is: the same repo commit, device and dtype reuse it.
@@ -55,21 +57,30 @@ async fn small(
     }
 }
 
-/// Every file the model needs, from Cache Storage where possible; and whether all came
-/// from there.
+/// Every file the model needs, from Cache Storage where possible; whether all came from
+/// there, and why one was not kept there.
 async fn fetch_files(
     src: &Source,
     view: &RepoView,
     progress: &dyn Fn(u64, u64),
     cancel: &dyn Fn() -> bool,
-) -> Result<(ModelBytes, bool), AppError> {
+) -> Result<(ModelBytes, bool, Option<String>), AppError> {
     let (_, config_json, headers) = view.runnable()?;
     let pinned = view.pinned();
     let (endpoint, token) = (view.endpoint.as_str(), src.token());
     // tokenizer.json is megabytes: kept in Cache Storage like the weights.
     let tok_url = resolve_url(endpoint, &pinned, "tokenizer.json");
+    let mut not_kept = None;
+    let mut note = |o: &Origin| {
+        if let Origin::NotKept(why) = o {
+            not_kept.get_or_insert_with(|| why.clone());
+        }
+    };
     let tokenizer_json = match download(&tok_url, token, None, &|_, _| {}, cancel).await {
-        Ok((b, _)) => b,
+        Ok((b, origin)) => {
+            note(&origin);
+            b
+        }
         Err(FetchError::Status(404, _)) => {
             return Err(AppError::Model(
                 "tokenizer.json: missing in the repo".into(),
@@ -95,7 +106,7 @@ async fn fetch_files(
         let url = resolve_url(endpoint, &pinned, &h.file);
         let size = (h.data_start + h.data_len) as u64;
         let base = done;
-        let (bytes, cached) = download(
+        let (bytes, origin) = download(
             &url,
             token,
             Some(size),
@@ -103,7 +114,8 @@ async fn fetch_files(
             cancel,
         )
         .await?;
-        all_cached &= cached;
+        note(&origin);
+        all_cached &= origin == Origin::Cache;
         done += size;
         weights.push((h.file.clone(), bytes));
     }
@@ -114,7 +126,7 @@ async fn fetch_files(
         weights: WeightBytes::Safetensors(weights),
         adapter: None,
     };
-    Ok((files, all_cached))
+    Ok((files, all_cached, not_kept))
 }
 
 /// The core's bundle, with the browser's clock for chat templates: a model of the caller's
@@ -128,7 +140,7 @@ pub async fn load_owned(
     cancel: &dyn Fn() -> bool,
 ) -> Result<Loaded, AppError> {
     free_loaded();
-    let (files, from_cache) = fetch_files(src, view, progress, cancel).await?;
+    let (files, from_cache, not_kept) = fetch_files(src, view, progress, cancel).await?;
     let Bundle {
         model,
         tokenizer,
@@ -142,6 +154,7 @@ pub async fn load_owned(
         tokenizer,
         generation,
         from_cache,
+        not_kept,
     })
 }
 

@@ -10,7 +10,7 @@ use hubscope_core::plan::GpuLimits;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use crate::device::{DeviceChoice, PageDevice, pick_device};
+use crate::device::{DeviceChoice, DtypeChoice, PageDevice, pick_device};
 use crate::error::AppError;
 use crate::i18n::{Lang, t};
 use crate::repo::{RepoView, Source, open_repo};
@@ -67,12 +67,12 @@ impl UrlValue for DeviceChoice {
     }
 }
 
-impl UrlValue for ComputeDtype {
+impl UrlValue for DtypeChoice {
     fn to_url(&self) -> String {
-        self.name().into()
+        self.code().into()
     }
     fn from_url(s: &str) -> Option<Self> {
-        ComputeDtype::parse(s).ok()
+        DtypeChoice::parse(s)
     }
 }
 
@@ -89,8 +89,8 @@ pub struct Ctx {
     /// Never in the URL.
     pub token: RwSignal<String>,
     pub device_choice: RwSignal<DeviceChoice>,
-    /// The compute dtype of generation (and the Memory tab's WebGPU check).
-    pub dtype: RwSignal<ComputeDtype>,
+    /// The compute dtype of generation (and the Memory tab's WebGPU check); `auto` by default.
+    pub dtype: RwSignal<DtypeChoice>,
     /// The device the last run used.
     pub device_used: RwSignal<Option<PageDevice>>,
     /// The browser's WebGPU adapter, if it has one.
@@ -114,7 +114,7 @@ impl Ctx {
             file: url_text("file", ""),
             token: RwSignal::new(String::new()),
             device_choice: url_signal("device", DeviceChoice::Auto),
-            dtype: url_signal("dtype", ComputeDtype::F32),
+            dtype: url_signal("dtype", DtypeChoice::Auto),
             device_used: RwSignal::new(None),
             limits: RwSignal::new(None),
             view: RwSignal::new_local(None),
@@ -165,21 +165,33 @@ impl Ctx {
     }
 
     /// Read the repo header-only in the background (errors shown in the page).
+    /// Not `busy`: a few kilobytes, and a run started meanwhile (its buttons stay enabled)
+    /// reads the same headers itself.
     pub fn load_repo(self) {
         self.error.set(String::new());
         spawn_local(async move {
-            self.busy.set(true);
             if let Err(e) = self.open().await {
                 self.fail(&e);
                 self.status.set(String::new());
             }
-            self.busy.set(false);
         });
     }
 
     /// Show an error in the page's language.
     pub fn fail(&self, e: &AppError) {
         self.error.set(e.message(self.lang.get_untracked()));
+    }
+
+    /// The compute dtype for `config` on the chosen device, and why where the page picked it.
+    pub fn compute_dtype(
+        &self,
+        config: &hubscope_core::ModelConfig,
+    ) -> (ComputeDtype, Option<String>) {
+        self.dtype.get_untracked().resolve(
+            config,
+            self.device_choice.get_untracked(),
+            self.limits.get_untracked(),
+        )
     }
 
     /// The device chosen for `config` in `dtype` (see `device::pick_device`), shown in the

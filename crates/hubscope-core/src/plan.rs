@@ -539,6 +539,48 @@ pub fn oversized_tensors(c: &ModelConfig, dtype: PlanDtype, limits: &GpuLimits) 
     big
 }
 
+/// The compute dtype for `config` when the page is left to choose (`dtype=auto`), and why when
+/// it is not f32: on the CPU (WebAssembly) f16 where the f32 weights exceed what its memory
+/// holds; on WebGPU f16 where a tensor in f32 exceeds the adapter's binding limit, every one
+/// fits in f16 and the adapter has `shader-f16`. f32 otherwise (exact, and what every device
+/// runs; a model that fits in neither is refused by the device choice, which says why).
+pub fn fitting_dtype(
+    c: &ModelConfig,
+    webgpu: Option<&GpuLimits>,
+) -> (crate::ComputeDtype, Option<String>) {
+    use crate::ComputeDtype;
+    let human = crate::units::human_bytes;
+    match webgpu {
+        None => match wasm_weights_too_big(c, PlanDtype::F32) {
+            Some(w) => (
+                ComputeDtype::F16,
+                Some(format!(
+                    "f16: the weights take {} in f32, more than WebAssembly memory holds (about {}); f16 halves them",
+                    human(w),
+                    human(WASM_WEIGHTS_LIMIT)
+                )),
+            ),
+            None => (ComputeDtype::F32, None),
+        },
+        Some(limits) => match oversized_tensors(c, PlanDtype::F32, limits).first() {
+            Some(t)
+                if limits.shader_f16 && oversized_tensors(c, PlanDtype::F16, limits).is_empty() =>
+            {
+                (
+                    ComputeDtype::F16,
+                    Some(format!(
+                        "f16: {} takes {} in f32, more than the adapter binds ({})",
+                        t.name,
+                        human(t.bytes),
+                        human(limits.max_storage_buffer_binding_size)
+                    )),
+                )
+            }
+            _ => (ComputeDtype::F32, None),
+        },
+    }
+}
+
 /// Weights of the model in `dtype` if they are too big for the page's WebAssembly memory.
 pub fn wasm_weights_too_big(c: &ModelConfig, dtype: PlanDtype) -> Option<u64> {
     let w = (model_tree(c).num_params() as f64 * dtype.weight_bits() / 8.0) as u64;

@@ -5,7 +5,6 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
-use hubscope_core::ComputeDtype;
 use hubscope_core::generate::FinishReason;
 use hubscope_core::prompt::Prompt;
 use hubscope_core::sampling::Overrides;
@@ -13,12 +12,13 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use super::{human, input};
+use crate::device::DtypeChoice;
 use crate::error::AppError;
 use crate::fetch::now_ms;
 use crate::i18n::t;
 use crate::model::{load, stream};
 use crate::state::{Tab, ctx};
-use crate::url::{UrlValue, url_signal, url_text};
+use crate::url::{url_signal, url_text};
 
 #[component]
 pub fn GeneratePanel(
@@ -36,7 +36,11 @@ pub fn GeneratePanel(
     let max_new = url_text("max_new_tokens", "32");
     let output = RwSignal::new(String::new());
     let tok_s = RwSignal::new(String::new());
+    // The dtype a run used, or why the page picked it.
+    let dtype_note = RwSignal::new(String::new());
     let from_cache = RwSignal::new(false);
+    // Why the browser's cache did not keep the weights (a quota error), if it did not.
+    let cache_note = RwSignal::new(String::new());
     let stop_flag = Rc::new(Cell::new(false));
 
     let stop_run = stop_flag.clone();
@@ -51,8 +55,10 @@ pub fn GeneratePanel(
             let result: Result<(), AppError> = async {
                 let v = c.open().await?;
                 let lang_now = lang.get_untracked();
-                let dtype = c.dtype.get_untracked();
-                let device = c.device(v.runnable()?.0, dtype).await?;
+                let config = v.runnable()?.0;
+                let (dtype, why) = c.compute_dtype(config);
+                dtype_note.set(why.unwrap_or_else(|| dtype.name().to_string()));
+                let device = c.device(config, dtype).await?;
                 let stop2 = stop.clone();
                 let loaded = load(
                     &c.source(),
@@ -64,6 +70,7 @@ pub fn GeneratePanel(
                 )
                 .await?;
                 from_cache.set(loaded.from_cache);
+                cache_note.set(loaded.not_kept.clone().unwrap_or_default());
                 let chat_now = chat.get_untracked();
                 let sys = system.get_untracked();
                 let ids = Prompt {
@@ -107,7 +114,7 @@ pub fn GeneratePanel(
     }
     let stop_click = stop_flag.clone();
     let dtype_change = move |ev| {
-        if let Some(d) = ComputeDtype::from_url(&event_target_value(&ev)) {
+        if let Some(d) = DtypeChoice::parse(&event_target_value(&ev)) {
             c.dtype.set(d);
         }
     };
@@ -122,10 +129,12 @@ pub fn GeneratePanel(
                 <label>{move || t(lang.get(), "top_p")}<input id="top-p" prop:value=move || top_p.get() on:input=input(top_p)/></label>
                 <label>{move || t(lang.get(), "max_new")}<input id="max-new" prop:value=move || max_new.get() on:input=input(max_new)/></label>
                 <label>{move || t(lang.get(), "dtype")}
-                    <select id="dtype" on:change=dtype_change prop:value=move || c.dtype.get().name()>
+                    <select id="dtype" on:change=dtype_change prop:value=move || c.dtype.get().code()>
+                        <option value="auto">{move || t(lang.get(), "dtype.auto")}</option>
                         <option value="f32">"f32"</option><option value="f16">"f16"</option>
                     </select>
                 </label>
+                <span id="dtype-note" class="note">{move || dtype_note.get()}</span>
             </div>
             <button id="run" disabled=move || c.busy.get() on:click=move |_| run()>{move || t(lang.get(), "run")}</button>
             <button id="stop" disabled=move || !c.busy.get() on:click=move |_| stop_click.set(true)>{move || t(lang.get(), "stop")}</button>
@@ -137,6 +146,10 @@ pub fn GeneratePanel(
                     let pct = if total > 0 { got as f64 / total as f64 * 100.0 } else { 0.0 };
                     format!("{} / {} ({pct:.0}%){}", human(got as f64), human(total as f64), if from_cache.get() { format!(" — {}", t(lang.get(), "from_cache")) } else { String::new() })
                 }}</span>
+                <p id="cache-note" class="note">{move || {
+                    let why = cache_note.get();
+                    if why.is_empty() { String::new() } else { format!("{} ({why})", t(lang.get(), "cache.not_kept")) }
+                }}</p>
             </div>
             <h3>{move || t(lang.get(), "output")}" "<small><span id="tok-s">{move || tok_s.get()}</span>" "{move || t(lang.get(), "tok_s")}</small></h3>
             <pre id="output">{move || output.get()}</pre>

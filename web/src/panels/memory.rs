@@ -12,6 +12,7 @@ use hubscope_core::plan::{
 use leptos::prelude::*;
 
 use super::{human, input};
+use crate::device::DtypeChoice;
 use crate::i18n::{Lang, t};
 use crate::repo::Checkpoint;
 use crate::state::{Tab, ctx};
@@ -89,7 +90,7 @@ pub fn MemoryPanel() -> impl IntoView {
                         let top_k = raw["num_experts_per_tok"].as_u64().unwrap_or(1) as usize;
                         let moe = experts(headers, s.parameters, top_k);
                         let rows = header_rows(s.parameters, kv_bytes);
-                        let base_bytes = if c.dtype.get() == hubscope_core::ComputeDtype::F32 { 4 } else { 2 };
+                        let base_bytes = if c.dtype.get() == DtypeChoice::Fixed(hubscope_core::ComputeDtype::F32) { 4 } else { 2 };
                         let training = header_fine_tuning(&raw, headers, &rows, &Run { context: ctx_len, batch: 1, lora_rank: 8, base_bytes });
                         let rows = rows.into_iter().map(|r| (r.dtype.name().to_string(), r)).collect();
                         return view! {
@@ -125,7 +126,9 @@ pub fn MemoryPanel() -> impl IntoView {
                         }.into_any();
                     }
                 };
-                let p = plan(config, ctx_len, 1, 8, PlanDtype::from(c.dtype.get()));
+                // The dtype a run would use (`auto`: what fits this browser's device).
+                let dtype = c.dtype.get().resolve(config, c.device_choice.get(), c.limits.get()).0;
+                let p = plan(config, ctx_len, 1, 8, PlanDtype::from(dtype));
                 let scale = p.inference.iter().map(|r| r.total as f64).chain(p.fine_tuning.iter().map(|f| f.total as f64)).fold(cap as f64, f64::max);
                 let bar = move |w: f64, kv: f64, a: f64| view! {
                     <div class="bar">
