@@ -82,6 +82,19 @@ fn names(node: &Value, prefix: &str, out: &mut BTreeSet<String>) {
     }
 }
 
+/// The tree of `inspect --json` names exactly the tensors save_pretrained wrote (count.json).
+fn assert_tree_names_every_tensor(v: &Value, want: &Value, what: &str) {
+    let mut got = BTreeSet::new();
+    names(&v["tree"], "", &mut got);
+    let saved: BTreeSet<String> = want["saved"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(got, saved, "{what}: the tree names every tensor");
+}
+
 /// The families of make_generic.py that hubscope runs (the others: mixtral, deepseek_v3, olmo2,
 /// qwen3_next, jamba).
 const RUN: [&str; 6] = [
@@ -133,15 +146,7 @@ fn any_architecture_is_counted_as_transformers_counts_it() {
             "{family}: parameters"
         );
         assert_eq!(v["buffers"], want["buffers"], "{family}: buffers");
-        let mut got = BTreeSet::new();
-        names(&v["tree"], "", &mut got);
-        let saved: BTreeSet<String> = want["saved"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s.as_str().unwrap().to_string())
-            .collect();
-        assert_eq!(got, saved, "{family}: the tree names every tensor");
+        assert_tree_names_every_tensor(&v, &want, &family);
         assert_eq!(
             v["stored_dtypes"]["F32"]["values"].as_u64().unwrap(),
             want["parameters"].as_u64().unwrap() + want["buffers"].as_u64().unwrap()
@@ -364,15 +369,7 @@ fn quantized_checkpoints_count_the_weights_they_hold() {
             v["stored_dtypes"][stored]["values"].as_u64().unwrap() > 0,
             "{name}"
         );
-        let mut got = BTreeSet::new();
-        names(&v["tree"], "", &mut got);
-        let saved: BTreeSet<String> = want["saved"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s.as_str().unwrap().to_string())
-            .collect();
-        assert_eq!(got, saved, "{name}: the tree names every tensor");
+        assert_tree_names_every_tensor(&v, &want, name);
     }
 }
 

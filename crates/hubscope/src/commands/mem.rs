@@ -9,7 +9,7 @@ use hubscope_core::ModelConfig;
 use hubscope_core::checkpoint::{experts, summarize};
 use hubscope_core::kv::{KvLayout, LayerCache};
 use hubscope_core::plan::{
-    PlanDtype, Run, header_fine_tuning, header_rows, oversized_tensors, plan, verdict,
+    FineTune, PlanDtype, Run, header_fine_tuning, header_rows, oversized_tensors, plan, verdict,
 };
 use hubscope_core::units::{group_digits, human_bytes};
 use serde_json::json;
@@ -177,21 +177,11 @@ fn generic(a: &MemArgs, model_type: &str, headers: Option<Headers>) -> Result<()
     println!();
     match &fine_tuning {
         Some(rows) => {
-            println!(
-                "Fine-tuning (context {}; activations estimated from config.json's sizes)   trainable      weights    grads+optim   activations        total",
+            let title = format!(
+                "context {}; activations estimated from config.json's sizes",
                 a.context
             );
-            for f in rows {
-                println!(
-                    "  {:<34} {:>12} {:>12} {:>12} {:>13} {:>12}",
-                    f.method,
-                    group_digits(f.trainable_params),
-                    human_bytes(f.weights + f.master_weights),
-                    human_bytes(f.gradients + f.optimizer),
-                    human_bytes(f.activations),
-                    human_bytes(f.total)
-                );
-            }
+            print_fine_tuning(&title, rows, false);
         }
         None => println!(
             "Fine-tuning: not planned (config.json lacks hidden_size, num_hidden_layers, num_attention_heads or vocab_size)"
@@ -241,6 +231,38 @@ fn print_kv(k: &KvLayout, context: usize, batch: usize, tokens: usize) {
     }
     if none > 0 {
         println!("    {none} layers have no attention and hold nothing");
+    }
+}
+
+/// The fine-tuning table: each row's trainable parameters and bytes, with the rule of thumb
+/// beside it where `thumb`.
+fn print_fine_tuning(title: &str, rows: &[FineTune], thumb: bool) {
+    println!(
+        "Fine-tuning ({title})      trainable      weights    grads+optim   activations        total{}",
+        if thumb {
+            "   rule of thumb (bf16 × 4)"
+        } else {
+            ""
+        }
+    );
+    for f in rows {
+        let rule = match thumb {
+            true => format!(
+                "   {:>10} ({})",
+                human_bytes(f.rule_of_thumb),
+                pct(f.thumb_off_pct)
+            ),
+            false => String::new(),
+        };
+        println!(
+            "  {:<34} {:>12} {:>12} {:>12} {:>13} {:>12}{rule}",
+            f.method,
+            group_digits(f.trainable_params),
+            human_bytes(f.weights + f.master_weights),
+            human_bytes(f.gradients + f.optimizer),
+            human_bytes(f.activations),
+            human_bytes(f.total)
+        );
     }
 }
 
@@ -367,23 +389,7 @@ pub fn run(a: MemArgs) -> Result<()> {
         );
     }
     println!();
-    println!(
-        "Fine-tuning (context {})      trainable      weights    grads+optim   activations        total   rule of thumb (bf16 × 4)",
-        p.context
-    );
-    for f in &p.fine_tuning {
-        println!(
-            "  {:<34} {:>12} {:>12} {:>12} {:>13} {:>12}   {:>10} ({})",
-            f.method,
-            group_digits(f.trainable_params),
-            hb(f.weights + f.master_weights),
-            hb(f.gradients + f.optimizer),
-            hb(f.activations),
-            hb(f.total),
-            hb(f.rule_of_thumb),
-            pct(f.thumb_off_pct)
-        );
-    }
+    print_fine_tuning(&format!("context {}", p.context), &p.fine_tuning, true);
     if !targets.is_empty() {
         println!();
         for (name, cap) in &targets {
