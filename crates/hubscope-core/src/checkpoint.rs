@@ -209,7 +209,6 @@ pub fn lora_parameters(headers: &[FileHeader], r: usize) -> u64 {
         .sum()
 }
 
-/// The same for a GGUF file: every tensor is a parameter, quantized blocks counted as the
 /// How a safetensors checkpoint's header-only view is built.
 #[derive(Debug, Clone)]
 pub enum View {
@@ -250,12 +249,17 @@ pub fn view(config_json: &[u8], headers: &[FileHeader]) -> crate::Result<View> {
 /// family hubscope runs (its modules are not transformers' `Linear`).
 pub fn quantization(config_json: &[u8], headers: &[FileHeader]) -> Option<String> {
     let raw: serde_json::Value = serde_json::from_slice(config_json).ok()?;
-    match raw["quantization_config"]["quant_method"].as_str() {
-        Some(m) => Some(m.to_string()),
-        None => (summarize(headers).quant_meta > 0).then(|| "quantized".to_string()),
+    if let Some(m) = raw["quantization_config"]["quant_method"].as_str() {
+        return Some(m.to_string());
     }
+    let meta = headers
+        .iter()
+        .flat_map(|h| h.tensors.iter())
+        .any(|(name, t)| role(name, t.dtype, 0).0 == TensorRole::QuantMeta);
+    meta.then(|| "quantized".to_string())
 }
 
+/// The same for a GGUF file: every tensor is a parameter, quantized blocks counted as the
 /// values they hold; dtypes are ggml's type names (`Q4_K`, `F16`).
 pub fn summarize_gguf(h: &crate::gguf::GgufHeader) -> Summary {
     let mut s = Summary::new();

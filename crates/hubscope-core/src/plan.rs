@@ -183,7 +183,7 @@ pub struct HeaderRow {
 
 /// The weights of `parameters` in every dtype the planner knows (int8/int4 with their block
 /// scales) beside a KV cache of `kv_cache` bytes: what the headers alone plan for a family
-/// hubscope does not run (activations and fine-tuning need a family's layer layout).
+/// hubscope does not run (inference activations need a family's layer layout).
 pub fn header_rows(parameters: u64, kv_cache: u64) -> Vec<HeaderRow> {
     PlanDtype::ALL
         .iter()
@@ -321,11 +321,36 @@ pub fn fine_tuning_rows(t: &Training) -> Vec<FineTune> {
     ]
 }
 
-/// Training activations of a family hubscope does not run, estimated with the known families'
-/// formula (see `plan`) from config.json's sizes: per layer 8 × hidden + 10 × the widest
-/// feed-forward one token computes (a mixture: `num_experts_per_tok` × `moe_intermediate_size`
-/// plus shared experts) + 6 × heads × head_dim, and the loss's four f32 [tokens, vocab] tensors.
-/// None where the config lacks a size.
+/// Activations training keeps for `tokens` tokens (no checkpointing), at `bytes` per value:
+/// per layer 8 × hidden (both RMSNorms' intermediates), 10 × the feed-forward width one token
+/// computes (gate, up, silu and product with their f32 inputs; `widths`, one per layer) and
+/// 6 × heads × head_dim (q plus k and v expanded to all query heads, before and after rotary;
+/// score matrices are tiled, not kept), and the loss's four f32 [tokens, vocab] tensors.
+/// None on overflow.
+fn training_activations(
+    hidden: u64,
+    heads_x_dim: u64,
+    widths: impl Iterator<Item = u64>,
+    vocab: u64,
+    tokens: u64,
+    bytes: u64,
+) -> Option<u64> {
+    let mut per_token = 16u64.checked_mul(vocab)?;
+    for width in widths {
+        let layer = 8u64
+            .checked_mul(hidden)?
+            .checked_add(10u64.checked_mul(width)?)?
+            .checked_add(6u64.checked_mul(heads_x_dim)?)?
+            .checked_mul(bytes)?;
+        per_token = per_token.checked_add(layer)?;
+    }
+    tokens.checked_mul(per_token)
+}
+
+/// Training activations of a family hubscope does not run, estimated with the formula above
+/// from config.json's sizes, every layer at the widest feed-forward one token computes (a
+/// mixture: `num_experts_per_tok` × `moe_intermediate_size` plus shared experts). None where
+/// the config lacks a size.
 pub fn estimated_training_activations(
     raw: &serde_json::Value,
     context: usize,
@@ -349,16 +374,14 @@ pub fn estimated_training_activations(
         _ => 0,
     };
     let width = dense.max(moe);
-    let (b, s) = (batch as u64, context as u64);
-    let layer = 8u64
-        .checked_mul(hidden)?
-        .checked_add(10u64.checked_mul(width)?)?
-        .checked_add(6u64.checked_mul(heads)?.checked_mul(head_dim)?)?
-        .checked_mul(bytes)?;
-    let per_token = layers
-        .checked_mul(layer)?
-        .checked_add(16u64.checked_mul(vocab)?)?;
-    b.checked_mul(s)?.checked_mul(per_token)
+    training_activations(
+        hidden,
+        heads.checked_mul(head_dim)?,
+        (0..layers).map(|_| width),
+        vocab,
+        (batch as u64).checked_mul(context as u64)?,
+        bytes,
+    )
 }
 
 /// The run a plan from headers alone is for.
@@ -370,19 +393,19 @@ pub struct Run {
     pub base_bytes: u64,
 }
 
-/// Fine-tuning rows of any checkpoint from its headers (`rows`: its [`header_rows`]): exact
-/// trainable parameters, weights, gradients and optimizer states (LoRA on every linear layer,
-/// as PEFT's "all-linear" counts it), activations estimated from config.json's sizes; None
-/// where the config lacks a size.
+/// Fine-tuning rows of any checkpoint from its headers (`parameters` and `rows`: its
+/// [`header_rows`]): exact trainable parameters, weights, gradients and optimizer states (LoRA
+/// on every linear layer, as PEFT's "all-linear" counts it), activations estimated from
+/// config.json's sizes; None where the config lacks a size.
 pub fn header_fine_tuning(
     raw: &serde_json::Value,
     headers: &[crate::safetensors::FileHeader],
+    parameters: u64,
     rows: &[HeaderRow],
     run: &Run,
 ) -> Option<Vec<FineTune>> {
     let acts = |bytes| estimated_training_activations(raw, run.context, run.batch, bytes);
     let row = |d: PlanDtype| rows.iter().find(|r| r.dtype == d);
-    let parameters = crate::checkpoint::summarize(headers).parameters;
     Some(fine_tuning_rows(&Training {
         parameters,
         lora: crate::checkpoint::lora_parameters(headers, run.lora_rank),
@@ -392,6 +415,74 @@ pub fn header_fine_tuning(
         base_bytes: run.base_bytes,
         activations: [acts(2)?, acts(4)?],
     }))
+}
+
+/// The plan of a checkpoint hubscope does not run (or a quantized one), from config.json and
+/// its headers alone — `mem` and the page's Memory tab show it.
+#[derive(Debug, Clone)]
+pub struct HeaderPlan {
+    pub parameters: u64,
+    /// Weights per dtype beside the KV cache (f16) and the runtime.
+    pub inference: Vec<HeaderRow>,
+    /// The KV layout config.json implies, or why it cannot be read (then no KV is counted).
+    pub kv_layout: std::result::Result<crate::kv::KvLayout, String>,
+    /// KV cache bytes (f16) for the run's context and batch.
+    pub kv_bytes_f16: u64,
+    /// Experts and the parameters a token runs through (`num_experts_per_tok` of them).
+    pub experts: Option<crate::checkpoint::Experts>,
+    pub top_k: usize,
+    /// Full, LoRA and QLoRA rows; None where config.json lacks a size.
+    pub fine_tuning: Option<Vec<FineTune>>,
+}
+
+/// Plan a checkpoint from its config.json (`raw`) and safetensors headers for `run`.
+pub fn header_plan(
+    raw: &serde_json::Value,
+    headers: &[crate::safetensors::FileHeader],
+    run: &Run,
+) -> HeaderPlan {
+    let parameters = crate::checkpoint::summarize(headers).parameters;
+    let kv_layout = crate::kv::KvLayout::from_config(raw).map_err(|e| e.to_string());
+    let kv_bytes_f16 = kv_layout.as_ref().map_or(0, |k| {
+        k.bytes(run.context, 2).saturating_mul(run.batch as u64)
+    });
+    let top_k = raw["num_experts_per_tok"].as_u64().unwrap_or(1) as usize;
+    let inference = header_rows(parameters, kv_bytes_f16);
+    HeaderPlan {
+        parameters,
+        fine_tuning: header_fine_tuning(raw, headers, parameters, &inference, run),
+        inference,
+        kv_layout,
+        kv_bytes_f16,
+        experts: crate::checkpoint::experts(headers, parameters, top_k),
+        top_k,
+    }
+}
+
+/// A GGUF file's memory: its weights as stored, the KV cache (f16) its metadata implies
+/// (`block_count`, `attention.head_count_kv`, key/value lengths; None where it lacks them), the
+/// runtime's overhead.
+#[derive(Debug, Clone, Serialize)]
+pub struct GgufPlan {
+    pub weights: u64,
+    pub kv_bytes_per_token_f16: Option<u64>,
+    pub kv_cache: Option<u64>,
+    pub runtime: u64,
+    pub total: u64,
+}
+
+/// Plan a GGUF file for `context` tokens × `batch`.
+pub fn gguf_plan(h: &crate::gguf::GgufHeader, context: usize, batch: usize) -> GgufPlan {
+    let weights: u64 = h.tensors.iter().map(|t| t.bytes).sum();
+    let kv_bytes_per_token_f16 = h.kv_bytes_per_token(2);
+    let kv_cache = kv_bytes_per_token_f16.map(|k| k.saturating_mul((context * batch) as u64));
+    GgufPlan {
+        weights,
+        kv_bytes_per_token_f16,
+        kv_cache,
+        runtime: RUNTIME_OVERHEAD,
+        total: weights + kv_cache.unwrap_or(0) + RUNTIME_OVERHEAD,
+    }
 }
 
 /// The plan for `context` tokens at `batch`, LoRA rank `lora_rank`.
@@ -443,16 +534,17 @@ pub fn plan(
     // and after rotary (2 × 3 × heads × head_dim); score matrices are not kept (tiled
     // attention). The loss keeps four f32 [tokens, vocab] tensors (logits, their f32 copy,
     // log-softmax and its gradient). Checked against a measured LoRA run in docs/BENCHMARKS.md.
+    let heads_x_dim = (c.num_attention_heads * c.head_dim) as u64;
     let train_acts = |act: u64| {
-        let (b, s) = (batch as u64, context as u64);
-        let per_token: u64 = (0..c.num_hidden_layers)
-            .map(|l| {
-                (8 * c.hidden_size + 10 * c.ffn_width(l) + 6 * c.num_attention_heads * c.head_dim)
-                    as u64
-                    * act
-            })
-            .sum();
-        b * s * per_token + 4 * b * s * c.vocab_size as u64 * 4
+        training_activations(
+            c.hidden_size as u64,
+            heads_x_dim,
+            (0..c.num_hidden_layers).map(|l| c.ffn_width(l) as u64),
+            c.vocab_size as u64,
+            (batch * context) as u64,
+            act,
+        )
+        .unwrap_or(u64::MAX)
     };
     let bf16_inference = inference
         .iter()

@@ -4,11 +4,8 @@
 //! family, quantized, GGUF): weights from the headers and the KV cache from config.json's
 //! layer pattern (GGUF: its metadata).
 
-use hubscope_core::checkpoint::{experts, summarize};
 use hubscope_core::kv::{KvLayout, LayerCache};
-use hubscope_core::plan::{
-    HeaderRow, PlanDtype, RUNTIME_OVERHEAD, Run, header_fine_tuning, header_rows, plan, verdict,
-};
+use hubscope_core::plan::{HeaderRow, PlanDtype, Run, gguf_plan, header_plan, plan, verdict};
 use leptos::prelude::*;
 
 use super::{human, input};
@@ -83,26 +80,20 @@ pub fn MemoryPanel() -> impl IntoView {
                 let config = match &v.checkpoint {
                     Checkpoint::Runs { config, .. } => config,
                     Checkpoint::Names { config_json, headers, .. } => {
-                        let s = summarize(headers);
                         let raw: serde_json::Value = serde_json::from_slice(config_json).unwrap_or_default();
-                        let kv = KvLayout::from_config(&raw);
-                        let kv_bytes = kv.as_ref().map_or(0, |k| k.bytes(ctx_len, 2));
-                        let top_k = raw["num_experts_per_tok"].as_u64().unwrap_or(1) as usize;
-                        let moe = experts(headers, s.parameters, top_k);
-                        let rows = header_rows(s.parameters, kv_bytes);
                         let base_bytes = if c.dtype.get() == DtypeChoice::Fixed(hubscope_core::ComputeDtype::F32) { 4 } else { 2 };
-                        let training = header_fine_tuning(&raw, headers, &rows, &Run { context: ctx_len, batch: 1, lora_rank: 8, base_bytes });
-                        let rows = rows.into_iter().map(|r| (r.dtype.name().to_string(), r)).collect();
+                        let p = header_plan(&raw, headers, &Run { context: ctx_len, batch: 1, lora_rank: 8, base_bytes });
+                        let rows = p.inference.iter().map(|r| (r.dtype.name().to_string(), r.clone())).collect();
                         return view! {
                             {header_table(l, rows, cap)}
                             <ul id="kv-layout">
-                                {match &kv {
+                                {match &p.kv_layout {
                                     Ok(k) => kv_lines(l, k).into_iter().map(|x| view! { <li>{x}</li> }).collect_view().into_any(),
                                     Err(e) => view! { <li>{format!("{}: {e}", t(l, "kv.unknown"))}</li> }.into_any(),
                                 }}
-                                {moe.map(|m| view! { <li id="moe">{format!("{}: {} / {}", t(l, "moe.active"), super::group(m.active_per_token), super::group(s.parameters))}</li> })}
+                                {p.experts.map(|m| view! { <li id="moe">{format!("{}: {} / {}", t(l, "moe.active"), super::group(m.active_per_token), super::group(p.parameters))}</li> })}
                             </ul>
-                            {training.map(|rows| view! {
+                            {p.fine_tuning.map(|rows| view! {
                                 <table id="ft-table">
                                     <tr><th>{t(l, "finetune")}</th><th>{t(l, "weights")}</th><th>"grads + AdamW"</th><th>{t(l, "acts")}" ≈"</th><th>{t(l, "total")}</th><th></th></tr>
                                     {rows.into_iter().map(|f| view! {
@@ -115,10 +106,9 @@ pub fn MemoryPanel() -> impl IntoView {
                         }.into_any();
                     }
                     Checkpoint::Gguf { file, header } => {
-                        let weights: u64 = header.tensors.iter().map(|t| t.bytes).sum();
-                        let kv = header.kv_bytes_per_token(2).map(|k| k * ctx_len as u64);
-                        let kv_cache = kv.unwrap_or(0);
-                        let row = HeaderRow { dtype: PlanDtype::F16, weights, kv_cache, runtime: RUNTIME_OVERHEAD, total: weights + kv_cache + RUNTIME_OVERHEAD };
+                        let g = gguf_plan(header, ctx_len, 1);
+                        let kv = g.kv_cache;
+                        let row = HeaderRow { dtype: PlanDtype::F16, weights: g.weights, kv_cache: kv.unwrap_or(0), runtime: g.runtime, total: g.total };
                         let name = format!("{file} ({})", header.quantization().unwrap_or_default());
                         return view! {
                             {header_table(l, vec![(name, row)], cap)}

@@ -6,10 +6,9 @@
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use hubscope_core::ModelConfig;
-use hubscope_core::checkpoint::{experts, summarize};
 use hubscope_core::kv::{KvLayout, LayerCache};
 use hubscope_core::plan::{
-    FineTune, PlanDtype, Run, header_fine_tuning, header_rows, oversized_tensors, plan, verdict,
+    FineTune, PlanDtype, Run, gguf_plan, header_plan, oversized_tensors, plan, verdict,
 };
 use hubscope_core::units::{group_digits, human_bytes};
 use serde_json::json;
@@ -46,11 +45,7 @@ pub struct MemArgs {
 /// (`block_count`, `attention.head_count_kv`, key/value lengths), the runtime's overhead.
 fn gguf(a: &MemArgs, g: &crate::hub::gguf::GgufSource) -> Result<()> {
     let h = &g.header;
-    let weights: u64 = h.tensors.iter().map(|t| t.bytes).sum();
-    let kv_per_token = h.kv_bytes_per_token(2);
-    let kv = kv_per_token.map(|k| k * (a.context * a.batch) as u64);
-    let runtime = hubscope_core::plan::RUNTIME_OVERHEAD;
-    let total = weights + kv.unwrap_or(0) + runtime;
+    let p = gguf_plan(h, a.context, a.batch);
     let quant = h.quantization();
     if a.json {
         println!(
@@ -58,8 +53,8 @@ fn gguf(a: &MemArgs, g: &crate::hub::gguf::GgufSource) -> Result<()> {
             serde_json::to_string_pretty(&json!({
                 "format": "gguf", "file": g.file, "architecture": h.architecture(),
                 "quantization": quant, "parameters": h.parameters(), "context": a.context,
-                "batch": a.batch, "weights": weights, "kv_bytes_per_token_f16": kv_per_token,
-                "kv_cache": kv, "runtime": runtime, "total": total,
+                "batch": a.batch, "weights": p.weights, "kv_bytes_per_token_f16": p.kv_bytes_per_token_f16,
+                "kv_cache": p.kv_cache, "runtime": p.runtime, "total": p.total,
             }))?
         );
         return Ok(());
@@ -72,13 +67,13 @@ fn gguf(a: &MemArgs, g: &crate::hub::gguf::GgufSource) -> Result<()> {
         a.context,
         a.batch
     );
-    println!("  weights as stored {:>12}", human_bytes(weights));
-    match kv {
+    println!("  weights as stored {:>12}", human_bytes(p.weights));
+    match p.kv_cache {
         Some(kv) => println!("  KV cache (f16)    {:>12}", human_bytes(kv)),
         None => println!("  KV cache          the metadata lacks block_count or head counts"),
     }
-    println!("  runtime           {:>12}", human_bytes(runtime));
-    println!("  total             {:>12}", human_bytes(total));
+    println!("  runtime           {:>12}", human_bytes(p.runtime));
+    println!("  total             {:>12}", human_bytes(p.total));
     Ok(())
 }
 
@@ -86,46 +81,37 @@ fn gguf(a: &MemArgs, g: &crate::hub::gguf::GgufSource) -> Result<()> {
 /// the KV cache (f16) from config.json's layer pattern, fine-tuning from the headers' counts
 /// (activations estimated from config.json's sizes), and for a mixture of experts the
 /// parameters one token runs through. (Inference activations need a known family's layout.)
-fn generic(a: &MemArgs, model_type: &str, headers: Option<Headers>) -> Result<()> {
+fn generic(
+    a: &MemArgs,
+    only: Option<PlanDtype>,
+    model_type: &str,
+    headers: Option<Headers>,
+) -> Result<()> {
     let h = match headers {
         Some(h) => h,
         None => read_headers(&a.model, &a.hub)?,
     };
     let raw: serde_json::Value =
         serde_json::from_slice(&h.config).context("config.json: invalid JSON")?;
-    let s = summarize(&h.headers);
-    let top_k = raw["num_experts_per_tok"].as_u64().unwrap_or(1) as usize;
-    let moe = experts(&h.headers, s.parameters, top_k);
-    // The KV cache needs only config.json; a config it cannot read is said, not fatal.
-    let kv = KvLayout::from_config(&raw);
-    let tokens = a.context * a.batch;
-    let kv_bytes = kv
-        .as_ref()
-        .map_or(0, |k| k.bytes(a.context, 2) * a.batch as u64);
-    let rows = header_rows(s.parameters, kv_bytes);
-    let fine_tuning = header_fine_tuning(
+    let p = header_plan(
         &raw,
         &h.headers,
-        &rows,
         &Run {
             context: a.context,
             batch: a.batch,
             lora_rank: a.lora_rank,
-            base_bytes: if a.dtype.as_deref() == Some("f32") {
-                4
-            } else {
-                2
-            },
+            base_bytes: if only == Some(PlanDtype::F32) { 4 } else { 2 },
         },
     );
-    let kv_json = match &kv {
+    // The KV cache needs only config.json; a config it cannot read is said, not fatal.
+    let kv_json = match &p.kv_layout {
         Ok(k) => json!({
             "layout": k,
             "bytes_per_token_f16": k.attention_bytes_per_token(2),
             "growth_per_token_f16": k.growth_per_token(2),
-            "bytes_f16": kv_bytes,
+            "bytes_f16": p.kv_bytes_f16,
         }),
-        Err(e) => json!({"error": e.to_string()}),
+        Err(e) => json!({"error": e}),
     };
     let note = format!(
         "Inference activations are planned for the families hubscope runs ({}); this shows the weights, the KV cache and fine-tuning from the headers",
@@ -135,32 +121,32 @@ fn generic(a: &MemArgs, model_type: &str, headers: Option<Headers>) -> Result<()
         println!(
             "{}",
             serde_json::to_string_pretty(&json!({
-                "model_type": model_type, "known_family": false, "parameters": s.parameters,
+                "model_type": model_type, "known_family": false, "parameters": p.parameters,
                 "stored_bytes": h.stored_bytes, "context": a.context, "batch": a.batch,
-                "weights": rows.iter().map(|r| json!({"dtype": r.dtype, "bytes": r.weights})).collect::<Vec<_>>(),
-                "inference": rows,
-                "kv_cache": kv_json, "experts": moe, "note": note,
-                "fine_tuning": fine_tuning, "training_activations": "estimated from config.json's sizes",
+                "weights": p.inference.iter().map(|r| json!({"dtype": r.dtype, "bytes": r.weights})).collect::<Vec<_>>(),
+                "inference": p.inference,
+                "kv_cache": kv_json, "experts": p.experts, "note": note,
+                "fine_tuning": p.fine_tuning, "training_activations": "estimated from config.json's sizes",
             }))?
         );
         return Ok(());
     }
     println!(
         "{model_type} · {} parameters (from the checkpoint's headers; stored {})",
-        group_digits(s.parameters),
+        group_digits(p.parameters),
         human_bytes(h.stored_bytes)
     );
-    if let Some(m) = &moe {
+    if let Some(m) = &p.experts {
         println!(
             "Mixture of experts: {} experts per layer ({} parameters), {} of them per token: {} parameters active per token",
             m.per_layer,
             group_digits(m.parameters),
-            top_k,
+            p.top_k,
             group_digits(m.active_per_token)
         );
     }
     println!("Inference        weights       KV cache (f16)   runtime        total");
-    for r in &rows {
+    for r in &p.inference {
         println!(
             "  {:<6} {:>14} {:>14} {:>12} {:>12}",
             r.dtype.name(),
@@ -170,12 +156,12 @@ fn generic(a: &MemArgs, model_type: &str, headers: Option<Headers>) -> Result<()
             human_bytes(r.total)
         );
     }
-    match &kv {
-        Ok(k) => print_kv(k, a.context, a.batch, tokens),
+    match &p.kv_layout {
+        Ok(k) => print_kv(k, p.kv_bytes_f16, a.context, a.batch),
         Err(e) => println!("  KV cache: not planned ({e})"),
     }
     println!();
-    match &fine_tuning {
+    match &p.fine_tuning {
         Some(rows) => {
             let title = format!(
                 "context {}; activations estimated from config.json's sizes",
@@ -192,10 +178,11 @@ fn generic(a: &MemArgs, model_type: &str, headers: Option<Headers>) -> Result<()
 }
 
 /// The KV cache lines of an unknown family: the total, then what each kind of layer holds.
-fn print_kv(k: &KvLayout, context: usize, batch: usize, tokens: usize) {
+fn print_kv(k: &KvLayout, bytes: u64, context: usize, batch: usize) {
+    let tokens = context * batch;
     println!(
         "  KV cache (f16)   {:>12}  for context {context} × batch {batch} ({} per token)",
-        human_bytes(k.bytes(context, 2) * batch as u64),
+        human_bytes(bytes),
         human_bytes(k.attention_bytes_per_token(2))
     );
     let count = |kind: fn(&LayerCache) -> bool| k.count(kind);
@@ -271,6 +258,17 @@ fn pct(p: f64) -> String {
 }
 
 pub fn run(a: MemArgs) -> Result<()> {
+    // Settings checked before anything is read.
+    let only =
+        match &a.dtype {
+            Some(d) => Some(PlanDtype::parse(d).ok_or_else(|| {
+                anyhow::anyhow!("--dtype {d}: unknown (f32, f16, bf16, int8, int4)")
+            })?),
+            None => None,
+        };
+    if a.context == 0 || a.batch == 0 {
+        bail!("--context and --batch must be at least 1");
+    }
     let bare_config = a.model.ends_with(".json") && std::path::Path::new(&a.model).is_file();
     // A repo's headers, once read for its config, serve an unknown family's view too.
     let mut remote = None;
@@ -295,20 +293,10 @@ pub fn run(a: MemArgs) -> Result<()> {
     let config = match ModelConfig::from_json(&config_bytes) {
         Ok(c) => c,
         Err(hubscope_core::Error::UnsupportedModelType(t)) if !bare_config => {
-            return generic(&a, &t, remote);
+            return generic(&a, only, &t, remote);
         }
         Err(e) => return Err(e.into()),
     };
-    let only =
-        match &a.dtype {
-            Some(d) => Some(PlanDtype::parse(d).ok_or_else(|| {
-                anyhow::anyhow!("--dtype {d}: unknown (f32, f16, bf16, int8, int4)")
-            })?),
-            None => None,
-        };
-    if a.context == 0 || a.batch == 0 {
-        bail!("--context and --batch must be at least 1");
-    }
     let p = plan(
         &config,
         a.context,
