@@ -201,14 +201,14 @@ pub async fn stream(
     generation: GenerationConfig,
     on_text: &mut dyn FnMut(&str) -> bool,
 ) -> Result<Generation, AppError> {
-    let mut sampler = Sampler::new(generation);
+    let sampler = Sampler::new(generation);
     let clock = || crate::fetch::now_ms() / 1000.0;
     let tick = || crate::fetch::next_tick();
     Ok(hubscope_core::generate(
         &loaded.model,
         Some(&loaded.tokenizer),
         ids,
-        &mut sampler,
+        sampler,
         hubscope_core::generate::RunOptions {
             logprobs: 0,
             clock: &clock,

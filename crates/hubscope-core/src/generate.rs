@@ -1,45 +1,14 @@
 //! The generation loop: prefill, then one-token decode steps, streaming text as it is
 //! produced. Every read-back is async, so the same loop runs in the browser.
 
-use burn::tensor::{Int, Tensor};
 use serde::Serialize;
 
-use crate::error::{Error, Result};
-use crate::model::{Model, read_f32};
-use crate::sampling::{Sampler, top_logprobs};
-use crate::text::{TextStream, Tokenizer};
-
-async fn read_id(t: Tensor<1, Int>) -> Result<u32> {
-    let data = t
-        .into_data_async()
-        .await
-        .map_err(|e| Error::Device(format!("{e:?}")))?;
-    let v = data
-        .convert::<i64>()
-        .try_into_vec::<i64>()
-        .map_err(|e| Error::Device(format!("{e:?}")))?;
-    v.first()
-        .map(|&x| x as u32)
-        .ok_or_else(|| Error::Device("empty argmax".into()))
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FinishReason {
-    /// An end-of-sequence token was produced.
-    Eos,
-    /// `max_new_tokens` or the context limit was reached.
-    Length,
-    /// The caller asked to stop.
-    Stop,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct TokenLogprob {
-    pub id: u32,
-    pub token: String,
-    pub logprob: f32,
-}
+use crate::error::Result;
+use crate::model::Model;
+use crate::sampling::Sampler;
+pub use crate::sequence::{FinishReason, TokenLogprob};
+use crate::sequence::{Sequence, read_rows};
+use crate::text::Tokenizer;
 
 /// One generated token as the stream callback sees it.
 pub struct Step<'a> {
@@ -88,88 +57,56 @@ pub async fn generate(
     model: &Model,
     tokenizer: Option<&Tokenizer>,
     prompt: &[u32],
-    sampler: &mut Sampler,
+    sampler: Sampler,
     opts: RunOptions<'_>,
     mut on_step: impl FnMut(Step<'_>) -> bool,
 ) -> Result<Generation> {
-    let gcfg = sampler.config().clone();
-    gcfg.validate()?;
-    let mut cache = model.new_cache();
-    let mut stream = TextStream::new(false);
-    let mut history = prompt.to_vec();
-    let mut tokens = vec![];
+    let logprobs = (opts.logprobs > 0).then_some(opts.logprobs);
+    let mut seq = Sequence::new(model, prompt, sampler, logprobs, &[])?;
+    let max_positions = model.config.max_position_embeddings;
     let mut text = String::new();
     let mut logprobs = vec![];
     let t0 = (opts.clock)();
-    let mut logits = model.step(prompt, &mut cache)?;
+    let mut logits = model.step(prompt, &mut seq.cache)?;
     let mut t_first = t0;
-    let mut finish = FinishReason::Length;
-    for i in 0..gcfg.max_new_tokens {
-        let id = if gcfg.is_plain_greedy() && opts.logprobs == 0 {
-            read_id(logits.argmax(1).squeeze_dim::<1>(1)).await?
-        } else {
-            let mut v = read_f32(logits).await?;
-            if opts.logprobs > 0 {
-                logprobs.push(
-                    top_logprobs(&v, opts.logprobs)
-                        .into_iter()
-                        .map(|(id, logprob)| TokenLogprob {
-                            id,
-                            token: tokenizer.map(|t| t.id_to_token(id)).unwrap_or_default(),
-                            logprob,
-                        })
-                        .collect(),
-                );
-            }
-            sampler.sample(&mut v, &history)
-        };
-        if i == 0 {
+    let finish = loop {
+        let row = read_rows(logits, &[&seq]).await?.pop().expect("one row");
+        let chosen = seq.choose(tokenizer, row, max_positions)?;
+        if chosen.index == 0 {
             t_first = (opts.clock)();
         }
-        history.push(id);
-        tokens.push(id);
-        let is_eos = gcfg.eos_token_ids.contains(&id);
-        // The end-of-sequence token ends the text; its own text (`<|im_end|>`) is not shown.
-        let delta = match tokenizer {
-            Some(t) if !is_eos => stream.push(t, id)?,
-            _ => String::new(),
-        };
-        text.push_str(&delta);
-        if !on_step(Step {
-            id,
-            text: &delta,
-            index: i,
-        }) {
-            finish = FinishReason::Stop;
-            break;
+        if opts.logprobs > 0 {
+            logprobs.push(chosen.top_logprobs);
         }
-        if is_eos {
-            finish = FinishReason::Eos;
-            break;
+        text.push_str(&chosen.text);
+        if !on_step(Step {
+            id: chosen.id,
+            text: &chosen.text,
+            index: chosen.index,
+        }) {
+            let tail = seq.flush(tokenizer)?;
+            if !tail.is_empty() {
+                text.push_str(&tail);
+                on_step(Step {
+                    id: chosen.id,
+                    text: &tail,
+                    index: chosen.index + 1,
+                });
+            }
+            break FinishReason::Stop;
+        }
+        if let Some(f) = chosen.finish {
+            break f;
         }
         if let Some(tick) = opts.tick {
             tick().await;
         }
-        if i + 1 == gcfg.max_new_tokens || cache.len() >= model.config.max_position_embeddings {
-            break;
-        }
-        logits = model.step(&[id], &mut cache)?;
-    }
-    let tail = match tokenizer {
-        Some(t) => stream.finish(t)?,
-        None => String::new(),
+        logits = model.step(&[chosen.id], &mut seq.cache)?;
     };
-    if !tail.is_empty() {
-        text.push_str(&tail);
-        on_step(Step {
-            id: *tokens.last().unwrap_or(&0),
-            text: &tail,
-            index: tokens.len(),
-        });
-    }
     let t_end = (opts.clock)();
     let prefill_s = t_first - t0;
     let decode_s = t_end - t_first;
+    let tokens = seq.generated().to_vec();
     let decoded = tokens.len().saturating_sub(1);
     Ok(Generation {
         prompt_tokens: prompt.to_vec(),

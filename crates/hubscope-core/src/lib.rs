@@ -31,6 +31,8 @@ pub mod report;
 pub mod rope;
 pub mod safetensors;
 pub mod sampling;
+pub mod sequence;
+pub mod stop;
 pub mod structure;
 pub mod text;
 pub mod units;

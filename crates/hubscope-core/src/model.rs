@@ -164,8 +164,16 @@ impl Attention {
         )
     }
 
-    /// `x: [batch, seq, hidden]` at positions `start..start+seq` -> `[batch, seq, hidden]`
-    pub fn forward(&self, x: Tensor<3>, rope: &RopeSet, cache: &mut LayerCache) -> Tensor<3> {
+    /// `x: [batch, seq, hidden] -> [batch, seq, hidden]`. One cache: every row continues it
+    /// (positions `cache.len()..`). One cache per row (continuous batching, `seq` = 1): row
+    /// `i` continues `caches[i]` at its own position, given by `rope`'s row `i`; only the
+    /// attention over each cache runs per row, the projections run once for all rows.
+    pub fn forward(
+        &self,
+        x: Tensor<3>,
+        rope: &RopeSet,
+        caches: &mut [&mut LayerCache],
+    ) -> Tensor<3> {
         let [batch, seq, _] = x.dims();
         let (h, kvh, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let rope: &RopeTables = rope.for_layer(self.local_rope);
@@ -186,12 +194,43 @@ impl Attention {
         let k = rope.apply(k.swap_dims(1, 2));
         let v = v.swap_dims(1, 2);
 
+        let out = match caches {
+            [cache] => self.attend(q, k, v, cache),
+            rows => {
+                let row = |t: &Tensor<4>, i: usize| {
+                    let [_, a, b, c] = t.dims();
+                    t.clone().slice([i..i + 1, 0..a, 0..b, 0..c])
+                };
+                let outs = rows
+                    .iter_mut()
+                    .enumerate()
+                    .map(|(i, cache)| self.attend(row(&q, i), row(&k, i), row(&v, i), cache))
+                    .collect();
+                Tensor::cat(outs, 0)
+            }
+        };
+        // [b, h, s, hd] -> [b, s, h*hd]
+        let out = out.swap_dims(1, 2).reshape([batch, seq, h * hd]);
+        self.o_proj.forward(out)
+    }
+
+    /// Attention of `q, k, v: [b, heads, s, hd]` (rotated) after what `cache` holds; the new
+    /// keys and values join the cache. -> `[b, heads, s, hd]`
+    fn attend(
+        &self,
+        q: Tensor<4>,
+        k: Tensor<4>,
+        v: Tensor<4>,
+        cache: &mut LayerCache,
+    ) -> Tensor<4> {
+        let [batch, h, seq, hd] = q.dims();
+        let kvh = self.num_kv_heads;
         // [b, kvh, total, hd]
         let (k, v) = cache.append(k, v);
         let total = k.dims()[2];
         let window_mask = self.window_mask(seq, total, &q.device());
 
-        let out = if seq == 1 && window_mask.is_none() {
+        if seq == 1 && window_mask.is_none() {
             // Decode: fold each group's query heads into the query axis so the cache is
             // read once per kv head and never repeated. [b, kvh, groups, hd]
             // Written out as two matmuls so the strided cache views are read in place
@@ -210,10 +249,7 @@ impl Attention {
                 softcap: self.softcap,
             };
             attention(q, k, v, window_mask, None, options)
-        };
-        // [b, h, s, hd] -> [b, s, h*hd]
-        let out = out.swap_dims(1, 2).reshape([batch, seq, h * hd]);
-        self.o_proj.forward(out)
+        }
     }
 
     /// Causal mask that also hides keys older than the sliding window; None when the plain
@@ -464,11 +500,17 @@ impl DecoderLayer {
         out
     }
 
-    /// `[b, s, hidden] -> [b, s, hidden]` (pre-norm residual block)
-    pub fn forward(&self, x: Tensor<3>, rope: &RopeSet, cache: &mut LayerCache) -> Tensor<3> {
+    /// `[b, s, hidden] -> [b, s, hidden]` (pre-norm residual block); `caches` as for
+    /// [`Attention::forward`].
+    pub fn forward(
+        &self,
+        x: Tensor<3>,
+        rope: &RopeSet,
+        caches: &mut [&mut LayerCache],
+    ) -> Tensor<3> {
         let attn = self
             .self_attn
-            .forward(self.input_layernorm.forward(x.clone()), rope, cache);
+            .forward(self.input_layernorm.forward(x.clone()), rope, caches);
         match (
             &self.pre_feedforward_layernorm,
             &self.post_feedforward_layernorm,
@@ -520,21 +562,53 @@ impl CausalLm {
         ids: Tensor<2, Int>,
         rope: &Rope,
         cache: &mut KvCache,
-        mut trace: Option<&mut Trace>,
+        trace: Option<&mut Trace>,
     ) -> Tensor<3> {
         let start = cache.len();
         let seq = ids.dims()[1];
-        // [b, s, hidden]
-        let mut x = self.model.embed_tokens.forward(ids);
-        if let Some(scale) = self.model.embed_scale {
-            x = x * scale;
-        }
+        let x = self.embed(ids);
         let tables = rope.tables(start, seq, x.dtype(), &x.device());
+        self.layers(x, &tables, &mut [cache], trace)
+    }
+
+    /// Hidden states after the final norm for a batch of sequences that each take one more
+    /// token: `ids: [rows, 1]`, row `i` continuing `caches[i]` (continuous batching).
+    pub fn hidden_rows(
+        &self,
+        ids: Tensor<2, Int>,
+        rope: &Rope,
+        caches: &mut [&mut KvCache],
+    ) -> Tensor<3> {
+        let x = self.embed(ids);
+        let positions: Vec<usize> = caches.iter().map(|c| c.len()).collect();
+        let tables = rope.rows(&positions, x.dtype(), &x.device());
+        self.layers(x, &tables, caches, None)
+    }
+
+    /// `[b, s] -> [b, s, hidden]`, times Gemma's `embed_scale`.
+    fn embed(&self, ids: Tensor<2, Int>) -> Tensor<3> {
+        let x = self.model.embed_tokens.forward(ids);
+        match self.model.embed_scale {
+            Some(scale) => x * scale,
+            None => x,
+        }
+    }
+
+    /// The decoder layers and the final norm; `caches`: one for all rows, or one per row.
+    fn layers(
+        &self,
+        mut x: Tensor<3>,
+        tables: &RopeSet,
+        caches: &mut [&mut KvCache],
+        mut trace: Option<&mut Trace>,
+    ) -> Tensor<3> {
         if let Some(t) = trace.as_deref_mut() {
             t.layer_outputs.push(x.clone());
         }
-        for (layer, c) in self.model.layers.iter().zip(cache.layers.iter_mut()) {
-            x = layer.forward(x, &tables, c);
+        for (l, layer) in self.model.layers.iter().enumerate() {
+            let mut layer_caches: Vec<&mut LayerCache> =
+                caches.iter_mut().map(|c| &mut c.layers[l]).collect();
+            x = layer.forward(x, tables, &mut layer_caches);
             if let Some(t) = trace.as_deref_mut() {
                 t.layer_outputs.push(x.clone());
             }
@@ -652,6 +726,27 @@ impl Model {
         Ok(self
             .lm
             .forward_last(self.ids_tensor(ids), &self.rope, cache))
+    }
+
+    /// One more token for each of several sequences at once (continuous batching): `ids[i]`
+    /// continues `caches[i]`; logits `[rows, vocab]`. Equal, row by row, to [`Model::step`]
+    /// on each sequence alone.
+    pub fn step_rows(&self, ids: &[u32], caches: &mut [&mut KvCache]) -> Result<Tensor<2>> {
+        if ids.is_empty() || ids.len() != caches.len() {
+            return Err(Error::Invalid(format!(
+                "{} ids for {} sequences: one id per sequence",
+                ids.len(),
+                caches.len()
+            )));
+        }
+        self.check_ids(ids)?;
+        for c in caches.iter() {
+            self.check_room(c, 1)?;
+        }
+        let data: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
+        let ids = Tensor::from_data(TensorData::new(data, [ids.len(), 1]), &self.device);
+        let h = self.lm.hidden_rows(ids, &self.rope, caches);
+        Ok(self.lm.logits(h).squeeze_dim::<2>(1))
     }
 
     /// Logits at every position plus the residual stream per layer (for checking against

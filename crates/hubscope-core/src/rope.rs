@@ -25,9 +25,9 @@ pub struct Rope {
     rotary_dim: usize,
 }
 
-/// cos/sin for a run of positions, `[1, 1, seq, rotary_dim]` each, in the compute dtype.
+/// cos/sin for a run of positions, `[1, 1, seq, rotary_dim]` each, or for one position per
+/// batch row, `[rows, 1, 1, rotary_dim]`, in the compute dtype.
 pub struct RopeTables {
-    pub start: usize,
     cos: Tensor<4>,
     sin: Tensor<4>,
 }
@@ -135,50 +135,72 @@ impl Rope {
 
     /// Tables for positions `start..start+seq`.
     pub fn tables(&self, start: usize, seq: usize, dtype: DType, device: &Device) -> RopeSet {
+        let len = start + seq;
+        let shape = [1, 1, seq, self.rotary_dim];
+        self.set((start..len).map(|p| (p, len)), shape, dtype, device)
+    }
+
+    /// Tables for a batch of sequences that each decode one token, row `i` at `positions[i]`
+    /// (continuous batching): `[rows, 1, 1, rotary_dim]`.
+    pub fn rows(&self, positions: &[usize], dtype: DType, device: &Device) -> RopeSet {
+        let shape = [positions.len(), 1, 1, self.rotary_dim];
+        self.set(positions.iter().map(|&p| (p, p + 1)), shape, dtype, device)
+    }
+
+    /// Tables for `(position, length of the call it belongs to)` pairs, laid out as `shape`.
+    fn set(
+        &self,
+        positions: impl Iterator<Item = (usize, usize)> + Clone,
+        shape: [usize; 4],
+        dtype: DType,
+        device: &Device,
+    ) -> RopeSet {
+        let of = |f: &Freqs| {
+            let mut t = Tables::default();
+            for (p, len) in positions.clone() {
+                t.push(f, p, len);
+            }
+            t.build(shape, dtype, device)
+        };
         RopeSet {
-            global: self.tables_of(&self.global, start, seq, dtype, device),
-            local: self
-                .local
-                .as_ref()
-                .map(|f| self.tables_of(f, start, seq, dtype, device)),
+            global: of(&self.global),
+            local: self.local.as_ref().map(of),
+        }
+    }
+}
+
+/// cos/sin values gathered on the host before they become tensors.
+#[derive(Default)]
+struct Tables {
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+}
+
+impl Tables {
+    /// The row of position `p` in a call that has seen `len` positions: longrope switches to
+    /// the long factors once the sequence passes the original length (for every position of
+    /// that call, as transformers does).
+    fn push(&mut self, freqs: &Freqs, p: usize, len: usize) {
+        let inv_freq = match &freqs.long {
+            Some((long, original)) if len > *original => long,
+            _ => &freqs.inv_freq,
+        };
+        let p = p as f32;
+        // emb = cat(freqs, freqs)
+        for _ in 0..2 {
+            for f in inv_freq {
+                let a = p * f;
+                self.cos.push(a.cos() * freqs.attention_factor);
+                self.sin.push(a.sin() * freqs.attention_factor);
+            }
         }
     }
 
-    fn tables_of(
-        &self,
-        freqs: &Freqs,
-        start: usize,
-        seq: usize,
-        dtype: DType,
-        device: &Device,
-    ) -> RopeTables {
-        // longrope switches to the long factors once the sequence passes the original length
-        // (for every position of this call, as transformers does).
-        let inv_freq = match &freqs.long {
-            Some((long, original)) if start + seq > *original => long,
-            _ => &freqs.inv_freq,
-        };
-        let (mut cos, mut sin) = (
-            Vec::with_capacity(seq * self.rotary_dim),
-            Vec::with_capacity(seq * self.rotary_dim),
-        );
-        for p in start..start + seq {
-            let p = p as f32;
-            // emb = cat(freqs, freqs)
-            for _ in 0..2 {
-                for f in inv_freq {
-                    let a = p * f;
-                    cos.push(a.cos() * freqs.attention_factor);
-                    sin.push(a.sin() * freqs.attention_factor);
-                }
-            }
-        }
-        let shape = [1, 1, seq, self.rotary_dim];
+    fn build(self, shape: [usize; 4], dtype: DType, device: &Device) -> RopeTables {
         let opts = (device, dtype);
         RopeTables {
-            start,
-            cos: Tensor::from_data(TensorData::new(cos, shape), opts),
-            sin: Tensor::from_data(TensorData::new(sin, shape), opts),
+            cos: Tensor::from_data(TensorData::new(self.cos, shape), opts),
+            sin: Tensor::from_data(TensorData::new(self.sin, shape), opts),
         }
     }
 }

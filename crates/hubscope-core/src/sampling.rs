@@ -150,8 +150,11 @@ impl GenerationConfig {
     }
 
     /// The ranges transformers enforces: top_p in (0, 1], a positive temperature when
-    /// sampling, a positive repetition penalty.
+    /// sampling, a positive repetition penalty; and at least one new token.
     pub fn validate(&self) -> Result<()> {
+        if self.max_new_tokens == 0 {
+            return Err(bad("max_new_tokens", "0: must be at least 1".into()));
+        }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
             return Err(bad("top_p", format!("{}: must be in (0, 1]", self.top_p)));
         }
@@ -308,15 +311,25 @@ pub fn argmax(logits: &[f32]) -> u32 {
     best as u32
 }
 
-/// Top `k` (id, natural-log probability) over the full vocabulary, most likely first.
-pub fn top_logprobs(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
+/// log(sum(exp(logits))), in f64.
+fn log_sum_exp(logits: &[f32]) -> f64 {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let lse = logits
+    logits
         .iter()
         .map(|l| ((l - max) as f64).exp())
         .sum::<f64>()
         .ln()
-        + max as f64;
+        + max as f64
+}
+
+/// The natural-log probability of `id` over the full vocabulary.
+pub fn logprob_of(logits: &[f32], id: u32) -> f32 {
+    (logits[id as usize] as f64 - log_sum_exp(logits)) as f32
+}
+
+/// Top `k` (id, natural-log probability) over the full vocabulary, most likely first.
+pub fn top_logprobs(logits: &[f32], k: usize) -> Vec<(u32, f32)> {
+    let lse = log_sum_exp(logits);
     let mut idx: Vec<u32> = (0..logits.len() as u32).collect();
     let k = k.min(idx.len());
     if k == 0 {

@@ -140,12 +140,12 @@ pub fn run(a: BenchArgs) -> Result<()> {
     };
     let mut device_generating: Option<u64> = None;
     for run in 0..=a.runs {
-        let mut sampler = Sampler::new(gcfg.clone());
+        let sampler = Sampler::new(gcfg.clone());
         let g = pollster::block_on(generate(
             &model,
             None,
             &prompt,
-            &mut sampler,
+            sampler,
             RunOptions {
                 logprobs: 0,
                 clock: &clock,

@@ -99,7 +99,7 @@ pub fn run(a: GenerateArgs) -> Result<()> {
         }
         _ => bail!("give --prompt (with a tokenizer.json) or --prompt-ids"),
     };
-    let mut sampler = Sampler::new(g);
+    let sampler = Sampler::new(g);
     let start = Instant::now();
     let clock = move || start.elapsed().as_secs_f64();
     let stream = !a.json;
@@ -108,7 +108,7 @@ pub fn run(a: GenerateArgs) -> Result<()> {
         &loaded.model,
         loaded.tokenizer.as_ref(),
         &ids,
-        &mut sampler,
+        sampler,
         RunOptions {
             logprobs: a.logprobs,
             clock: &clock,
