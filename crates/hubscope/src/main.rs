@@ -1,5 +1,6 @@
 //! `hubscope`: look inside, run and benchmark Hugging Face decoder models from the command line.
 
+mod chat;
 mod commands;
 mod device;
 mod folder;

@@ -6,6 +6,9 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
+use crate::chat::{self, ChatOptions};
+use crate::device::DeviceArgs;
+use crate::hub::HubArgs;
 use crate::hub::cache::cache_dir;
 use crate::hub::serve::faults::FaultSettings;
 use crate::hub::serve::{ServeOptions, run as serve};
@@ -35,6 +38,22 @@ pub struct ServeArgs {
     /// Require `Authorization: Bearer TOKEN` for file and API requests (like a gated repo).
     #[arg(long)]
     pub require_token: Option<String>,
+    /// Also serve these models over an OpenAI-compatible API (/v1/chat/completions,
+    /// /v1/completions, /v1/models): folders or Hub repo ids, comma-separated or repeated;
+    /// `NAME=MODEL` serves one under NAME (default: the argument as given).
+    #[arg(long, value_delimiter = ',')]
+    pub chat: Vec<String>,
+    #[command(flatten)]
+    pub dev: DeviceArgs,
+    /// Require `Authorization: Bearer KEY` on the API (default: HUBSCOPE_API_KEY).
+    #[arg(long)]
+    pub api_key: Option<String>,
+    /// Most sequences decoded together (continuous batching).
+    #[arg(long, default_value_t = 32)]
+    pub max_batch: usize,
+    /// Most requests waiting for a place in the batch; more get 429 with Retry-After.
+    #[arg(long, default_value_t = 64)]
+    pub max_queue: usize,
     /// Test only: expose byte counters at /_hubscope/stats.
     #[arg(long, hide = true)]
     pub stats: bool,
@@ -59,7 +78,30 @@ pub struct ServeArgs {
 }
 
 pub fn run(a: ServeArgs) -> Result<()> {
+    let chat = if a.chat.is_empty() {
+        None
+    } else {
+        let api_key = a
+            .api_key
+            .clone()
+            .or_else(|| std::env::var("HUBSCOPE_API_KEY").ok())
+            .filter(|k| !k.is_empty());
+        Some(chat::start(ChatOptions {
+            models: a.chat.clone(),
+            device: a.dev.clone(),
+            hub: HubArgs {
+                endpoint: None,
+                token: None,
+                revision: None,
+                cache_dir: a.cache_dir.clone(),
+            },
+            api_key,
+            max_batch: a.max_batch,
+            max_queue: a.max_queue,
+        })?)
+    };
     serve(ServeOptions {
+        chat,
         hf_cache: a.hf_cache.then(|| cache_dir(a.cache_dir.as_deref())),
         models: a.models,
         web: a.web,

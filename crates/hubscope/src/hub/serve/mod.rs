@@ -34,6 +34,8 @@ pub struct ServeOptions {
     /// Test only: byte counters at `/_hubscope/stats`.
     pub stats: bool,
     pub faults: FaultSettings,
+    /// The OpenAI-compatible API (`--chat`), already loaded.
+    pub chat: Option<Arc<crate::chat::ChatState>>,
 }
 
 /// Index the repos and serve until the process ends; the first line printed says where.
@@ -101,7 +103,11 @@ pub fn run(o: ServeOptions) -> Result<()> {
                 .with_state(state.clone());
             tokio::spawn(async move { axum::serve(cdn_listener, cdn_app).await });
         }
-        let app = axum::Router::new().fallback(http::handle).with_state(state);
+        let mut app = axum::Router::new();
+        if let Some(chat) = o.chat {
+            app = app.merge(crate::chat::routes::router(chat));
+        }
+        let app = app.fallback(http::handle).with_state(state);
         // The first line says where; tests read it (with --port 0 the OS picks the port).
         println!("serving {n} repos on http://{local}");
         use std::io::Write;
