@@ -376,6 +376,60 @@ fn browser_app_end_to_end() {
     b.wait_text("tab-structure", 5, |t| t == "结构");
 }
 
+/// "Run on: a server": the Generate tab asks another origin's OpenAI API (`hubscope serve
+/// --chat` on a second port, so the call is cross-origin, through CORS) and streams its
+/// answer: transformers' greedy continuation of the chat prompt, without downloading the
+/// weights into the page. A wrong key is said (HTTP 401 and OpenAI's message), the page stays
+/// usable, and the right key then runs.
+#[test]
+fn generation_runs_on_a_server_through_its_openai_api() {
+    let page = serve(&[]);
+    let dir = common::fixtures().join("tiny-qwen2");
+    let chat_model = format!("fx/tiny-qwen2={}", dir.display());
+    let api = common::Server::start_with(
+        &format!("fx={}", common::fixtures().display()),
+        0,
+        &["--chat", &chat_model, "--api-key", "sk-right"],
+    );
+    let b = Browser::start();
+    let r = reference("tiny-qwen2");
+    let p = &r["prompts"][2];
+    let system = p["messages"][0]["content"].as_str().unwrap();
+    let user = p["messages"][1]["content"].as_str().unwrap();
+    b.go(&format!(
+        "{}/?model=fx/tiny-qwen2&endpoint={}&tab=generate&run_on=server&server={}&chat=1&system={}&prompt={}&temperature=0&max_new_tokens=16",
+        page.url,
+        enc(&page.url),
+        enc(&api.url),
+        enc(system),
+        enc(user)
+    ));
+    b.wait_text("tab-model", 30, |t| !t.is_empty());
+    b.set("api-key", "sk-wrong");
+    b.click("run");
+    let e = b.wait_text("error", 60, |t| !t.is_empty());
+    assert!(e.contains("401") && e.contains("API key"), "{e}");
+    b.set("api-key", "sk-right");
+    b.click("run");
+    b.wait_text("status", 120, |t| t == "done");
+    assert_eq!(b.text("output"), p["greedy"]["text"].as_str().unwrap());
+    assert!(b.text("tok-s").parse::<f64>().unwrap_or(0.0) > 0.0);
+    b.screenshot("generate-on-server");
+    // The page never downloaded the weights (only the header reads of the deep link).
+    let sent = page.sent("fx/tiny-qwen2/model.safetensors");
+    assert!(sent < 64 * 1024, "{sent} bytes of weights went to the page");
+    let metrics = ureq::get(&format!("{}/metrics", api.url))
+        .set("Authorization", "Bearer sk-right")
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(
+        metrics.contains("hubscope_generation_tokens_total 16"),
+        "{metrics}"
+    );
+}
+
 /// A quota error from Cache Storage (the origin's quota cut to 1 kB through Chrome's DevTools
 /// protocol, as a full disk does): the run still generates the reference text, the page says
 /// the weights were not kept and what to try, and the next run downloads them again.
@@ -557,6 +611,7 @@ fn every_setting_round_trips_through_the_address_bar() {
         ("top_k", "top-k", "20"),
         ("top_p", "top-p", "0.9"),
         ("max_new_tokens", "max-new", "48"),
+        ("server", "server", "http://127.0.0.1:9/gpu-box"),
         ("context", "context", "2048"),
         ("ft_rank", "ft-rank", "4"),
         ("ft_alpha", "ft-alpha", "8"),
@@ -575,6 +630,7 @@ fn every_setting_round_trips_through_the_address_bar() {
         ("device", "device", "cpu"),
         ("dtype", "dtype", "f16"),
         ("gpu_gb", "gpu-gb", "24"),
+        ("run_on", "run-on", "server"),
     ];
     for (_, id, v) in texts {
         b.set(id, v);
@@ -583,6 +639,7 @@ fn every_setting_round_trips_through_the_address_bar() {
         b.choose(id, v);
     }
     b.set("token", "hf_secret_never_in_links");
+    b.set("api-key", "sk-secret-never-in-links");
     b.click("chat");
     b.click("lang");
     b.click("tab-finetune");
@@ -593,6 +650,10 @@ fn every_setting_round_trips_through_the_address_bar() {
         .unwrap()
         .to_string();
     assert!(!search.contains("hf_secret"), "the token leaked: {search}");
+    assert!(
+        !search.contains("sk-secret"),
+        "the API key leaked: {search}"
+    );
     let query: Vec<(String, String)> =
         url::form_urlencoded::parse(search.trim_start_matches('?').as_bytes())
             .into_owned()
@@ -622,6 +683,7 @@ fn every_setting_round_trips_through_the_address_bar() {
         json!(true)
     );
     assert_eq!(b.value("token"), "", "the token is not in the link");
+    assert_eq!(b.value("api-key"), "", "the API key is not in the link");
     assert_eq!(
         b.js("return document.getElementById('panel-finetune').classList.contains('hidden');"),
         json!(false),

@@ -27,7 +27,7 @@ impl std::fmt::Display for FetchError {
     }
 }
 
-fn js_err(v: JsValue) -> String {
+pub fn js_err(v: JsValue) -> String {
     // Error objects stringify to "{}" as JSON; String(e) gives "TypeError: network error".
     if let Some(s) = v.as_string() {
         return s;

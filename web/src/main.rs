@@ -12,6 +12,7 @@ mod fetch;
 mod i18n;
 mod model;
 mod panels;
+mod remote;
 mod repo;
 mod state;
 mod url;

@@ -1,6 +1,7 @@
 //! The Generate tab: a prompt (plain or chat, optional system message) run on the page's
-//! device with the core's prompt builder, sampling and generation loop, streamed into the
-//! page; download progress, Stop, and tokens per second.
+//! device with the core's prompt builder, sampling and generation loop — or on a server's
+//! OpenAI API (`run_on=server`) — streamed into the page; download progress, Stop, and
+//! tokens per second.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -17,8 +18,9 @@ use crate::error::AppError;
 use crate::fetch::now_ms;
 use crate::i18n::t;
 use crate::model::{load, stream};
+use crate::remote::{Ask, RunOn, ask};
 use crate::state::{Tab, ctx};
-use crate::url::{url_signal, url_text};
+use crate::url::{UrlValue, url_signal, url_text};
 
 #[component]
 pub fn GeneratePanel(
@@ -34,6 +36,10 @@ pub fn GeneratePanel(
     let top_k = url_text("top_k", "50");
     let top_p = url_text("top_p", "1.0");
     let max_new = url_text("max_new_tokens", "32");
+    let run_on = url_signal("run_on", RunOn::Page);
+    let server = url_text("server", "");
+    // The server's key stays in the page (never in the address).
+    let api_key = RwSignal::new(String::new());
     let output = RwSignal::new(String::new());
     let tok_s = RwSignal::new(String::new());
     // The dtype a run used, or why the page picked it.
@@ -53,6 +59,44 @@ pub fn GeneratePanel(
         spawn_local(async move {
             c.busy.set(true);
             let result: Result<(), AppError> = async {
+                if run_on.get_untracked() == RunOn::Server {
+                    let (text, sys, key, url) = (
+                        prompt.get_untracked(),
+                        system.get_untracked(),
+                        api_key.get_untracked(),
+                        server.get_untracked(),
+                    );
+                    let chat_now = chat.get_untracked();
+                    let model = c.repo.get_untracked();
+                    let stop_r = stop.clone();
+                    let done = ask(
+                        &Ask {
+                            server: &url,
+                            key: &key,
+                            model: &model,
+                            text: &text,
+                            chat: chat_now,
+                            system: (chat_now && !sys.is_empty()).then_some(sys.as_str()),
+                            temperature: temperature.get_untracked().parse().unwrap_or(0.0),
+                            top_k: top_k.get_untracked().parse().ok(),
+                            top_p: top_p.get_untracked().parse().ok(),
+                            max_tokens: max_new.get_untracked().parse().unwrap_or(32),
+                        },
+                        &mut |piece| output.update(|o| o.push_str(piece)),
+                        &move || stop_r.get(),
+                    )
+                    .await?;
+                    dtype_note.set(format!(
+                        "{}: {url}",
+                        t(lang.get_untracked(), "run_on.server")
+                    ));
+                    tok_s.set(format!("{:.1}", done.decode_tok_s));
+                    c.status.set(match done.finish.as_str() {
+                        "cancelled" => t(lang.get_untracked(), "stopped").into(),
+                        _ => t(lang.get_untracked(), "done").into(),
+                    });
+                    return Ok(());
+                }
                 let v = c.open().await?;
                 let lang_now = lang.get_untracked();
                 let config = v.runnable()?.0;
@@ -135,6 +179,19 @@ pub fn GeneratePanel(
                     </select>
                 </label>
                 <span id="dtype-note" class="note">{move || dtype_note.get()}</span>
+            </div>
+            <div class="row">
+                <label>{move || t(lang.get(), "run_on")}
+                    <select id="run-on" prop:value=move || run_on.get().to_url()
+                        on:change=move |ev| if let Some(r) = RunOn::from_url(&event_target_value(&ev)) { run_on.set(r) }>
+                        <option value="page">{move || t(lang.get(), "run_on.page")}</option>
+                        <option value="server">{move || t(lang.get(), "run_on.server")}</option>
+                    </select>
+                </label>
+                <label class:hidden=move || run_on.get() != RunOn::Server>{move || t(lang.get(), "server_url")}
+                    <input id="server" placeholder="http://127.0.0.1:8080" prop:value=move || server.get() on:input=input(server)/></label>
+                <label class:hidden=move || run_on.get() != RunOn::Server>{move || t(lang.get(), "api_key")}
+                    <input id="api-key" type="password" autocomplete="off" prop:value=move || api_key.get() on:input=input(api_key)/></label>
             </div>
             <button id="run" disabled=move || c.busy.get() on:click=move |_| run()>{move || t(lang.get(), "run")}</button>
             <button id="stop" disabled=move || !c.busy.get() on:click=move |_| stop_click.set(true)>{move || t(lang.get(), "stop")}</button>

@@ -39,6 +39,8 @@ pub struct Request {
     pub logprobs: Option<usize>,
     pub stream: bool,
     pub include_usage: bool,
+    /// An extension (vLLM's and llama-server's): generate past end-of-sequence tokens.
+    pub ignore_eos: bool,
 }
 
 /// Parse and check a request body.
@@ -149,6 +151,7 @@ pub fn parse(body: &[u8], endpoint: Endpoint) -> Result<Request, ApiError> {
         logprobs,
         stream,
         include_usage,
+        ignore_eos: f.bool("ignore_eos")?.unwrap_or(false),
     })
 }
 
@@ -367,7 +370,8 @@ mod tests {
         let r = parse(
             br#"{"model":"m","messages":[{"role":"system","content":null},{"role":"user","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}],
                 "max_completion_tokens":5,"max_tokens":9,"temperature":0,"top_k":-1,"seed":-3,
-                "stop":"\n","logprobs":true,"top_logprobs":2,"stream":true,"stream_options":{"include_usage":true}}"#,
+                "stop":"\n","logprobs":true,"top_logprobs":2,"stream":true,"stream_options":{"include_usage":true},
+                "ignore_eos":true}"#,
             Endpoint::Chat,
         )
         .unwrap();
@@ -379,7 +383,7 @@ mod tests {
         assert_eq!(r.seed, Some(-3i64 as u64));
         assert_eq!(r.stop, vec!["\n"]);
         assert_eq!(r.logprobs, Some(2));
-        assert!(r.stream && r.include_usage);
+        assert!(r.stream && r.include_usage && r.ignore_eos);
         let r = parse(
             br#"{"model":"m","prompt":["x"],"logprobs":0}"#,
             Endpoint::Completions,

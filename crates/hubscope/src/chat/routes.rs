@@ -32,11 +32,39 @@ use super::response::{Reply, Usage};
 /// The API's routes, for merging into the server's router.
 pub fn router<S: Clone + Send + Sync + 'static>(state: Arc<ChatState>) -> Router<S> {
     Router::new()
-        .route("/v1/models", get(models))
-        .route("/v1/chat/completions", post(chat))
-        .route("/v1/completions", post(completions))
+        .route("/v1/models", get(models).options(preflight))
+        .route("/v1/chat/completions", post(chat).options(preflight))
+        .route("/v1/completions", post(completions).options(preflight))
         .route("/metrics", get(metrics))
+        .layer(axum::middleware::map_response(cors))
         .with_state(state)
+}
+
+/// Any origin may call the API (a page on another machine uses this server's model; the key,
+/// when set, is what guards it), as OpenAI's API and llama-server allow.
+async fn cors(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        header::HeaderValue::from_static("*"),
+    );
+    r
+}
+
+/// The CORS preflight of a cross-origin POST with a JSON body and a key.
+async fn preflight() -> Response {
+    (
+        [
+            (header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST, OPTIONS"),
+            (
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                "authorization, content-type",
+            ),
+            (header::ACCESS_CONTROL_MAX_AGE, "86400"),
+        ],
+        "",
+    )
+        .into_response()
 }
 
 fn authorize(s: &ChatState, headers: &HeaderMap) -> Result<(), ApiError> {
@@ -232,9 +260,11 @@ async fn answer(
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0)
     });
-    let generation = served
-        .generation
-        .clone()
+    let mut generation = served.generation.clone();
+    if req.ignore_eos {
+        generation.eos_token_ids.clear();
+    }
+    let generation = generation
         .with_overrides(&Overrides {
             temperature: req.temperature,
             top_k: req.top_k,
