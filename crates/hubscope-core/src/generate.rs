@@ -62,7 +62,19 @@ pub async fn generate(
     mut on_step: impl FnMut(Step<'_>) -> bool,
 ) -> Result<Generation> {
     let logprobs = (opts.logprobs > 0).then_some(opts.logprobs);
+    let max_new = sampler.config().max_new_tokens;
     let mut seq = Sequence::new(model, prompt, sampler, logprobs, &[])?;
+    if max_new == 0 {
+        // Nothing asked for: a defined, empty result (the prompt is not run).
+        return Ok(Generation {
+            prompt_tokens: prompt.to_vec(),
+            tokens: vec![],
+            text: String::new(),
+            logprobs: vec![],
+            finish_reason: FinishReason::Length,
+            timings: Timings::default(),
+        });
+    }
     let max_positions = model.config.max_position_embeddings;
     let mut text = String::new();
     let mut logprobs = vec![];

@@ -150,11 +150,8 @@ impl GenerationConfig {
     }
 
     /// The ranges transformers enforces: top_p in (0, 1], a positive temperature when
-    /// sampling, a positive repetition penalty; and at least one new token.
+    /// sampling, a positive repetition penalty.
     pub fn validate(&self) -> Result<()> {
-        if self.max_new_tokens == 0 {
-            return Err(bad("max_new_tokens", "0: must be at least 1".into()));
-        }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
             return Err(bad("top_p", format!("{}: must be in (0, 1]", self.top_p)));
         }
