@@ -445,3 +445,80 @@ fn a_cancelled_stream_frees_its_place_and_a_full_queue_says_429() {
     assert_eq!(body["code"], "rate_limit_exceeded");
     assert_eq!(busy[0]["error"]["retry_after"], "1");
 }
+
+/// LoRA adapters chosen per request by model name (`base:adapter`), over one copy of the base:
+/// the probe prompt of ../shared/fixtures/lora-tiny-qwen2 (made with transformers + peft) asked
+/// at once of `tiny-qwen2:init`, `tiny-qwen2:after` and the base; each adapter's top-5
+/// next tokens are PEFT's, with PEFT's logit gaps to the first within 1e-4.
+#[test]
+fn adapters_are_chosen_per_request() {
+    let lora = common::fixtures().join("lora-tiny-qwen2");
+    let init = format!("init={}", lora.join("adapter_init").display());
+    let after = format!("tiny-qwen2:after={}", lora.join("adapter_after").display());
+    let server = chat_server(&["--adapter", &init, "--adapter", &after]);
+    let r: Value =
+        serde_json::from_slice(&std::fs::read(lora.join("reference.json")).unwrap()).unwrap();
+    let probe = &r["probe"];
+    let tok = reference(&fixture("tiny-qwen2")).tokenizer;
+    let ask = |model: &str| {
+        json!({"kind": "completion", "args": {"model": model, "prompt": probe["text"],
+               "max_tokens": 1, "temperature": 0, "logprobs": 5}})
+    };
+    let plan = json!([
+        [{"kind": "models", "args": {}}],
+        [ask("tiny-qwen2:init"), ask("tiny-qwen2:after"), ask("tiny-qwen2"), ask("tiny-qwen2:nope")]
+    ]);
+    let out = client(&server.url, &plan);
+    assert_eq!(
+        out[0][0]["models"],
+        json!([
+            "tiny-qwen2",
+            "tiny-qwen2:init",
+            "tiny-qwen2:after",
+            "tiny-llama"
+        ])
+    );
+    let top = |o: &Value| -> Vec<(String, f64)> {
+        let resp = &o["response"];
+        assert_eq!(
+            resp["usage"]["prompt_tokens"],
+            probe["input_ids"].as_array().unwrap().len(),
+            "the probe's own ids"
+        );
+        let mut t: Vec<(String, f64)> = resp["choices"][0]["logprobs"]["top_logprobs"][0]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_f64().unwrap()))
+            .collect();
+        t.sort_by(|a, b| b.1.total_cmp(&a.1));
+        t
+    };
+    for (k, which) in [(0, "top5_init"), (1, "top5_after")] {
+        let got = top(&out[1][k]);
+        let want = &probe[which];
+        let values: Vec<f64> = want["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        for (i, id) in want["ids"].as_array().unwrap().iter().enumerate() {
+            let id = id.as_u64().unwrap() as u32;
+            assert_eq!(
+                got[i].0,
+                tok.decode(&[id], false).unwrap(),
+                "{which}: top {i}"
+            );
+            let gap = (got[i].1 - got[0].1) - (values[i] - values[0]);
+            assert!(gap.abs() <= 1e-4, "{which}: top {i} gap off by {gap}");
+        }
+    }
+    let base = top(&out[1][2]);
+    assert_ne!(base, top(&out[1][0]), "the base runs without the adapter");
+    let (status, body) = error_of(&out[1][3]);
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("model_not_found"))
+    );
+}

@@ -241,6 +241,26 @@ pub fn attach(model: &mut Model, config: &AdapterConfig, weights: &[u8]) -> Resu
     Ok(count)
 }
 
+/// Adapters of every linear layer in module order (None where a layer has none), held apart
+/// from the model: one base serves several adapters by swapping them in ([`put_adapters`]).
+pub type Adapters = Vec<Option<Lora>>;
+
+/// Take the attached adapters out of the model (which is the plain base model after).
+pub fn take_adapters(model: &mut Model) -> Adapters {
+    linears(model)
+        .into_iter()
+        .map(|(_, l)| l.lora.take())
+        .collect()
+}
+
+/// Attach `adapters` (from [`take_adapters`] on this model) in place of what is attached;
+/// an empty list means none.
+pub fn put_adapters(model: &mut Model, adapters: &Adapters) {
+    for (i, (_, l)) in linears(model).into_iter().enumerate() {
+        l.lora = adapters.get(i).cloned().flatten();
+    }
+}
+
 /// Fold every attached adapter into its base weight (`W + scale · B A`) and drop it.
 pub fn merge(model: &mut Model) {
     for (_, lin) in linears(model) {

@@ -3,13 +3,16 @@
 //! there is room in the batch; then every running sequence of a model advances by one token
 //! in one batched forward (`Model::step_rows`: continuous batching, each sequence with its own
 //! cache and position), and each token goes to its request at once. A request whose client
-//! has gone (its receiver dropped) leaves the batch at the next step.
+//! has gone (its receiver dropped) leaves the batch at the next step. LoRA adapters share
+//! their base model's weights: the sequences of one adapter step together, with that adapter
+//! swapped into the base (`put_adapters`) for their forward.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 
 use hubscope_core::Model;
+use hubscope_core::lora::adapter::{Adapters, put_adapters};
 use hubscope_core::sampling::Sampler;
 use hubscope_core::sequence::{Chosen, Sequence, read_rows};
 use hubscope_core::text::Tokenizer;
@@ -19,6 +22,8 @@ use tokio::sync::mpsc::UnboundedSender;
 pub struct Job {
     /// Index of the model among those served.
     pub model: usize,
+    /// Index of its adapter (0: the base model alone).
+    pub adapter: usize,
     pub prompt: Vec<u32>,
     pub sampler: Sampler,
     pub logprobs: Option<usize>,
@@ -55,6 +60,13 @@ pub struct Metrics {
     pub cancelled: AtomicU64,
 }
 
+/// A served model: weights, tokenizer, and its adapters (index 0: none).
+pub struct EngineModel {
+    pub model: Model,
+    pub tokenizer: Arc<Tokenizer>,
+    pub adapters: Vec<Adapters>,
+}
+
 /// The handle the HTTP side holds.
 pub struct Engine {
     jobs: SyncSender<Job>,
@@ -65,7 +77,7 @@ impl Engine {
     /// Start the engine thread over `models` (each with its tokenizer); at most `max_batch`
     /// sequences run at once and `max_queue` wait.
     pub fn start(
-        models: Vec<(Model, Arc<Tokenizer>)>,
+        models: Vec<EngineModel>,
         max_batch: usize,
         max_queue: usize,
     ) -> std::io::Result<Self> {
@@ -89,20 +101,24 @@ impl Engine {
 /// A running sequence and where its tokens go.
 struct Running {
     model: usize,
+    adapter: usize,
     seq: Sequence,
     events: UnboundedSender<Event>,
 }
 
 struct Scheduler {
-    models: Vec<(Model, Arc<Tokenizer>)>,
+    models: Vec<EngineModel>,
+    /// The adapter now swapped into each model.
+    current: Vec<usize>,
     max_batch: usize,
     running: Vec<Running>,
     metrics: Arc<Metrics>,
 }
 
 impl Scheduler {
-    fn new(models: Vec<(Model, Arc<Tokenizer>)>, max_batch: usize, metrics: Arc<Metrics>) -> Self {
+    fn new(models: Vec<EngineModel>, max_batch: usize, metrics: Arc<Metrics>) -> Self {
         Scheduler {
+            current: vec![0; models.len()],
             models,
             max_batch,
             running: vec![],
@@ -130,7 +146,17 @@ impl Scheduler {
                 }
             }
             for m in 0..self.models.len() {
-                self.step(m);
+                let mut adapters: Vec<usize> = self
+                    .running
+                    .iter()
+                    .filter(|r| r.model == m)
+                    .map(|r| r.adapter)
+                    .collect();
+                adapters.sort_unstable();
+                adapters.dedup();
+                for a in adapters {
+                    self.step(m, a);
+                }
             }
             self.metrics
                 .running
@@ -138,9 +164,20 @@ impl Scheduler {
         }
     }
 
+    /// Swap adapter `a` into model `m` (if another is in).
+    fn use_adapter(&mut self, m: usize, a: usize) {
+        if self.current[m] != a {
+            let em = &mut self.models[m];
+            put_adapters(&mut em.model, &em.adapters[a]);
+            self.current[m] = a;
+        }
+    }
+
     /// Prefill a job's prompt and choose its first token.
     fn admit(&mut self, job: Job) {
-        let (model, tokenizer) = &self.models[job.model];
+        self.use_adapter(job.model, job.adapter);
+        let em = &self.models[job.model];
+        let (model, tokenizer) = (&em.model, &em.tokenizer);
         let first = (|| {
             let mut seq = Sequence::new(model, &job.prompt, job.sampler, job.logprobs, &job.stops)?;
             let logits = model.step(&job.prompt, &mut seq.cache)?;
@@ -164,6 +201,7 @@ impl Scheduler {
                 } else if !done {
                     self.running.push(Running {
                         model: job.model,
+                        adapter: job.adapter,
                         seq,
                         events: job.events,
                     });
@@ -175,16 +213,21 @@ impl Scheduler {
         }
     }
 
-    /// One token for every running sequence of model `m`, in one forward.
-    fn step(&mut self, m: usize) {
+    /// One token for every running sequence of model `m` with adapter `a`, in one forward.
+    fn step(&mut self, m: usize, a: usize) {
         // Clients that went away leave the batch before it runs.
         let before = self.running.len();
         self.running.retain(|r| !r.events.is_closed());
         let gone = (before - self.running.len()) as u64;
         self.metrics.cancelled.fetch_add(gone, Ordering::Relaxed);
-        let (model, tokenizer) = &self.models[m];
-        let mut batch: Vec<&mut Running> =
-            self.running.iter_mut().filter(|r| r.model == m).collect();
+        self.use_adapter(m, a);
+        let em = &self.models[m];
+        let (model, tokenizer) = (&em.model, &em.tokenizer);
+        let mut batch: Vec<&mut Running> = self
+            .running
+            .iter_mut()
+            .filter(|r| r.model == m && r.adapter == a)
+            .collect();
         if batch.is_empty() {
             return;
         }
@@ -233,6 +276,6 @@ impl Scheduler {
         drop(batch);
         let mut ended = ended.into_iter();
         self.running
-            .retain(|r| r.model != m || !ended.next().unwrap_or(false));
+            .retain(|r| r.model != m || r.adapter != a || !ended.next().unwrap_or(false));
     }
 }

@@ -18,12 +18,17 @@ use hubscope_core::text::Tokenizer;
 use crate::device::DeviceArgs;
 use crate::folder::ModelFolder;
 use crate::hub::{HubArgs, local_or_download};
-use engine::Engine;
+use engine::{Engine, EngineModel};
+use hubscope_core::lora::AdapterConfig;
+use hubscope_core::lora::adapter::{attach, take_adapters};
 
 /// What `--chat` serves and how.
 pub struct ChatOptions {
     /// `MODEL` (a folder or a Hub repo id, served under that name) or `NAME=MODEL`.
     pub models: Vec<String>,
+    /// PEFT LoRA adapters, `NAME=DIR` (for the first model) or `BASE:NAME=DIR`; a request
+    /// names one as `BASE:NAME`.
+    pub adapters: Vec<String>,
     pub device: DeviceArgs,
     pub hub: HubArgs,
     /// Required as `Authorization: Bearer KEY` when set.
@@ -37,6 +42,8 @@ pub struct ChatOptions {
 /// A served model as the HTTP side sees it (the engine holds the weights).
 pub struct Served {
     pub name: String,
+    /// Adapter names; request model `name:adapter` picks `adapters[i]` (engine index i + 1).
+    pub adapters: Vec<String>,
     pub tokenizer: Arc<Tokenizer>,
     pub generation: GenerationConfig,
     pub max_positions: usize,
@@ -64,8 +71,36 @@ pub fn start(o: ChatOptions) -> Result<Arc<ChatState>> {
         }
         let dir = local_or_download(&source, &o.hub)?;
         let folder = ModelFolder::open(&dir.to_string_lossy())?;
-        let loaded = crate::load::load(&folder, &o.device, None, true)
+        let mut loaded = crate::load::load(&folder, &o.device, None, true)
             .with_context(|| format!("--chat {spec}"))?;
+        // Adapters over this base: each attached, then taken out to be swapped in per step.
+        let mut adapter_names = vec![];
+        let mut adapters = vec![vec![]];
+        for a in &o.adapters {
+            let (target, rest) = match a.split_once('=') {
+                Some((lhs, dir)) => match lhs.split_once(':') {
+                    Some((base, n)) => (Some(base), (n, dir)),
+                    None => (None, (lhs, dir)),
+                },
+                None => bail!("--adapter {a}: expected NAME=DIR or BASE:NAME=DIR"),
+            };
+            let ours = match target {
+                Some(base) => base == name,
+                None => served.is_empty(),
+            };
+            if !ours {
+                continue;
+            }
+            let (adapter, dir) = rest;
+            let bytes = crate::load::adapter_bytes(std::path::Path::new(dir))?;
+            let config = AdapterConfig::from_json(&bytes.config)
+                .with_context(|| format!("--adapter {a}"))?;
+            attach(&mut loaded.model, &config, &bytes.weights)
+                .with_context(|| format!("--adapter {a}: does not fit `{name}`"))?;
+            adapters.push(take_adapters(&mut loaded.model));
+            adapter_names.push(adapter.to_string());
+            eprintln!("adapter `{name}:{adapter}`: {dir}");
+        }
         let tokenizer = Arc::new(loaded.tokenizer.context("a tokenizer is required")?);
         eprintln!(
             "chat model `{name}`: {} on {} in {} ({:.1} s)",
@@ -76,11 +111,27 @@ pub fn start(o: ChatOptions) -> Result<Arc<ChatState>> {
         );
         served.push(Served {
             name,
+            adapters: adapter_names,
             tokenizer: tokenizer.clone(),
             generation: loaded.generation,
             max_positions: loaded.model.config.max_position_embeddings,
         });
-        engine_models.push((loaded.model, tokenizer));
+        engine_models.push(EngineModel {
+            model: loaded.model,
+            tokenizer,
+            adapters,
+        });
+    }
+    for a in &o.adapters {
+        let base = a
+            .split_once('=')
+            .and_then(|(l, _)| l.split_once(':'))
+            .map(|(b, _)| b);
+        if let Some(b) = base {
+            if !served.iter().any(|s| s.name == b) {
+                bail!("--adapter {a}: no --chat model is named `{b}`");
+            }
+        }
     }
     let engine = Engine::start(engine_models, o.max_batch, o.max_queue)?;
     Ok(Arc::new(ChatState {

@@ -85,14 +85,18 @@ async fn models(State(s): State<Arc<ChatState>>, headers: HeaderMap) -> Response
     if let Err(e) = authorize(&s, &headers) {
         return e.into_response();
     }
-    let data: Vec<Value> = s
-        .models
-        .iter()
-        .map(|m| {
+    let mut data: Vec<Value> = vec![];
+    for m in &s.models {
+        data.push(
             json!({"id": m.name, "object": "model", "created": s.created,
-                   "owned_by": "hubscope", "max_model_len": m.max_positions})
-        })
-        .collect();
+                         "owned_by": "hubscope", "max_model_len": m.max_positions}),
+        );
+        for a in &m.adapters {
+            data.push(json!({"id": format!("{}:{a}", m.name), "object": "model",
+                             "created": s.created, "owned_by": "hubscope", "parent": m.name,
+                             "max_model_len": m.max_positions}));
+        }
+    }
     Json(json!({"object": "list", "data": data})).into_response()
 }
 
@@ -209,6 +213,21 @@ fn encode(s: &ChatState, model: usize, req: &Request) -> Result<Vec<u32>, ApiErr
     Ok(ids)
 }
 
+/// `NAME` (a base model) or `NAME:ADAPTER`: the model's index and the adapter's (0: none).
+fn find_model(s: &ChatState, name: &str) -> Result<(usize, usize), ApiError> {
+    if let Some(m) = s.models.iter().position(|m| m.name == name) {
+        return Ok((m, 0));
+    }
+    if let Some((base, adapter)) = name.rsplit_once(':') {
+        if let Some(m) = s.models.iter().position(|m| m.name == base) {
+            if let Some(a) = s.models[m].adapters.iter().position(|a| a == adapter) {
+                return Ok((m, a + 1));
+            }
+        }
+    }
+    Err(ApiError::unknown_model(name))
+}
+
 fn seconds_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -238,11 +257,7 @@ async fn answer(
 ) -> Result<Response, ApiError> {
     authorize(&s, &headers)?;
     let req = request::parse(&body, endpoint)?;
-    let model = s
-        .models
-        .iter()
-        .position(|m| m.name == req.model)
-        .ok_or_else(|| ApiError::unknown_model(&req.model))?;
+    let (model, adapter) = find_model(&s, &req.model)?;
     let served = &s.models[model];
     let prompt = encode(&s, model, &req)?;
     let room = served.max_positions.saturating_sub(prompt.len());
@@ -278,6 +293,7 @@ async fn answer(
     s.engine
         .submit(Job {
             model,
+            adapter,
             prompt: prompt.clone(),
             sampler: Sampler::new(generation),
             logprobs: req.logprobs,

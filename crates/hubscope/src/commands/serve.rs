@@ -43,6 +43,10 @@ pub struct ServeArgs {
     /// `NAME=MODEL` serves one under NAME (default: the argument as given).
     #[arg(long, value_delimiter = ',')]
     pub chat: Vec<String>,
+    /// A PEFT LoRA adapter for the chat API, `NAME=DIR` (over the first --chat model) or
+    /// `BASE:NAME=DIR`; requests name it as model `BASE:NAME`. Repeatable.
+    #[arg(long)]
+    pub adapter: Vec<String>,
     #[command(flatten)]
     pub dev: DeviceArgs,
     /// Require `Authorization: Bearer KEY` on the API (default: HUBSCOPE_API_KEY).
@@ -78,6 +82,9 @@ pub struct ServeArgs {
 }
 
 pub fn run(a: ServeArgs) -> Result<()> {
+    if a.chat.is_empty() && !a.adapter.is_empty() {
+        anyhow::bail!("--adapter needs --chat (the model it adapts)");
+    }
     let chat = if a.chat.is_empty() {
         None
     } else {
@@ -88,6 +95,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
             .filter(|k| !k.is_empty());
         Some(chat::start(ChatOptions {
             models: a.chat.clone(),
+            adapters: a.adapter.clone(),
             device: a.dev.clone(),
             hub: HubArgs {
                 endpoint: None,
