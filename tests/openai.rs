@@ -7,9 +7,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use hubscope_core::text::Tokenizer;
 use serde_json::{Value, json};
@@ -18,23 +16,12 @@ const KEY: &str = "sk-test-0123456789";
 
 /// Run `plan` (steps of concurrent calls) with the openai client; results per step and call.
 fn client(url: &str, plan: &Value) -> Vec<Vec<Value>> {
-    let mut child = Command::new(common::torch_python())
-        .arg(common::data_script("openai_client.py"))
-        .args([&format!("{url}/v1"), KEY])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(plan.to_string().as_bytes())
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    serde_json::from_slice(&o.stdout).expect("client output")
+    let out = common::run_script(
+        "openai_client.py",
+        &[&format!("{url}/v1"), KEY],
+        plan.to_string().as_bytes(),
+    );
+    serde_json::from_slice(&out).expect("client output")
 }
 
 /// One fixture's reference prompts and its first-step log-probabilities.

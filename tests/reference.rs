@@ -501,22 +501,12 @@ fn sampling_distribution_matches_transformers_processors() {
                 "temperature": t, "top_k": k, "top_p": p, "min_tokens_to_keep": keep})
         })
         .collect();
-    let mut child = std::process::Command::new(common::torch_python())
-        .arg(common::data_script("logits_processors.py"))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("python");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(serde_json::to_string(&json_cases).unwrap().as_bytes())
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
-    assert!(o.status.success(), "logits_processors.py failed");
-    let want: Vec<Vec<f64>> = serde_json::from_slice(&o.stdout).expect("json");
+    let out = common::run_script(
+        "logits_processors.py",
+        &[],
+        serde_json::to_string(&json_cases).unwrap().as_bytes(),
+    );
+    let want: Vec<Vec<f64>> = serde_json::from_slice(&out).expect("json");
     assert_eq!(want.len(), cases.len());
     for ((rp, t, k, p, keep, l), want) in cases.iter().zip(&want) {
         let cfg = GenerationConfig {

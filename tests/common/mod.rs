@@ -117,6 +117,30 @@ pub fn data_script(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// Run the tests/data script `name` with `args` in the test venv, `input` on its stdin; it
+/// must succeed (its stderr is shown if not). Its stdout.
+#[allow(dead_code)]
+pub fn run_script(name: &str, args: &[&str], input: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = std::process::Command::new(torch_python())
+        .arg(data_script(name))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python");
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        o.status.success(),
+        "{name} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o.stdout
+}
+
 /// transformers' top-16 last-position logits for `ids` (tests/data/transformers_logits.py),
 /// with a PEFT adapter when given: `(ids, values)`.
 pub fn transformers_top16(
