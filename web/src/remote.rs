@@ -9,6 +9,8 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{Headers, Request, RequestInit, Response};
 
+use hubscope_core::prompt::Prompt;
+
 use crate::error::AppError;
 use crate::fetch::{FetchError, js_err, now_ms};
 use crate::url::UrlValue;
@@ -37,15 +39,13 @@ impl UrlValue for RunOn {
     }
 }
 
-/// One request: the model as the server names it, the prompt, the form's sampling settings.
+/// One request: the model as the server names it, the prompt (a chat prompt goes as its
+/// messages, for the server's chat template), the form's sampling settings.
 pub struct Ask<'a> {
     pub server: &'a str,
     pub key: &'a str,
     pub model: &'a str,
-    pub text: &'a str,
-    /// Through the model's chat template (a system message first when given).
-    pub chat: bool,
-    pub system: Option<&'a str>,
+    pub prompt: &'a Prompt,
     pub temperature: f32,
     pub top_k: Option<usize>,
     pub top_p: Option<f32>,
@@ -83,16 +83,11 @@ pub async fn ask(
     if let Some(p) = a.top_p {
         body["top_p"] = json!(p);
     }
-    let url = if a.chat {
-        let mut messages = vec![];
-        if let Some(s) = a.system {
-            messages.push(json!({"role": "system", "content": s}));
-        }
-        messages.push(json!({"role": "user", "content": a.text}));
-        body["messages"] = json!(messages);
+    let url = if a.prompt.chat {
+        body["messages"] = json!(a.prompt.messages());
         format!("{base}/v1/chat/completions")
     } else {
-        body["prompt"] = json!(a.text);
+        body["prompt"] = json!(a.prompt.text);
         format!("{base}/v1/completions")
     };
     let headers = Headers::new().map_err(other)?;

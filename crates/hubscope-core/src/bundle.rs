@@ -98,11 +98,17 @@ pub fn load_model(
         WeightBytes::Burnpack(bytes) => Model::from_burnpack(config, bytes, dtype, device)?,
     };
     if let Some(a) = adapter {
-        let attached = AdapterConfig::from_json(&a.config)
-            .and_then(|cfg| attach(&mut model, &cfg, &a.weights));
-        attached.map_err(|e| e.within(a.place))?;
+        attach_adapter(&mut model, a)?;
     }
     Ok(model)
+}
+
+/// Attach a PEFT adapter's files to a loaded model; errors name where the files came from.
+pub fn attach_adapter(model: &mut Model, a: AdapterBytes) -> Result<()> {
+    AdapterConfig::from_json(&a.config)
+        .and_then(|cfg| attach(model, &cfg, &a.weights))
+        .map(|_| ())
+        .map_err(|e| e.within(a.place))
 }
 
 /// All of a model's files as bytes.

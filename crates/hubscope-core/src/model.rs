@@ -689,9 +689,10 @@ impl Model {
         )
     }
 
-    fn ids_tensor(&self, ids: &[u32]) -> Tensor<2, Int> {
+    /// `ids` as a `shape` tensor (`[1, n]`: one sequence; `[n, 1]`: one token per sequence).
+    fn ids_tensor(&self, ids: &[u32], shape: [usize; 2]) -> Tensor<2, Int> {
         let data: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
-        Tensor::from_data(TensorData::new(data, [1, ids.len()]), &self.device)
+        Tensor::from_data(TensorData::new(data, shape), &self.device)
     }
 
     fn check_room(&self, cache: &KvCache, n: usize) -> Result<()> {
@@ -725,7 +726,7 @@ impl Model {
         self.check_room(cache, ids.len())?;
         Ok(self
             .lm
-            .forward_last(self.ids_tensor(ids), &self.rope, cache))
+            .forward_last(self.ids_tensor(ids, [1, ids.len()]), &self.rope, cache))
     }
 
     /// One more token for each of several sequences at once (continuous batching): `ids[i]`
@@ -743,8 +744,7 @@ impl Model {
         for c in caches.iter() {
             self.check_room(c, 1)?;
         }
-        let data: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
-        let ids = Tensor::from_data(TensorData::new(data, [ids.len(), 1]), &self.device);
+        let ids = self.ids_tensor(ids, [ids.len(), 1]);
         let h = self.lm.hidden_rows(ids, &self.rope, caches);
         Ok(self.lm.logits(h).squeeze_dim::<2>(1))
     }
@@ -760,7 +760,7 @@ impl Model {
         self.check_room(&cache, ids.len())?;
         let mut trace = Trace::default();
         let h = self.lm.hidden(
-            self.ids_tensor(ids),
+            self.ids_tensor(ids, [1, ids.len()]),
             &self.rope,
             &mut cache,
             Some(&mut trace),

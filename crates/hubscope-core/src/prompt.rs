@@ -49,17 +49,31 @@ impl Prompt {
                 "a system message needs a chat prompt".into(),
             ));
         }
-        let text = if self.chat {
-            tokenizer.apply_chat_template(&self.messages(), true)?
+        if self.chat {
+            encode_chat(tokenizer, &self.messages())
         } else {
-            self.text.clone()
-        };
-        let ids = tokenizer.encode(&text, !self.chat)?;
-        if ids.is_empty() {
-            return Err(Error::Invalid(
-                "the prompt is empty: give some text (or ids) to continue".into(),
-            ));
+            encode_plain(tokenizer, &self.text)
         }
-        Ok(Encoded { ids, text })
     }
+}
+
+/// Messages rendered by the chat template with the generation prompt; the rendered text
+/// already carries its special tokens, so none are added.
+pub fn encode_chat(tokenizer: &Tokenizer, messages: &[Message]) -> Result<Encoded> {
+    let text = tokenizer.apply_chat_template(messages, true)?;
+    non_empty(tokenizer.encode(&text, false)?, text)
+}
+
+/// Plain text with the tokenizer's special tokens (BOS where the model uses one).
+pub fn encode_plain(tokenizer: &Tokenizer, text: &str) -> Result<Encoded> {
+    non_empty(tokenizer.encode(text, true)?, text.to_string())
+}
+
+fn non_empty(ids: Vec<u32>, text: String) -> Result<Encoded> {
+    if ids.is_empty() {
+        return Err(Error::Invalid(
+            "the prompt is empty: give some text (or ids) to continue".into(),
+        ));
+    }
+    Ok(Encoded { ids, text })
 }

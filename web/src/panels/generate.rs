@@ -59,14 +59,15 @@ pub fn GeneratePanel(
         spawn_local(async move {
             c.busy.set(true);
             let result: Result<(), AppError> = async {
+                let chat_now = chat.get_untracked();
+                let sys = system.get_untracked();
+                let asked = Prompt {
+                    text: prompt.get_untracked(),
+                    chat: chat_now,
+                    system: (chat_now && !sys.is_empty()).then_some(sys),
+                };
                 if run_on.get_untracked() == RunOn::Server {
-                    let (text, sys, key, url) = (
-                        prompt.get_untracked(),
-                        system.get_untracked(),
-                        api_key.get_untracked(),
-                        server.get_untracked(),
-                    );
-                    let chat_now = chat.get_untracked();
+                    let (key, url) = (api_key.get_untracked(), server.get_untracked());
                     let model = c.repo.get_untracked();
                     let stop_r = stop.clone();
                     let done = ask(
@@ -74,9 +75,7 @@ pub fn GeneratePanel(
                             server: &url,
                             key: &key,
                             model: &model,
-                            text: &text,
-                            chat: chat_now,
-                            system: (chat_now && !sys.is_empty()).then_some(sys.as_str()),
+                            prompt: &asked,
                             temperature: temperature.get_untracked().parse().unwrap_or(0.0),
                             top_k: top_k.get_untracked().parse().ok(),
                             top_p: top_p.get_untracked().parse().ok(),
@@ -115,15 +114,7 @@ pub fn GeneratePanel(
                 .await?;
                 from_cache.set(loaded.from_cache);
                 cache_note.set(loaded.not_kept.clone().unwrap_or_default());
-                let chat_now = chat.get_untracked();
-                let sys = system.get_untracked();
-                let ids = Prompt {
-                    text: prompt.get_untracked(),
-                    chat: chat_now,
-                    system: (chat_now && !sys.is_empty()).then_some(sys),
-                }
-                .encode(&loaded.tokenizer)?
-                .ids;
+                let ids = asked.encode(&loaded.tokenizer)?.ids;
                 // The form's settings over the model's defaults, checked as the CLI's are.
                 let g = loaded.generation.clone().with_overrides(&Overrides {
                     temperature: Some(temperature.get_untracked().parse().unwrap_or(0.0)),

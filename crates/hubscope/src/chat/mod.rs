@@ -19,8 +19,8 @@ use crate::device::DeviceArgs;
 use crate::folder::ModelFolder;
 use crate::hub::{HubArgs, local_or_download};
 use engine::{Engine, EngineModel};
-use hubscope_core::lora::AdapterConfig;
-use hubscope_core::lora::adapter::{attach, take_adapters};
+use hubscope_core::bundle::attach_adapter;
+use hubscope_core::lora::adapter::take_adapters;
 
 /// What `--chat` serves and how.
 pub struct ChatOptions {
@@ -93,9 +93,7 @@ pub fn start(o: ChatOptions) -> Result<Arc<ChatState>> {
             }
             let (adapter, dir) = rest;
             let bytes = crate::load::adapter_bytes(std::path::Path::new(dir))?;
-            let config = AdapterConfig::from_json(&bytes.config)
-                .with_context(|| format!("--adapter {a}"))?;
-            attach(&mut loaded.model, &config, &bytes.weights)
+            attach_adapter(&mut loaded.model, bytes)
                 .with_context(|| format!("--adapter {a}: does not fit `{name}`"))?;
             adapters.push(take_adapters(&mut loaded.model));
             adapter_names.push(adapter.to_string());
@@ -138,9 +136,13 @@ pub fn start(o: ChatOptions) -> Result<Arc<ChatState>> {
         models: served,
         engine,
         api_key: o.api_key,
-        created: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
+        created: unix_now().as_secs(),
     }))
+}
+
+/// Time since the Unix epoch (`created` fields; the seed of a request that gives none).
+pub fn unix_now() -> std::time::Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
 }

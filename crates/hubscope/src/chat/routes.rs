@@ -19,15 +19,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use hubscope_core::Error as CoreError;
 use hubscope_core::generate::FinishReason;
+use hubscope_core::prompt::{encode_chat, encode_plain};
 use hubscope_core::sampling::{Overrides, Sampler};
 use serde_json::{Value, json};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
-use super::ChatState;
 use super::engine::{Event, Job, Refused};
 use super::error::ApiError;
 use super::request::{self, Endpoint, Input, Request};
 use super::response::{Reply, Usage};
+use super::{ChatState, unix_now};
 
 /// The API's routes, for merging into the server's router.
 pub fn router<S: Clone + Send + Sync + 'static>(state: Arc<ChatState>) -> Router<S> {
@@ -181,11 +182,11 @@ fn settings_error(e: CoreError) -> ApiError {
     }
 }
 
-/// The prompt's ids: messages through the chat template, or a raw prompt with the
-/// tokenizer's special tokens (as transformers encodes each).
+/// The prompt's ids, encoded as the core encodes every prompt (`prompt::encode_chat` for
+/// messages, `encode_plain` for a raw prompt).
 fn encode(s: &ChatState, model: usize, req: &Request) -> Result<Vec<u32>, ApiError> {
     let t = &s.models[model].tokenizer;
-    let (ids, field) = match &req.input {
+    let (encoded, field) = match &req.input {
         Input::Chat(messages) => {
             if !t.has_chat_template() {
                 return Err(ApiError::invalid(
@@ -196,21 +197,13 @@ fn encode(s: &ChatState, model: usize, req: &Request) -> Result<Vec<u32>, ApiErr
                     ),
                 ));
             }
-            let text = t
-                .apply_chat_template(messages, true)
-                .map_err(|e| ApiError::invalid("messages", e.to_string()))?;
-            (t.encode(&text, false), "messages")
+            (encode_chat(t, messages), "messages")
         }
-        Input::Text(p) => (t.encode(p, true), "prompt"),
+        Input::Text(p) => (encode_plain(t, p), "prompt"),
     };
-    let ids = ids.map_err(|e| ApiError::invalid(field, e.to_string()))?;
-    if ids.is_empty() {
-        return Err(ApiError::invalid(
-            field,
-            format!("`{field}` encodes to no tokens."),
-        ));
-    }
-    Ok(ids)
+    encoded
+        .map(|e| e.ids)
+        .map_err(|e| ApiError::invalid(field, e.to_string()))
 }
 
 /// `NAME` (a base model) or `NAME:ADAPTER`: the model's index and the adapter's (0: none).
@@ -228,13 +221,6 @@ fn find_model(s: &ChatState, name: &str) -> Result<(usize, usize), ApiError> {
     Err(ApiError::unknown_model(name))
 }
 
-fn seconds_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// A response id unique within this server's life.
 fn next_id(endpoint: Endpoint) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
@@ -244,7 +230,7 @@ fn next_id(endpoint: Endpoint) -> String {
     };
     format!(
         "{prefix}-{:x}{:06x}",
-        seconds_now(),
+        unix_now().as_secs(),
         N.fetch_add(1, Ordering::Relaxed)
     )
 }
@@ -269,12 +255,7 @@ async fn answer(
             max_tokens.max(1),
         ));
     }
-    let seed = req.seed.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0)
-    });
+    let seed = req.seed.unwrap_or_else(|| unix_now().as_nanos() as u64);
     let mut generation = served.generation.clone();
     if req.ignore_eos {
         generation.eos_token_ids.clear();
@@ -307,7 +288,7 @@ async fn answer(
     let reply = Reply {
         endpoint,
         id: next_id(endpoint),
-        created: seconds_now(),
+        created: unix_now().as_secs(),
         model: served.name.clone(),
         tokenizer: served.tokenizer.clone(),
         usage_field: req.include_usage,
