@@ -595,6 +595,7 @@ fn bad_generation_and_bench_arguments_are_one_line_errors() {
     for (args, says) in [
         (vec!["bench", d, "--runs", "0"], "--runs"),
         (vec!["bench", d, "--prompt-len", "0"], "--prompt-len"),
+        (vec!["bench", d, "--batch", "0"], "--batch"),
     ] {
         let o = hubscope(&args);
         assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
@@ -637,9 +638,15 @@ fn bad_generation_and_bench_arguments_are_one_line_errors() {
         "4",
         "--runs",
         "1",
+        "--batch",
+        "3",
         "--json",
     ]);
     assert!(o.status.success(), "vocab 500: {}", stderr(&o));
+    // Batched decoding (three sequences a step) ran and was timed.
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["batch"], 3);
+    assert!(v["batch_decode_tok_s"]["median"].as_f64().unwrap() > 0.0);
 }
 
 /// `--seed` sampling repeats through the binary; another seed gives other tokens.

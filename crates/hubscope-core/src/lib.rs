@@ -14,6 +14,7 @@ pub mod burnpack;
 pub mod cache;
 pub mod checkpoint;
 pub mod config;
+pub mod cpu;
 pub mod dtype;
 pub mod error;
 pub mod export;

@@ -48,7 +48,7 @@ impl Linear {
         let rows: usize = dims[..D - 1].iter().product();
         // [rows, in] @ [in, out] -> [rows, out]
         let x = x.reshape([rows, in_features]);
-        let mut y = x.clone().matmul(self.weight.val().t());
+        let mut y = crate::cpu::matmul_t(x.clone(), self.weight.val());
         if let Some(b) = &self.bias {
             y = y + b.val().unsqueeze();
         }
@@ -632,10 +632,7 @@ impl CausalLm {
                 let [b, s, d] = hidden.dims();
                 let w = self.model.embed_tokens.weight.val();
                 let vocab = w.dims()[0];
-                hidden
-                    .reshape([b * s, d])
-                    .matmul(w.t())
-                    .reshape([b, s, vocab])
+                crate::cpu::matmul_t(hidden.reshape([b * s, d]), w).reshape([b, s, vocab])
             }
         }
     }

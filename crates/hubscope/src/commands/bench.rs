@@ -64,6 +64,13 @@ pub struct BenchArgs {
     pub gen_tokens: usize,
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
+    /// Also measure batched decoding (as the chat server runs it): this many sequences, each
+    /// with its own prompt, advance together one token per step; reports aggregate tokens/s.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Use burn's matmul everywhere instead of hubscope's CPU kernels (to compare the two).
+    #[arg(long)]
+    pub burn_kernels: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -83,9 +90,13 @@ pub fn run(a: BenchArgs) -> Result<()> {
     if a.runs == 0 {
         bail!("--runs 0: give at least one measured run");
     }
+    if a.batch == 0 {
+        bail!("--batch 0: give at least one sequence");
+    }
     if a.prompt_len == 0 {
         bail!("--prompt-len 0: the prompt needs at least one token");
     }
+    hubscope_core::cpu::use_own_kernels(!a.burn_kernels);
     let rss_before = rss().1;
     let t0 = Instant::now();
     let (model, name) = match (&a.model, &a.shape) {
@@ -168,6 +179,18 @@ pub fn run(a: BenchArgs) -> Result<()> {
         prefill.push(g.timings.prefill_tok_s);
         decode.push(g.timings.decode_tok_s);
     }
+    let batched = if a.batch > 1 {
+        let mut v = vec![];
+        for run in 0..=a.runs {
+            let tok_s = batched_decode(&model, &prompt, a.batch, &gcfg)?;
+            if run > 0 {
+                v.push(tok_s);
+            }
+        }
+        Some(median_spread(v))
+    } else {
+        None
+    };
     let (peak, _) = rss();
     let gen_growth = peak.saturating_sub(rss_loaded);
     let dtype = a.dev.dtype()?;
@@ -195,6 +218,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
                 "load_s": load_s, "ttft_s": ttft_m,
                 "prefill_tok_s": {"median": pre_m, "min": pre_lo, "max": pre_hi},
                 "decode_tok_s": {"median": dec_m, "min": dec_lo, "max": dec_hi},
+                "batch": a.batch,
+                "batch_decode_tok_s": batched.map(|(m, lo, hi)| json!({"median": m, "min": lo, "max": hi})),
                 "rss_load_growth_bytes": rss_loaded.saturating_sub(rss_before),
                 "rss_generation_peak_growth_bytes": gen_growth,
                 "peak_rss_bytes": peak,
@@ -217,6 +242,12 @@ pub fn run(a: BenchArgs) -> Result<()> {
             "decode    {dec_m:.1} tok/s (min {dec_lo:.1}, max {dec_hi:.1}) over {} tokens, {} runs",
             a.gen_tokens, a.runs
         );
+        if let Some((m, lo, hi)) = batched {
+            println!(
+                "batched   {m:.1} tok/s (min {lo:.1}, max {hi:.1}) over {} sequences decoding together",
+                a.batch
+            );
+        }
         let mib = |b: u64| b as f64 / 1048576.0;
         println!(
             "memory    load grew RSS by {:.0} MiB (planned weights {:.0} MiB)",
@@ -231,4 +262,42 @@ pub fn run(a: BenchArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Aggregate decode tokens/s of `batch` sequences stepping together (`Model::step_rows`):
+/// each is prefilled alone with `prompt` rotated by its index (so no two are equal), then all
+/// take `max_new_tokens - 1` more greedy tokens in batched steps; the time is the batched steps'.
+fn batched_decode(
+    model: &Model,
+    prompt: &[u32],
+    batch: usize,
+    greedy: &GenerationConfig,
+) -> Result<f64> {
+    use hubscope_core::sequence::{Sequence, read_rows};
+    let tokens = greedy.max_new_tokens;
+    let max_positions = model.config.max_position_embeddings;
+    let mut seqs = vec![];
+    for i in 0..batch {
+        let mut p = prompt.to_vec();
+        p.rotate_left(i % prompt.len());
+        let mut seq = Sequence::new(model, &p, Sampler::new(greedy.clone()), None, &[])?;
+        let logits = model.step(&p, &mut seq.cache)?;
+        let row = pollster::block_on(read_rows(logits, &[&seq]))?;
+        for r in row {
+            seq.choose(None, r, max_positions)?;
+        }
+        seqs.push(seq);
+    }
+    let t = Instant::now();
+    for _ in 1..tokens {
+        let ids: Vec<u32> = seqs.iter().map(|s| s.last()).collect();
+        let mut caches: Vec<_> = seqs.iter_mut().map(|s| &mut s.cache).collect();
+        let logits = model.step_rows(&ids, &mut caches)?;
+        let refs: Vec<&Sequence> = seqs.iter().collect();
+        let rows = pollster::block_on(read_rows(logits, &refs))?;
+        for (s, r) in seqs.iter_mut().zip(rows) {
+            s.choose(None, r, max_positions)?;
+        }
+    }
+    Ok((batch * tokens.saturating_sub(1)) as f64 / t.elapsed().as_secs_f64())
 }

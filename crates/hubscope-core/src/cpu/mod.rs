@@ -1,0 +1,62 @@
+//! hubscope's own CPU kernels, used where burn's general ones cost more than they must. On
+//! burn's CPU device (Flex) a linear layer over a few rows — a decode step, or a batch of
+//! decode steps of the chat server — is a matrix–vector-like product that burn's GEMM pays for
+//! by packing the whole weight matrix on every call; `x_wt` reads each weight row once
+//! instead. Everything else (long prompts, other devices, tensors tracked by autodiff,
+//! other dtypes, and for now WebAssembly, where the page's speed has not been measured with
+//! it) stays with burn.
+
+mod x_wt;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use burn::backend::Flex;
+use burn::backend::flex::FlexTensor;
+use burn::tensor::{DType, Tensor, TensorData};
+
+pub use x_wt::x_wt;
+
+/// At most this many rows of `x` take hubscope's kernel (decode steps, batches of them, chat
+/// prompts); more take burn's GEMM, whose packed panels win for long prompts (the two are
+/// about equally fast at 128 rows on this project's 2-core AVX-512 machine; measured in
+/// docs/BENCHMARKS.md).
+pub const FEW_ROWS: usize = 128;
+
+static OWN_KERNELS: AtomicBool = AtomicBool::new(true);
+
+/// Use hubscope's kernels where they apply (the default), or burn's everywhere (`false`: for
+/// benchmarks that compare the two in one process).
+pub fn use_own_kernels(on: bool) {
+    OWN_KERNELS.store(on, Ordering::Relaxed);
+}
+
+/// `x · wᵀ` for `x: [rows, k]` and `w: [n, k]` (a linear layer's weight as stored).
+pub fn matmul_t(x: Tensor<2>, w: Tensor<2>) -> Tensor<2> {
+    if !cfg!(target_arch = "wasm32")
+        && OWN_KERNELS.load(Ordering::Relaxed)
+        && x.dims()[0] <= FEW_ROWS
+        && x.dtype() == DType::F32
+        && w.dtype() == DType::F32
+    {
+        if let Some(y) = few_rows_f32(&x, &w) {
+            return y;
+        }
+    }
+    x.matmul(w.t())
+}
+
+/// The f32 kernel on the Flex device, for tensors autodiff does not track; `None` otherwise.
+fn few_rows_f32(x: &Tensor<2>, w: &Tensor<2>) -> Option<Tensor<2>> {
+    let [rows, k] = x.dims();
+    let n = w.dims()[0];
+    let xf = x.clone().try_into_primitive::<Flex>().ok()?;
+    let wf = w.clone().try_into_primitive::<Flex>().ok()?;
+    let xf = if xf.is_contiguous() {
+        xf
+    } else {
+        xf.to_contiguous()
+    };
+    let y = x_wt(xf.as_slice::<f32>()?, wf.as_slice::<f32>()?, rows, k, n);
+    let y = FlexTensor::from_data(TensorData::new(y, [rows, n]));
+    Some(Tensor::from_primitive::<Flex>(y))
+}

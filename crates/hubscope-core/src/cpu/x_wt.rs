@@ -1,0 +1,404 @@
+//! The f32 kernel for `y = x · Wᵀ` with few rows of `x` (a decode step, a batch of decode
+//! steps, a short prompt): `x: [rows, k]`, `W: [n, k]` as checkpoints store linear weights,
+//! `y: [rows, n]`, all row-major. Every output is a dot product of two contiguous rows, so
+//! each weight row is read from memory once for all rows of `x` (a general GEMM packs `W`
+//! first, which at a few rows costs as much as the product). Register tiles of MR rows × 4
+//! weight rows: MR = 6 where AVX-512VL gives 32 vector registers, 3 with AVX2/FMA's 16;
+//! portable 8-lane code elsewhere (vectorized by the compiler: SSE, NEON, wasm SIMD128). The
+//! first row tile of each weight tile prefetches the next weight tile.
+//!
+//! Each output is summed in the same order whatever the tile it falls in, so a row's result
+//! does not depend on the other rows in the batch (batched decoding equals decoding alone,
+//! bit for bit). Output columns are split across threads where there are threads.
+
+/// Weight rows (output columns) per register tile.
+const NR: usize = 4;
+/// Lanes of one vector accumulator.
+const LANES: usize = 8;
+
+/// `y[r, j] = Σ_i x[r, i] · w[j, i]` for `x: [rows, k]`, `w: [n, k]`; returns `y: [rows, n]`.
+pub fn x_wt(x: &[f32], w: &[f32], rows: usize, k: usize, n: usize) -> Vec<f32> {
+    with_kernel(best(), x, w, rows, k, n)
+}
+
+/// A kernel: columns `cols` of `y` for every row.
+///
+/// # Safety
+/// The CPU has the kernel's features (as `best`/`available` check); `y` points to
+/// `rows * n` floats, and no other thread writes columns `cols`.
+type Columns = unsafe fn(&[f32], &[f32], usize, usize, usize, std::ops::Range<usize>, *mut f32);
+
+/// The kernels this CPU runs, best first.
+fn available() -> Vec<(&'static str, Columns)> {
+    let mut v: Vec<(&'static str, Columns)> = vec![];
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        if has!("avx512f") && has!("avx512vl") && has!("fma") {
+            v.push(("avx512", avx512::columns));
+        }
+        if has!("avx2") && has!("fma") {
+            v.push(("avx2", avx2::columns));
+        }
+    }
+    v.push(("portable", portable::columns));
+    v
+}
+
+fn best() -> Columns {
+    static BEST: std::sync::OnceLock<Columns> = std::sync::OnceLock::new();
+    *BEST.get_or_init(|| available()[0].1)
+}
+
+fn with_kernel(kernel: Columns, x: &[f32], w: &[f32], rows: usize, k: usize, n: usize) -> Vec<f32> {
+    assert_eq!(x.len(), rows * k, "x is [rows, k]");
+    assert_eq!(w.len(), n * k, "w is [n, k]");
+    let mut y = vec![0.0f32; rows * n];
+    let out = Out(y.as_mut_ptr());
+    let work = rows * n * k;
+    // A block of output columns per task: a few per thread, a multiple of the tile width.
+    let blocks = if work < 1 << 18 { 1 } else { threads() * 4 };
+    let per = n.div_ceil(blocks).next_multiple_of(NR).max(NR);
+    let task = |start: usize| {
+        let end = (start + per).min(n);
+        // SAFETY: `kernel` comes from `available` (the CPU has its features); tasks write
+        // disjoint column ranges of `y`, which outlives them.
+        unsafe { kernel(x, w, rows, k, n, start..end, out.get()) }
+    };
+    let starts: Vec<usize> = (0..n).step_by(per).collect();
+    for_each(&starts, task);
+    y
+}
+
+/// The output buffer, shared by tasks that write disjoint columns.
+#[derive(Clone, Copy)]
+struct Out(*mut f32);
+// SAFETY: every task writes its own columns only.
+unsafe impl Send for Out {}
+unsafe impl Sync for Out {}
+
+impl Out {
+    /// The pointer (a method, so that closures capture the `Send` wrapper, not the field).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn threads() -> usize {
+    rayon::current_num_threads()
+}
+
+#[cfg(target_arch = "wasm32")]
+fn threads() -> usize {
+    1
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn for_each(starts: &[usize], task: impl Fn(usize) + Sync) {
+    use rayon::prelude::*;
+    if starts.len() == 1 {
+        task(starts[0]);
+    } else {
+        starts.par_iter().for_each(|&s| task(s));
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+fn for_each(starts: &[usize], task: impl Fn(usize)) {
+    for &s in starts {
+        task(s);
+    }
+}
+
+/// Calls `tile::<R, C>(r0, c0)` for a tile of `r` rows × `c` columns (1 ≤ r ≤ 6, 1 ≤ c ≤ NR),
+/// so that every tile shape is a function with its accumulators in registers.
+macro_rules! dispatch_tile {
+    ($tile:ident, $r:expr, $c:expr, $($arg:expr),*) => {
+        match ($r, $c) {
+            (6, 4) => $tile::<6, 4>($($arg),*),
+            (6, 3) => $tile::<6, 3>($($arg),*),
+            (6, 2) => $tile::<6, 2>($($arg),*),
+            (6, 1) => $tile::<6, 1>($($arg),*),
+            (5, 4) => $tile::<5, 4>($($arg),*),
+            (5, 3) => $tile::<5, 3>($($arg),*),
+            (5, 2) => $tile::<5, 2>($($arg),*),
+            (5, 1) => $tile::<5, 1>($($arg),*),
+            (4, 4) => $tile::<4, 4>($($arg),*),
+            (4, 3) => $tile::<4, 3>($($arg),*),
+            (4, 2) => $tile::<4, 2>($($arg),*),
+            (4, 1) => $tile::<4, 1>($($arg),*),
+            (3, 4) => $tile::<3, 4>($($arg),*),
+            (3, 3) => $tile::<3, 3>($($arg),*),
+            (3, 2) => $tile::<3, 2>($($arg),*),
+            (3, 1) => $tile::<3, 1>($($arg),*),
+            (2, 4) => $tile::<2, 4>($($arg),*),
+            (2, 3) => $tile::<2, 3>($($arg),*),
+            (2, 2) => $tile::<2, 2>($($arg),*),
+            (2, 1) => $tile::<2, 1>($($arg),*),
+            (1, 4) => $tile::<1, 4>($($arg),*),
+            (1, 3) => $tile::<1, 3>($($arg),*),
+            (1, 2) => $tile::<1, 2>($($arg),*),
+            (1, 1) => $tile::<1, 1>($($arg),*),
+            _ => unreachable!("tile shapes are at most 6 x NR"),
+        }
+    };
+}
+
+/// Walks the tiles of columns `cols`: for each block of NR weight rows, every block of `$mr`
+/// rows.
+macro_rules! walk_tiles {
+    ($tile:ident, $mr:expr, $x:expr, $w:expr, $rows:expr, $k:expr, $n:expr, $cols:expr, $y:expr) => {{
+        let mut c0 = $cols.start;
+        while c0 < $cols.end {
+            let c = NR.min($cols.end - c0);
+            let mut r0 = 0;
+            while r0 < $rows {
+                let r = ($mr).min($rows - r0);
+                // SAFETY: the tile is inside `rows` × `cols` (the caller's promise on `y`).
+                unsafe { dispatch_tile!($tile, r, c, $x, $w, $k, $n, r0, c0, $y) };
+                r0 += r;
+            }
+            c0 += c;
+        }
+    }};
+}
+
+/// An x86 kernel module: `columns` and its tiles compiled for `$features`, `$mr` rows per tile.
+#[cfg(target_arch = "x86_64")]
+macro_rules! x86_kernel {
+    ($name:ident, $features:literal, $mr:expr) => {
+        mod $name {
+            use super::{LANES, NR};
+            use std::arch::x86_64::*;
+
+            /// # Safety
+            /// The CPU has the module's features; `y` points to `rows * n` floats of which
+            /// this call alone writes columns `cols`.
+            #[target_feature(enable = $features)]
+            pub unsafe fn columns(
+                x: &[f32],
+                w: &[f32],
+                rows: usize,
+                k: usize,
+                n: usize,
+                cols: std::ops::Range<usize>,
+                y: *mut f32,
+            ) {
+                walk_tiles!(tile, $mr, x, w, rows, k, n, cols, y);
+            }
+
+            /// One tile: rows `r0..r0+R` of `x` against weight rows `c0..c0+C`; per step of
+            /// 8 lanes, the R row vectors are loaded once, then each weight vector once.
+            ///
+            /// # Safety
+            /// As for `columns`, for this tile's outputs.
+            #[target_feature(enable = $features)]
+            #[inline]
+            unsafe fn tile<const R: usize, const C: usize>(
+                x: &[f32],
+                w: &[f32],
+                k: usize,
+                n: usize,
+                r0: usize,
+                c0: usize,
+                y: *mut f32,
+            ) {
+                let xs: [&[f32]; R] = std::array::from_fn(|i| &x[(r0 + i) * k..(r0 + i + 1) * k]);
+                let ws: [&[f32]; C] = std::array::from_fn(|j| &w[(c0 + j) * k..(c0 + j + 1) * k]);
+                let mut acc = [[_mm256_setzero_ps(); C]; R];
+                let full = k - k % LANES;
+                // The next weight tile (contiguous after this one): NR * LANES floats of it
+                // per step, fetched while the first row tile runs.
+                let next = (c0 + C) * k;
+                let prefetch = r0 == 0 && next + NR * k <= w.len();
+                let mut i = 0;
+                while i < full {
+                    if prefetch {
+                        // SAFETY: next + i * NR + 16 < next + NR * k <= w.len().
+                        let p = unsafe { w.as_ptr().add(next + i * NR) } as *const i8;
+                        _mm_prefetch::<_MM_HINT_T0>(p);
+                        // SAFETY: as above (64 bytes = 16 floats further).
+                        _mm_prefetch::<_MM_HINT_T0>(unsafe { p.add(64) });
+                    }
+                    let mut xv = [_mm256_setzero_ps(); R];
+                    for r in 0..R {
+                        // SAFETY: i + LANES <= k, the length of every row.
+                        xv[r] = unsafe { _mm256_loadu_ps(xs[r].as_ptr().add(i)) };
+                    }
+                    for j in 0..C {
+                        // SAFETY: as above.
+                        let wv = unsafe { _mm256_loadu_ps(ws[j].as_ptr().add(i)) };
+                        for r in 0..R {
+                            acc[r][j] = _mm256_fmadd_ps(xv[r], wv, acc[r][j]);
+                        }
+                    }
+                    i += LANES;
+                }
+                for r in 0..R {
+                    for j in 0..C {
+                        let mut s = hsum(acc[r][j]);
+                        for t in full..k {
+                            s += xs[r][t] * ws[j][t];
+                        }
+                        // SAFETY: r0 + r < rows and c0 + j is in this call's columns.
+                        unsafe { *y.add((r0 + r) * n + c0 + j) = s };
+                    }
+                }
+            }
+
+            /// The sum of the 8 lanes, as ((0+4)+(2+6)) + ((1+5)+(3+7)).
+            #[target_feature(enable = $features)]
+            #[inline]
+            fn hsum(v: __m256) -> f32 {
+                let lo = _mm256_castps256_ps128(v);
+                let hi = _mm256_extractf128_ps(v, 1);
+                let s = _mm_add_ps(lo, hi);
+                let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+                let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+                _mm_cvtss_f32(s)
+            }
+        }
+    };
+}
+
+// 6 × 4 accumulators + 6 rows + 1 weight vector: 31 of AVX-512VL's 32 registers.
+#[cfg(target_arch = "x86_64")]
+x86_kernel!(avx512, "avx2,fma,avx512f,avx512vl", 6);
+// 3 × 4 accumulators + 3 rows + 1 weight vector: AVX2's 16 registers.
+#[cfg(target_arch = "x86_64")]
+x86_kernel!(avx2, "avx2,fma", 3);
+
+mod portable {
+    use super::{LANES, NR};
+
+    /// # Safety
+    /// `y` points to `rows * n` floats of which this call alone writes columns `cols`.
+    pub unsafe fn columns(
+        x: &[f32],
+        w: &[f32],
+        rows: usize,
+        k: usize,
+        n: usize,
+        cols: std::ops::Range<usize>,
+        y: *mut f32,
+    ) {
+        walk_tiles!(tile, 4, x, w, rows, k, n, cols, y);
+    }
+
+    /// One tile with 8-lane accumulators the compiler keeps in vector registers (plain
+    /// multiply-add, not `mul_add`: a fused one is a library call where the target lacks FMA).
+    ///
+    /// # Safety
+    /// As for `columns`, for this tile's outputs.
+    #[inline]
+    unsafe fn tile<const R: usize, const C: usize>(
+        x: &[f32],
+        w: &[f32],
+        k: usize,
+        n: usize,
+        r0: usize,
+        c0: usize,
+        y: *mut f32,
+    ) {
+        let xs: [&[f32]; R] = std::array::from_fn(|i| &x[(r0 + i) * k..(r0 + i + 1) * k]);
+        let ws: [&[f32]; C] = std::array::from_fn(|j| &w[(c0 + j) * k..(c0 + j + 1) * k]);
+        let mut acc = [[[0.0f32; LANES]; C]; R];
+        let full = k - k % LANES;
+        for i in (0..full).step_by(LANES) {
+            for r in 0..R {
+                let xv: &[f32; LANES] = xs[r][i..i + LANES].try_into().expect("8 lanes");
+                for j in 0..C {
+                    let wv: &[f32; LANES] = ws[j][i..i + LANES].try_into().expect("8 lanes");
+                    for l in 0..LANES {
+                        acc[r][j][l] += xv[l] * wv[l];
+                    }
+                }
+            }
+        }
+        for r in 0..R {
+            for j in 0..C {
+                let a = acc[r][j];
+                let mut s = ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
+                for t in full..k {
+                    s += xs[r][t] * ws[j][t];
+                }
+                // SAFETY: r0 + r < rows and c0 + j is in this call's columns (caller's promise).
+                unsafe { *y.add((r0 + r) * n + c0 + j) = s };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{available, with_kernel};
+
+    /// The plain triple loop in f64.
+    fn reference(x: &[f32], w: &[f32], rows: usize, k: usize, n: usize) -> Vec<f64> {
+        let mut y = vec![0.0; rows * n];
+        for r in 0..rows {
+            for j in 0..n {
+                y[r * n + j] = (0..k)
+                    .map(|i| x[r * k + i] as f64 * w[j * k + i] as f64)
+                    .sum();
+            }
+        }
+        y
+    }
+
+    fn values(len: usize, seed: u64) -> Vec<f32> {
+        (0..len as u64)
+            .map(|i| {
+                let h = (i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ seed;
+                ((h >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+            })
+            .collect()
+    }
+
+    #[test]
+    fn equals_the_triple_loop_for_every_tile_shape_and_tail() {
+        // rows over every remainder of the row tiles, columns over every remainder of NR and of the
+        // thread split, k with and without a tail past the 8 lanes.
+        for &(rows, k, n) in &[
+            (1, 8, 1),
+            (1, 7, 5),
+            (2, 9, 3),
+            (3, 16, 4),
+            (4, 33, 7),
+            (5, 64, 9),
+            (7, 100, 13),
+            (16, 896, 130),
+            (32, 257, 600),
+            (64, 896, 64),
+        ] {
+            let x = values(rows * k, 1);
+            let w = values(n * k, 2);
+            let want = reference(&x, &w, rows, k, n);
+            for (name, kernel) in available() {
+                let got = with_kernel(kernel, &x, &w, rows, k, n);
+                for (i, (g, e)) in got.iter().zip(&want).enumerate() {
+                    let tol = 1e-5 * (k as f64).sqrt();
+                    assert!(
+                        (*g as f64 - e).abs() <= tol,
+                        "{name}: rows {rows} k {k} n {n}: y[{i}] = {g}, want {e}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_row_gets_the_same_bits_alone_and_in_a_batch() {
+        let (k, n) = (200, 37);
+        let x = values(11 * k, 3);
+        let w = values(n * k, 4);
+        for (name, kernel) in available() {
+            let batch = with_kernel(kernel, &x, &w, 11, k, n);
+            for r in 0..11 {
+                let alone = with_kernel(kernel, &x[r * k..(r + 1) * k], &w, 1, k, n);
+                assert_eq!(alone, batch[r * n..(r + 1) * n], "{name}: row {r}");
+            }
+        }
+    }
+}
