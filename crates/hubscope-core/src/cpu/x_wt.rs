@@ -4,8 +4,10 @@
 //! each weight row is read from memory once for all rows of `x` (a general GEMM packs `W`
 //! first, which at a few rows costs as much as the product). Register tiles of MR rows × 4
 //! weight rows: MR = 6 where AVX-512VL gives 32 vector registers, 3 with AVX2/FMA's 16;
-//! portable 8-lane code elsewhere (vectorized by the compiler: SSE, NEON, wasm SIMD128). The
-//! first row tile of each weight tile prefetches the next weight tile.
+//! portable 8-lane code elsewhere (vectorized by the compiler: SSE, NEON, wasm SIMD128).
+//! While a weight tile is used, the next one is prefetched into L2, each row tile fetching
+//! its share a line at a time: weights stream from memory at the pace of the arithmetic
+//! (about 1.3–1.6× faster at 16 rows than without, measured in docs/BENCHMARKS.md).
 //!
 //! Each output is summed in the same order whatever the tile it falls in, so a row's result
 //! does not depend on the other rows in the batch (batched decoding equals decoding alone,
@@ -156,7 +158,7 @@ macro_rules! walk_tiles {
             while r0 < $rows {
                 let r = ($mr).min($rows - r0);
                 // SAFETY: the tile is inside `rows` × `cols` (the caller's promise on `y`).
-                unsafe { dispatch_tile!($tile, r, c, $x, $w, $k, $n, r0, c0, $y) };
+                unsafe { dispatch_tile!($tile, r, c, $x, $w, $rows, $k, $n, r0, c0, $y) };
                 r0 += r;
             }
             c0 += c;
@@ -198,6 +200,7 @@ macro_rules! x86_kernel {
             unsafe fn tile<const R: usize, const C: usize>(
                 x: &[f32],
                 w: &[f32],
+                rows: usize,
                 k: usize,
                 n: usize,
                 r0: usize,
@@ -208,18 +211,25 @@ macro_rules! x86_kernel {
                 let ws: [&[f32]; C] = std::array::from_fn(|j| &w[(c0 + j) * k..(c0 + j + 1) * k]);
                 let mut acc = [[_mm256_setzero_ps(); C]; R];
                 let full = k - k % LANES;
-                // The next weight tile (contiguous after this one): NR * LANES floats of it
-                // per step, fetched while the first row tile runs.
+                // This row tile's share of the next weight tile, fetched into L2 a line at a
+                // time, spread evenly over its steps.
                 let next = (c0 + C) * k;
-                let prefetch = r0 == 0 && next + NR * k <= w.len();
+                let tiles = rows.div_ceil($mr);
+                let share = (NR * k).div_ceil(tiles).next_multiple_of(16);
+                let from = next + (r0 / $mr) * share;
+                let until = (from + share).min(next + NR * k).min(w.len());
+                let steps = (k / LANES).max(1);
+                let per_step = share.div_ceil(steps).next_multiple_of(16);
+                let mut at = from;
                 let mut i = 0;
                 while i < full {
-                    if prefetch {
-                        // SAFETY: next + i * NR + 16 < next + NR * k <= w.len().
-                        let p = unsafe { w.as_ptr().add(next + i * NR) } as *const i8;
-                        _mm_prefetch::<_MM_HINT_T0>(p);
-                        // SAFETY: as above (64 bytes = 16 floats further).
-                        _mm_prefetch::<_MM_HINT_T0>(unsafe { p.add(64) });
+                    let mut lines = per_step / 16;
+                    while lines > 0 && at < until {
+                        // SAFETY: at < until <= w.len().
+                        let p = unsafe { w.as_ptr().add(at) } as *const i8;
+                        _mm_prefetch::<_MM_HINT_T1>(p);
+                        at += 16;
+                        lines -= 1;
                     }
                     let mut xv = [_mm256_setzero_ps(); R];
                     for r in 0..R {
@@ -295,6 +305,7 @@ mod portable {
     unsafe fn tile<const R: usize, const C: usize>(
         x: &[f32],
         w: &[f32],
+        _rows: usize,
         k: usize,
         n: usize,
         r0: usize,
