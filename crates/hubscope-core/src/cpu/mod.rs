@@ -2,9 +2,10 @@
 //! burn's CPU device (Flex) a linear layer over a few rows — a decode step, or a batch of
 //! decode steps of the chat server — is a matrix–vector-like product that burn's GEMM pays for
 //! by packing the whole weight matrix on every call; `x_wt` reads each weight row once
-//! instead. Everything else (long prompts, other devices, tensors tracked by autodiff,
-//! other dtypes, and for now WebAssembly, where the page's speed has not been measured with
-//! it) stays with burn.
+//! instead, and reads f16/bf16 weights as they are (burn's bf16 matmul widens the whole
+//! weight matrix to f32 on every call). Everything else (long prompts, other devices, tensors
+//! tracked by autodiff, and for now WebAssembly, where the page's speed has not been measured
+//! with it) stays with burn.
 
 mod x_wt;
 
@@ -13,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
 use burn::tensor::{DType, Tensor, TensorData};
+use half::{bf16, f16};
 
 pub use x_wt::x_wt;
 
@@ -35,18 +37,19 @@ pub fn matmul_t(x: Tensor<2>, w: Tensor<2>) -> Tensor<2> {
     if !cfg!(target_arch = "wasm32")
         && OWN_KERNELS.load(Ordering::Relaxed)
         && x.dims()[0] <= FEW_ROWS
-        && x.dtype() == DType::F32
-        && w.dtype() == DType::F32
+        && x.dtype() == w.dtype()
     {
-        if let Some(y) = few_rows_f32(&x, &w) {
+        if let Some(y) = few_rows(&x, &w) {
             return y;
         }
     }
     x.matmul(w.t())
 }
 
-/// The f32 kernel on the Flex device, for tensors autodiff does not track; `None` otherwise.
-fn few_rows_f32(x: &Tensor<2>, w: &Tensor<2>) -> Option<Tensor<2>> {
+/// The kernel on the Flex device for f32, f16 and bf16 tensors autodiff does not track;
+/// `None` otherwise. Half-precision rows are widened to f32, summed in f32 and rounded back
+/// once (the weights are widened as the kernel loads them).
+fn few_rows(x: &Tensor<2>, w: &Tensor<2>) -> Option<Tensor<2>> {
     let [rows, k] = x.dims();
     let n = w.dims()[0];
     let xf = x.clone().try_into_primitive::<Flex>().ok()?;
@@ -56,7 +59,25 @@ fn few_rows_f32(x: &Tensor<2>, w: &Tensor<2>) -> Option<Tensor<2>> {
     } else {
         xf.to_contiguous()
     };
-    let y = x_wt(xf.as_slice::<f32>()?, wf.as_slice::<f32>()?, rows, k, n);
-    let y = FlexTensor::from_data(TensorData::new(y, [rows, n]));
-    Some(Tensor::from_primitive::<Flex>(y))
+    let y = match x.dtype() {
+        DType::F32 => TensorData::new(
+            x_wt(xf.as_slice::<f32>()?, wf.as_slice::<f32>()?, rows, k, n),
+            [rows, n],
+        ),
+        DType::F16 => {
+            let x: Vec<f32> = xf.as_slice::<f16>()?.iter().map(|v| v.to_f32()).collect();
+            let y = x_wt(&x, wf.as_slice::<f16>()?, rows, k, n);
+            TensorData::new(y.into_iter().map(f16::from_f32).collect(), [rows, n])
+        }
+        DType::BF16 => {
+            let x: Vec<f32> = xf.as_slice::<bf16>()?.iter().map(|v| v.to_f32()).collect();
+            let y = x_wt(&x, wf.as_slice::<bf16>()?, rows, k, n);
+            TensorData::new(
+                y.into_iter().map(bf16::from_f32).collect::<Vec<_>>(),
+                [rows, n],
+            )
+        }
+        _ => return None,
+    };
+    Some(Tensor::from_primitive::<Flex>(FlexTensor::from_data(y)))
 }

@@ -1,6 +1,7 @@
-//! The f32 kernel for `y = x · Wᵀ` with few rows of `x` (a decode step, a batch of decode
-//! steps, a short prompt): `x: [rows, k]`, `W: [n, k]` as checkpoints store linear weights,
-//! `y: [rows, n]`, all row-major. Every output is a dot product of two contiguous rows, so
+//! The kernel for `y = x · Wᵀ` with few rows of `x` (a decode step, a batch of decode steps,
+//! a short prompt): `x: [rows, k]` in f32, `W: [n, k]` as checkpoints store linear weights (f32,
+//! or f16/bf16 widened to f32 as they are loaded, never converted as a whole), `y: [rows, n]`
+//! in f32, all row-major, summed in f32. Every output is a dot product of two contiguous rows, so
 //! each weight row is read from memory once for all rows of `x` (a general GEMM packs `W`
 //! first, which at a few rows costs as much as the product). Register tiles of MR rows × 4
 //! weight rows: MR = 6 where AVX-512VL gives 32 vector registers, 3 with AVX2/FMA's 16;
@@ -18,41 +19,95 @@ const NR: usize = 4;
 /// Lanes of one vector accumulator.
 const LANES: usize = 8;
 
+/// A weight element the kernels read: f32, or f16/bf16 widened to f32 on load.
+pub trait Weight: Copy + Send + Sync + 'static {
+    /// 0: f32, 1: f16, 2: bf16 (a constant, so each kernel is compiled per kind).
+    const KIND: u8;
+    fn to_f32(self) -> f32;
+}
+
+impl Weight for f32 {
+    const KIND: u8 = 0;
+    fn to_f32(self) -> f32 {
+        self
+    }
+}
+
+impl Weight for half::f16 {
+    const KIND: u8 = 1;
+    fn to_f32(self) -> f32 {
+        half::f16::to_f32(self)
+    }
+}
+
+impl Weight for half::bf16 {
+    const KIND: u8 = 2;
+    fn to_f32(self) -> f32 {
+        half::bf16::to_f32(self)
+    }
+}
+
 /// `y[r, j] = Σ_i x[r, i] · w[j, i]` for `x: [rows, k]`, `w: [n, k]`; returns `y: [rows, n]`.
-pub fn x_wt(x: &[f32], w: &[f32], rows: usize, k: usize, n: usize) -> Vec<f32> {
-    with_kernel(best(), x, w, rows, k, n)
+pub fn x_wt<W: Weight>(x: &[f32], w: &[W], rows: usize, k: usize, n: usize) -> Vec<f32> {
+    with_kernel(columns_for::<W>(best()), x, w, rows, k, n)
 }
 
 /// A kernel: columns `cols` of `y` for every row.
 ///
 /// # Safety
-/// The CPU has the kernel's features (as `best`/`available` check); `y` points to
-/// `rows * n` floats, and no other thread writes columns `cols`.
-type Columns = unsafe fn(&[f32], &[f32], usize, usize, usize, std::ops::Range<usize>, *mut f32);
+/// The CPU has the kernel's features (as `available` checks); `y` points to `rows * n`
+/// floats, and no other thread writes columns `cols`.
+type Columns<W> = unsafe fn(&[f32], &[W], usize, usize, usize, std::ops::Range<usize>, *mut f32);
+
+/// The instruction sets the kernels are written for.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Isa {
+    Avx512,
+    Avx2,
+    Portable,
+}
 
 /// The kernels this CPU runs, best first.
-fn available() -> Vec<(&'static str, Columns)> {
-    let mut v: Vec<(&'static str, Columns)> = vec![];
+fn available() -> Vec<Isa> {
+    let mut v = vec![];
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::is_x86_feature_detected as has;
-        if has!("avx512f") && has!("avx512vl") && has!("fma") {
-            v.push(("avx512", avx512::columns));
+        let base = has!("avx2") && has!("fma") && has!("f16c");
+        if base && has!("avx512f") && has!("avx512vl") {
+            v.push(Isa::Avx512);
         }
-        if has!("avx2") && has!("fma") {
-            v.push(("avx2", avx2::columns));
+        if base {
+            v.push(Isa::Avx2);
         }
     }
-    v.push(("portable", portable::columns));
+    v.push(Isa::Portable);
     v
 }
 
-fn best() -> Columns {
-    static BEST: std::sync::OnceLock<Columns> = std::sync::OnceLock::new();
-    *BEST.get_or_init(|| available()[0].1)
+fn best() -> Isa {
+    static BEST: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+    *BEST.get_or_init(|| available()[0])
 }
 
-fn with_kernel(kernel: Columns, x: &[f32], w: &[f32], rows: usize, k: usize, n: usize) -> Vec<f32> {
+fn columns_for<W: Weight>(isa: Isa) -> Columns<W> {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => avx512::columns::<W>,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => avx2::columns::<W>,
+        _ => portable::columns::<W>,
+    }
+}
+
+fn with_kernel<W: Weight>(
+    kernel: Columns<W>,
+    x: &[f32],
+    w: &[W],
+    rows: usize,
+    k: usize,
+    n: usize,
+) -> Vec<f32> {
     assert_eq!(x.len(), rows * k, "x is [rows, k]");
     assert_eq!(w.len(), n * k, "w is [n, k]");
     let mut y = vec![0.0f32; rows * n];
@@ -118,30 +173,30 @@ fn for_each(starts: &[usize], task: impl Fn(usize)) {
 macro_rules! dispatch_tile {
     ($tile:ident, $r:expr, $c:expr, $($arg:expr),*) => {
         match ($r, $c) {
-            (6, 4) => $tile::<6, 4>($($arg),*),
-            (6, 3) => $tile::<6, 3>($($arg),*),
-            (6, 2) => $tile::<6, 2>($($arg),*),
-            (6, 1) => $tile::<6, 1>($($arg),*),
-            (5, 4) => $tile::<5, 4>($($arg),*),
-            (5, 3) => $tile::<5, 3>($($arg),*),
-            (5, 2) => $tile::<5, 2>($($arg),*),
-            (5, 1) => $tile::<5, 1>($($arg),*),
-            (4, 4) => $tile::<4, 4>($($arg),*),
-            (4, 3) => $tile::<4, 3>($($arg),*),
-            (4, 2) => $tile::<4, 2>($($arg),*),
-            (4, 1) => $tile::<4, 1>($($arg),*),
-            (3, 4) => $tile::<3, 4>($($arg),*),
-            (3, 3) => $tile::<3, 3>($($arg),*),
-            (3, 2) => $tile::<3, 2>($($arg),*),
-            (3, 1) => $tile::<3, 1>($($arg),*),
-            (2, 4) => $tile::<2, 4>($($arg),*),
-            (2, 3) => $tile::<2, 3>($($arg),*),
-            (2, 2) => $tile::<2, 2>($($arg),*),
-            (2, 1) => $tile::<2, 1>($($arg),*),
-            (1, 4) => $tile::<1, 4>($($arg),*),
-            (1, 3) => $tile::<1, 3>($($arg),*),
-            (1, 2) => $tile::<1, 2>($($arg),*),
-            (1, 1) => $tile::<1, 1>($($arg),*),
+            (6, 4) => $tile::<W, 6, 4>($($arg),*),
+            (6, 3) => $tile::<W, 6, 3>($($arg),*),
+            (6, 2) => $tile::<W, 6, 2>($($arg),*),
+            (6, 1) => $tile::<W, 6, 1>($($arg),*),
+            (5, 4) => $tile::<W, 5, 4>($($arg),*),
+            (5, 3) => $tile::<W, 5, 3>($($arg),*),
+            (5, 2) => $tile::<W, 5, 2>($($arg),*),
+            (5, 1) => $tile::<W, 5, 1>($($arg),*),
+            (4, 4) => $tile::<W, 4, 4>($($arg),*),
+            (4, 3) => $tile::<W, 4, 3>($($arg),*),
+            (4, 2) => $tile::<W, 4, 2>($($arg),*),
+            (4, 1) => $tile::<W, 4, 1>($($arg),*),
+            (3, 4) => $tile::<W, 3, 4>($($arg),*),
+            (3, 3) => $tile::<W, 3, 3>($($arg),*),
+            (3, 2) => $tile::<W, 3, 2>($($arg),*),
+            (3, 1) => $tile::<W, 3, 1>($($arg),*),
+            (2, 4) => $tile::<W, 2, 4>($($arg),*),
+            (2, 3) => $tile::<W, 2, 3>($($arg),*),
+            (2, 2) => $tile::<W, 2, 2>($($arg),*),
+            (2, 1) => $tile::<W, 2, 1>($($arg),*),
+            (1, 4) => $tile::<W, 1, 4>($($arg),*),
+            (1, 3) => $tile::<W, 1, 3>($($arg),*),
+            (1, 2) => $tile::<W, 1, 2>($($arg),*),
+            (1, 1) => $tile::<W, 1, 1>($($arg),*),
             _ => unreachable!("tile shapes are at most 6 x NR"),
         }
     };
@@ -171,16 +226,16 @@ macro_rules! walk_tiles {
 macro_rules! x86_kernel {
     ($name:ident, $features:literal, $mr:expr) => {
         mod $name {
-            use super::{LANES, NR};
+            use super::{LANES, NR, Weight};
             use std::arch::x86_64::*;
 
             /// # Safety
             /// The CPU has the module's features; `y` points to `rows * n` floats of which
             /// this call alone writes columns `cols`.
             #[target_feature(enable = $features)]
-            pub unsafe fn columns(
+            pub unsafe fn columns<W: Weight>(
                 x: &[f32],
-                w: &[f32],
+                w: &[W],
                 rows: usize,
                 k: usize,
                 n: usize,
@@ -197,9 +252,9 @@ macro_rules! x86_kernel {
             /// As for `columns`, for this tile's outputs.
             #[target_feature(enable = $features)]
             #[inline]
-            unsafe fn tile<const R: usize, const C: usize>(
+            unsafe fn tile<W: Weight, const R: usize, const C: usize>(
                 x: &[f32],
-                w: &[f32],
+                w: &[W],
                 rows: usize,
                 k: usize,
                 n: usize,
@@ -208,27 +263,28 @@ macro_rules! x86_kernel {
                 y: *mut f32,
             ) {
                 let xs: [&[f32]; R] = std::array::from_fn(|i| &x[(r0 + i) * k..(r0 + i + 1) * k]);
-                let ws: [&[f32]; C] = std::array::from_fn(|j| &w[(c0 + j) * k..(c0 + j + 1) * k]);
+                let ws: [&[W]; C] = std::array::from_fn(|j| &w[(c0 + j) * k..(c0 + j + 1) * k]);
                 let mut acc = [[_mm256_setzero_ps(); C]; R];
                 let full = k - k % LANES;
                 // This row tile's share of the next weight tile, fetched into L2 a line at a
                 // time, spread evenly over its steps.
                 let next = (c0 + C) * k;
                 let tiles = rows.div_ceil($mr);
-                let share = (NR * k).div_ceil(tiles).next_multiple_of(16);
+                let line = 64 / std::mem::size_of::<W>();
+                let share = (NR * k).div_ceil(tiles).next_multiple_of(line);
                 let from = next + (r0 / $mr) * share;
                 let until = (from + share).min(next + NR * k).min(w.len());
                 let steps = (k / LANES).max(1);
-                let per_step = share.div_ceil(steps).next_multiple_of(16);
+                let per_step = share.div_ceil(steps).next_multiple_of(line);
                 let mut at = from;
                 let mut i = 0;
                 while i < full {
-                    let mut lines = per_step / 16;
+                    let mut lines = per_step / line;
                     while lines > 0 && at < until {
                         // SAFETY: at < until <= w.len().
                         let p = unsafe { w.as_ptr().add(at) } as *const i8;
                         _mm_prefetch::<_MM_HINT_T1>(p);
-                        at += 16;
+                        at += 64 / std::mem::size_of::<W>();
                         lines -= 1;
                     }
                     let mut xv = [_mm256_setzero_ps(); R];
@@ -238,7 +294,7 @@ macro_rules! x86_kernel {
                     }
                     for j in 0..C {
                         // SAFETY: as above.
-                        let wv = unsafe { _mm256_loadu_ps(ws[j].as_ptr().add(i)) };
+                        let wv = unsafe { load8(ws[j].as_ptr().add(i)) };
                         for r in 0..R {
                             acc[r][j] = _mm256_fmadd_ps(xv[r], wv, acc[r][j]);
                         }
@@ -249,10 +305,29 @@ macro_rules! x86_kernel {
                     for j in 0..C {
                         let mut s = hsum(acc[r][j]);
                         for t in full..k {
-                            s += xs[r][t] * ws[j][t];
+                            s += xs[r][t] * ws[j][t].to_f32();
                         }
                         // SAFETY: r0 + r < rows and c0 + j is in this call's columns.
                         unsafe { *y.add((r0 + r) * n + c0 + j) = s };
+                    }
+                }
+            }
+
+            /// 8 weights from `p`, widened to f32 (f16 by F16C, bf16 by a 16-bit shift).
+            ///
+            /// # Safety
+            /// 8 elements are readable at `p`.
+            #[target_feature(enable = $features)]
+            #[inline]
+            unsafe fn load8<W: Weight>(p: *const W) -> __m256 {
+                // SAFETY: the caller's promise: 8 elements at `p` (32 or 16 bytes).
+                unsafe {
+                    match W::KIND {
+                        0 => _mm256_loadu_ps(p as *const f32),
+                        1 => _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)),
+                        _ => _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(
+                            _mm_loadu_si128(p as *const __m128i),
+                        ))),
                     }
                 }
             }
@@ -274,19 +349,19 @@ macro_rules! x86_kernel {
 
 // 6 × 4 accumulators + 6 rows + 1 weight vector: 31 of AVX-512VL's 32 registers.
 #[cfg(target_arch = "x86_64")]
-x86_kernel!(avx512, "avx2,fma,avx512f,avx512vl", 6);
+x86_kernel!(avx512, "avx2,fma,f16c,avx512f,avx512vl", 6);
 // 3 × 4 accumulators + 3 rows + 1 weight vector: AVX2's 16 registers.
 #[cfg(target_arch = "x86_64")]
-x86_kernel!(avx2, "avx2,fma", 3);
+x86_kernel!(avx2, "avx2,fma,f16c", 3);
 
 mod portable {
-    use super::{LANES, NR};
+    use super::{LANES, NR, Weight};
 
     /// # Safety
     /// `y` points to `rows * n` floats of which this call alone writes columns `cols`.
-    pub unsafe fn columns(
+    pub unsafe fn columns<W: Weight>(
         x: &[f32],
-        w: &[f32],
+        w: &[W],
         rows: usize,
         k: usize,
         n: usize,
@@ -302,9 +377,9 @@ mod portable {
     /// # Safety
     /// As for `columns`, for this tile's outputs.
     #[inline]
-    unsafe fn tile<const R: usize, const C: usize>(
+    unsafe fn tile<W: Weight, const R: usize, const C: usize>(
         x: &[f32],
-        w: &[f32],
+        w: &[W],
         _rows: usize,
         k: usize,
         n: usize,
@@ -313,16 +388,16 @@ mod portable {
         y: *mut f32,
     ) {
         let xs: [&[f32]; R] = std::array::from_fn(|i| &x[(r0 + i) * k..(r0 + i + 1) * k]);
-        let ws: [&[f32]; C] = std::array::from_fn(|j| &w[(c0 + j) * k..(c0 + j + 1) * k]);
+        let ws: [&[W]; C] = std::array::from_fn(|j| &w[(c0 + j) * k..(c0 + j + 1) * k]);
         let mut acc = [[[0.0f32; LANES]; C]; R];
         let full = k - k % LANES;
         for i in (0..full).step_by(LANES) {
             for r in 0..R {
                 let xv: &[f32; LANES] = xs[r][i..i + LANES].try_into().expect("8 lanes");
                 for j in 0..C {
-                    let wv: &[f32; LANES] = ws[j][i..i + LANES].try_into().expect("8 lanes");
+                    let wv = &ws[j][i..i + LANES];
                     for l in 0..LANES {
-                        acc[r][j][l] += xv[l] * wv[l];
+                        acc[r][j][l] += xv[l] * wv[l].to_f32();
                     }
                 }
             }
@@ -332,7 +407,7 @@ mod portable {
                 let a = acc[r][j];
                 let mut s = ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
                 for t in full..k {
-                    s += xs[r][t] * ws[j][t];
+                    s += xs[r][t] * ws[j][t].to_f32();
                 }
                 // SAFETY: r0 + r < rows and c0 + j is in this call's columns (caller's promise).
                 unsafe { *y.add((r0 + r) * n + c0 + j) = s };
@@ -343,15 +418,15 @@ mod portable {
 
 #[cfg(test)]
 mod tests {
-    use super::{available, with_kernel};
+    use super::{Weight, available, columns_for, with_kernel};
 
     /// The plain triple loop in f64.
-    fn reference(x: &[f32], w: &[f32], rows: usize, k: usize, n: usize) -> Vec<f64> {
+    fn reference<W: Weight>(x: &[f32], w: &[W], rows: usize, k: usize, n: usize) -> Vec<f64> {
         let mut y = vec![0.0; rows * n];
         for r in 0..rows {
             for j in 0..n {
                 y[r * n + j] = (0..k)
-                    .map(|i| x[r * k + i] as f64 * w[j * k + i] as f64)
+                    .map(|i| x[r * k + i] as f64 * w[j * k + i].to_f32() as f64)
                     .sum();
             }
         }
@@ -367,10 +442,10 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn equals_the_triple_loop_for_every_tile_shape_and_tail() {
-        // rows over every remainder of the row tiles, columns over every remainder of NR and of the
-        // thread split, k with and without a tail past the 8 lanes.
+    /// Every kernel this CPU runs, for weights stored as `W`.
+    fn each_kernel<W: Weight>(convert: fn(f32) -> W) {
+        // rows over every remainder of the row tiles, columns over every remainder of NR and
+        // of the thread split, k with and without a tail past the 8 lanes.
         for &(rows, k, n) in &[
             (1, 8, 1),
             (1, 7, 5),
@@ -384,15 +459,16 @@ mod tests {
             (64, 896, 64),
         ] {
             let x = values(rows * k, 1);
-            let w = values(n * k, 2);
+            let w: Vec<W> = values(n * k, 2).into_iter().map(convert).collect();
             let want = reference(&x, &w, rows, k, n);
-            for (name, kernel) in available() {
-                let got = with_kernel(kernel, &x, &w, rows, k, n);
+            for isa in available() {
+                let got = with_kernel(columns_for::<W>(isa), &x, &w, rows, k, n);
                 for (i, (g, e)) in got.iter().zip(&want).enumerate() {
                     let tol = 1e-5 * (k as f64).sqrt();
                     assert!(
                         (*g as f64 - e).abs() <= tol,
-                        "{name}: rows {rows} k {k} n {n}: y[{i}] = {g}, want {e}"
+                        "{isa:?} kind {}: rows {rows} k {k} n {n}: y[{i}] = {g}, want {e}",
+                        W::KIND
                     );
                 }
             }
@@ -400,15 +476,23 @@ mod tests {
     }
 
     #[test]
+    fn equals_the_triple_loop_for_every_tile_shape_tail_and_weight_type() {
+        each_kernel::<f32>(|v| v);
+        each_kernel::<half::f16>(half::f16::from_f32);
+        each_kernel::<half::bf16>(half::bf16::from_f32);
+    }
+
+    #[test]
     fn a_row_gets_the_same_bits_alone_and_in_a_batch() {
         let (k, n) = (200, 37);
         let x = values(11 * k, 3);
         let w = values(n * k, 4);
-        for (name, kernel) in available() {
+        for isa in available() {
+            let kernel = columns_for::<f32>(isa);
             let batch = with_kernel(kernel, &x, &w, 11, k, n);
             for r in 0..11 {
                 let alone = with_kernel(kernel, &x[r * k..(r + 1) * k], &w, 1, k, n);
-                assert_eq!(alone, batch[r * n..(r + 1) * n], "{name}: row {r}");
+                assert_eq!(alone, batch[r * n..(r + 1) * n], "{isa:?}: row {r}");
             }
         }
     }
