@@ -62,7 +62,9 @@ type Columns<W> = unsafe fn(&[f32], &[W], usize, usize, usize, std::ops::Range<u
 /// The instruction sets the kernels are written for.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Isa {
+    #[cfg(target_arch = "x86_64")]
     Avx512,
+    #[cfg(target_arch = "x86_64")]
     Avx2,
     Portable,
 }
