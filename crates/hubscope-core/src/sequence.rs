@@ -91,6 +91,14 @@ impl Sequence {
         })
     }
 
+    /// Run the prompt through `model` (filling the cache) and read back the row that
+    /// chooses the first token. Once, on a fresh sequence.
+    pub async fn prefill(&mut self, model: &Model) -> Result<Row> {
+        let logits = model.step(&self.history[..self.prompt_len], &mut self.cache)?;
+        let mut rows = read_rows(logits, &[&*self]).await?;
+        Ok(rows.pop().expect("read_rows gives one row per sequence"))
+    }
+
     /// Whether the next token is the argmax of the logits with nothing else read.
     pub fn argmax_only(&self) -> bool {
         self.sampler.config().is_plain_greedy() && self.logprobs.is_none()
@@ -189,6 +197,18 @@ impl Sequence {
         text.push_str(&self.stops.finish());
         Ok(text)
     }
+}
+
+/// One more token's forward for every sequence at once (continuous batching: each feeds its
+/// last token, `Model::step_rows`), read back row by row in the order of `seqs`.
+pub async fn step_all(model: &Model, seqs: &mut [&mut Sequence]) -> Result<Vec<Row>> {
+    let ids: Vec<u32> = seqs.iter().map(|s| s.last()).collect();
+    let logits = {
+        let mut caches: Vec<&mut KvCache> = seqs.iter_mut().map(|s| &mut s.cache).collect();
+        model.step_rows(&ids, &mut caches)?
+    };
+    let refs: Vec<&Sequence> = seqs.iter().map(|s| &**s).collect();
+    read_rows(logits, &refs).await
 }
 
 /// Read one step's `logits: [rows, vocab]` back for the sequences of the batch, row `i` for

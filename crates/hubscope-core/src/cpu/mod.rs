@@ -16,13 +16,13 @@ use burn::backend::flex::FlexTensor;
 use burn::tensor::{DType, Tensor, TensorData};
 use half::{bf16, f16};
 
-pub use x_wt::x_wt;
+use x_wt::{Weight, x_wt};
 
 /// At most this many rows of `x` take hubscope's kernel (decode steps, batches of them, chat
 /// prompts); more take burn's GEMM, whose packed panels win for long prompts (the two are
 /// about equally fast at 128 rows on this project's 2-core AVX-512 machine; measured in
 /// docs/BENCHMARKS.md).
-pub const FEW_ROWS: usize = 128;
+const FEW_ROWS: usize = 128;
 
 static OWN_KERNELS: AtomicBool = AtomicBool::new(true);
 
@@ -64,20 +64,42 @@ fn few_rows(x: &Tensor<2>, w: &Tensor<2>) -> Option<Tensor<2>> {
             x_wt(xf.as_slice::<f32>()?, wf.as_slice::<f32>()?, rows, k, n),
             [rows, n],
         ),
-        DType::F16 => {
-            let x: Vec<f32> = xf.as_slice::<f16>()?.iter().map(|v| v.to_f32()).collect();
-            let y = x_wt(&x, wf.as_slice::<f16>()?, rows, k, n);
-            TensorData::new(y.into_iter().map(f16::from_f32).collect(), [rows, n])
-        }
-        DType::BF16 => {
-            let x: Vec<f32> = xf.as_slice::<bf16>()?.iter().map(|v| v.to_f32()).collect();
-            let y = x_wt(&x, wf.as_slice::<bf16>()?, rows, k, n);
-            TensorData::new(
-                y.into_iter().map(bf16::from_f32).collect::<Vec<_>>(),
-                [rows, n],
-            )
-        }
+        DType::F16 => TensorData::new(
+            half_rows(
+                xf.as_slice::<f16>()?,
+                wf.as_slice::<f16>()?,
+                rows,
+                k,
+                n,
+                f16::from_f32,
+            ),
+            [rows, n],
+        ),
+        DType::BF16 => TensorData::new(
+            half_rows(
+                xf.as_slice::<bf16>()?,
+                wf.as_slice::<bf16>()?,
+                rows,
+                k,
+                n,
+                bf16::from_f32,
+            ),
+            [rows, n],
+        ),
         _ => return None,
     };
     Some(Tensor::from_primitive::<Flex>(FlexTensor::from_data(y)))
+}
+
+/// `x · wᵀ` for half-precision `x` and `w`: `x` widened to f32, summed in f32, rounded once.
+fn half_rows<H: Weight>(
+    x: &[H],
+    w: &[H],
+    rows: usize,
+    k: usize,
+    n: usize,
+    round: fn(f32) -> H,
+) -> Vec<H> {
+    let x: Vec<f32> = x.iter().map(|v| v.to_f32()).collect();
+    x_wt(&x, w, rows, k, n).into_iter().map(round).collect()
 }

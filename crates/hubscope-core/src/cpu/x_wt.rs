@@ -21,7 +21,9 @@ const LANES: usize = 8;
 
 /// A weight element the kernels read: f32, or f16/bf16 widened to f32 on load.
 pub trait Weight: Copy + Send + Sync + 'static {
-    /// 0: f32, 1: f16, 2: bf16 (a constant, so each kernel is compiled per kind).
+    /// 0: f32, 1: f16, 2: bf16 (a constant, so each kernel is compiled per kind; only the
+    /// x86 kernels load by kind).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     const KIND: u8;
     fn to_f32(self) -> f32;
 }
@@ -127,6 +129,20 @@ fn with_kernel<W: Weight>(
     let starts: Vec<usize> = (0..n).step_by(per).collect();
     for_each(&starts, task);
     y
+}
+
+/// Rows `first..first + R` of a row-major matrix with rows of `k`.
+fn rows_of<T, const R: usize>(m: &[T], first: usize, k: usize) -> [&[T]; R] {
+    std::array::from_fn(|i| &m[(first + i) * k..(first + i + 1) * k])
+}
+
+/// A dot product finished: the vector part's sum plus the elements past the last full
+/// `LANES` (`from..`), in the same order for every kernel.
+fn finish<W: Weight>(sum: f32, x: &[f32], w: &[W], from: usize) -> f32 {
+    x[from..]
+        .iter()
+        .zip(&w[from..])
+        .fold(sum, |s, (a, b)| s + a * b.to_f32())
 }
 
 /// The output buffer, shared by tasks that write disjoint columns.
@@ -264,8 +280,8 @@ macro_rules! x86_kernel {
                 c0: usize,
                 y: *mut f32,
             ) {
-                let xs: [&[f32]; R] = std::array::from_fn(|i| &x[(r0 + i) * k..(r0 + i + 1) * k]);
-                let ws: [&[W]; C] = std::array::from_fn(|j| &w[(c0 + j) * k..(c0 + j + 1) * k]);
+                let xs: [&[f32]; R] = super::rows_of(x, r0, k);
+                let ws: [&[W]; C] = super::rows_of(w, c0, k);
                 let mut acc = [[_mm256_setzero_ps(); C]; R];
                 let full = k - k % LANES;
                 // This row tile's share of the next weight tile, fetched into L2 a line at a
@@ -286,7 +302,7 @@ macro_rules! x86_kernel {
                         // SAFETY: at < until <= w.len().
                         let p = unsafe { w.as_ptr().add(at) } as *const i8;
                         _mm_prefetch::<_MM_HINT_T1>(p);
-                        at += 64 / std::mem::size_of::<W>();
+                        at += line;
                         lines -= 1;
                     }
                     let mut xv = [_mm256_setzero_ps(); R];
@@ -305,10 +321,7 @@ macro_rules! x86_kernel {
                 }
                 for r in 0..R {
                     for j in 0..C {
-                        let mut s = hsum(acc[r][j]);
-                        for t in full..k {
-                            s += xs[r][t] * ws[j][t].to_f32();
-                        }
+                        let s = super::finish(hsum(acc[r][j]), xs[r], ws[j], full);
                         // SAFETY: r0 + r < rows and c0 + j is in this call's columns.
                         unsafe { *y.add((r0 + r) * n + c0 + j) = s };
                     }
@@ -389,8 +402,8 @@ mod portable {
         c0: usize,
         y: *mut f32,
     ) {
-        let xs: [&[f32]; R] = std::array::from_fn(|i| &x[(r0 + i) * k..(r0 + i + 1) * k]);
-        let ws: [&[W]; C] = std::array::from_fn(|j| &w[(c0 + j) * k..(c0 + j + 1) * k]);
+        let xs: [&[f32]; R] = super::rows_of(x, r0, k);
+        let ws: [&[W]; C] = super::rows_of(w, c0, k);
         let mut acc = [[[0.0f32; LANES]; C]; R];
         let full = k - k % LANES;
         for i in (0..full).step_by(LANES) {
@@ -407,10 +420,8 @@ mod portable {
         for r in 0..R {
             for j in 0..C {
                 let a = acc[r][j];
-                let mut s = ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
-                for t in full..k {
-                    s += xs[r][t] * ws[j][t].to_f32();
-                }
+                let sum = ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
+                let s = super::finish(sum, xs[r], ws[j], full);
                 // SAFETY: r0 + r < rows and c0 + j is in this call's columns (caller's promise).
                 unsafe { *y.add((r0 + r) * n + c0 + j) = s };
             }

@@ -14,7 +14,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use hubscope_core::Model;
 use hubscope_core::lora::adapter::{Adapters, put_adapters};
 use hubscope_core::sampling::Sampler;
-use hubscope_core::sequence::{Chosen, Sequence, read_rows};
+use hubscope_core::sequence::{Chosen, Sequence, step_all};
 use hubscope_core::text::Tokenizer;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -180,10 +180,7 @@ impl Scheduler {
         let (model, tokenizer) = (&em.model, &em.tokenizer);
         let first = (|| {
             let mut seq = Sequence::new(model, &job.prompt, job.sampler, job.logprobs, &job.stops)?;
-            let logits = model.step(&job.prompt, &mut seq.cache)?;
-            let row = pollster::block_on(read_rows(logits, &[&seq]))?
-                .pop()
-                .expect("one row");
+            let row = pollster::block_on(seq.prefill(model))?;
             let chosen = seq.choose(Some(tokenizer), row, model.config.max_position_embeddings)?;
             Ok::<_, hubscope_core::Error>((seq, chosen))
         })();
@@ -231,18 +228,14 @@ impl Scheduler {
         if batch.is_empty() {
             return;
         }
-        let ids: Vec<u32> = batch.iter().map(|r| r.seq.last()).collect();
-        let n = ids.len() as u64;
+        let n = batch.len() as u64;
         let metrics = &self.metrics;
         metrics.decode_steps.fetch_add(1, Ordering::Relaxed);
         metrics.decode_rows.fetch_add(n, Ordering::Relaxed);
         metrics.largest_batch.fetch_max(n, Ordering::Relaxed);
         let rows = {
-            let mut caches: Vec<_> = batch.iter_mut().map(|r| &mut r.seq.cache).collect();
-            model.step_rows(&ids, &mut caches).and_then(|logits| {
-                let seqs: Vec<&Sequence> = batch.iter().map(|r| &r.seq).collect();
-                pollster::block_on(read_rows(logits, &seqs))
-            })
+            let mut seqs: Vec<&mut Sequence> = batch.iter_mut().map(|r| &mut r.seq).collect();
+            pollster::block_on(step_all(model, &mut seqs))
         };
         let max_positions = model.config.max_position_embeddings;
         let mut ended = vec![false; batch.len()];

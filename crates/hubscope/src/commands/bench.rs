@@ -273,7 +273,7 @@ fn batched_decode(
     batch: usize,
     greedy: &GenerationConfig,
 ) -> Result<f64> {
-    use hubscope_core::sequence::{Sequence, read_rows};
+    use hubscope_core::sequence::{Sequence, step_all};
     let tokens = greedy.max_new_tokens;
     let max_positions = model.config.max_position_embeddings;
     let mut seqs = vec![];
@@ -281,20 +281,14 @@ fn batched_decode(
         let mut p = prompt.to_vec();
         p.rotate_left(i % prompt.len());
         let mut seq = Sequence::new(model, &p, Sampler::new(greedy.clone()), None, &[])?;
-        let logits = model.step(&p, &mut seq.cache)?;
-        let row = pollster::block_on(read_rows(logits, &[&seq]))?;
-        for r in row {
-            seq.choose(None, r, max_positions)?;
-        }
+        let row = pollster::block_on(seq.prefill(model))?;
+        seq.choose(None, row, max_positions)?;
         seqs.push(seq);
     }
     let t = Instant::now();
     for _ in 1..tokens {
-        let ids: Vec<u32> = seqs.iter().map(|s| s.last()).collect();
-        let mut caches: Vec<_> = seqs.iter_mut().map(|s| &mut s.cache).collect();
-        let logits = model.step_rows(&ids, &mut caches)?;
-        let refs: Vec<&Sequence> = seqs.iter().collect();
-        let rows = pollster::block_on(read_rows(logits, &refs))?;
+        let mut refs: Vec<&mut Sequence> = seqs.iter_mut().collect();
+        let rows = pollster::block_on(step_all(model, &mut refs))?;
         for (s, r) in seqs.iter_mut().zip(rows) {
             s.choose(None, r, max_positions)?;
         }
