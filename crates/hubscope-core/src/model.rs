@@ -8,7 +8,7 @@
 //! transposed view, which costs no copy.
 
 use burn::module::{Module, Param};
-use burn::tensor::activation::{gelu_approximate, log_softmax, sigmoid, silu, softmax};
+use burn::tensor::activation::{log_softmax, sigmoid, softmax};
 use burn::tensor::module::{attention, embedding};
 use burn::tensor::ops::{AttentionModuleOptions, IndexingUpdateOp};
 use burn::tensor::{Bool, DType, Device, Distribution, Int, Tensor, TensorData};
@@ -322,12 +322,12 @@ impl Mlp {
             (None, Some(g), Some(u)) => (g.forward(x.clone()), u.forward(x)),
             _ => unreachable!("the loader builds gate/up or gate_up"),
         };
-        let gate = if self.gelu {
-            gelu_approximate(gate)
+        let act = if self.gelu {
+            Activation::GeluTanh
         } else {
-            silu(gate)
+            Activation::Silu
         };
-        self.down_proj.forward(gate * up)
+        self.down_proj.forward(crate::cpu::gated(gate, up, act))
     }
 }
 

@@ -3,19 +3,25 @@
 //! decode steps of the chat server — is a matrix–vector-like product that burn's GEMM pays for
 //! by packing the whole weight matrix on every call; `x_wt` reads each weight row once
 //! instead, and reads f16/bf16 weights as they are (burn's bf16 matmul widens the whole
-//! weight matrix to f32 on every call). Everything else (long prompts, other devices, tensors
+//! weight matrix to f32 on every call). Between those products, `gated` computes an MLP's
+//! `act(gate) · up` in one vectorized pass on every thread (burn's is a scalar pass per
+//! operation on one thread). Everything else (long prompts, other devices, tensors
 //! tracked by autodiff, and for now WebAssembly, where the page's speed has not been measured
 //! with it) stays with burn.
 
+mod act;
+mod par;
 mod x_wt;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
+use burn::tensor::activation::{gelu_approximate, silu};
 use burn::tensor::{DType, Tensor, TensorData};
 use half::{bf16, f16};
 
+use crate::config::Activation;
 use x_wt::{Weight, x_wt};
 
 /// At most this many rows of `x` take hubscope's kernel (decode steps, batches of them, chat
@@ -44,6 +50,45 @@ pub fn matmul_t(x: Tensor<2>, w: Tensor<2>) -> Tensor<2> {
         }
     }
     x.matmul(w.t())
+}
+
+/// `act(gate) · up` for tensors of one shape: SiLU (SwiGLU) or tanh-GELU (GeGLU).
+pub fn gated<const D: usize>(gate: Tensor<D>, up: Tensor<D>, act: Activation) -> Tensor<D> {
+    if !cfg!(target_arch = "wasm32") && OWN_KERNELS.load(Ordering::Relaxed) {
+        if let Some(y) = gated_f32(&gate, &up, act) {
+            return y;
+        }
+    }
+    let gate = match act {
+        Activation::Silu => silu(gate),
+        Activation::GeluTanh => gelu_approximate(gate),
+    };
+    gate * up
+}
+
+/// `gated` on the Flex device for f32 tensors autodiff does not track; `None` otherwise
+/// (half precision stays with burn, which rounds `act(gate)` before the product as
+/// transformers does).
+fn gated_f32<const D: usize>(
+    gate: &Tensor<D>,
+    up: &Tensor<D>,
+    act: Activation,
+) -> Option<Tensor<D>> {
+    if gate.dtype() != DType::F32 || up.dtype() != DType::F32 || gate.dims() != up.dims() {
+        return None;
+    }
+    let contiguous = |t: &Tensor<D>| {
+        let f = t.clone().try_into_primitive::<Flex>().ok()?;
+        Some(if f.is_contiguous() {
+            f
+        } else {
+            f.to_contiguous()
+        })
+    };
+    let (g, u) = (contiguous(gate)?, contiguous(up)?);
+    let y = act::gated(g.as_slice::<f32>()?, u.as_slice::<f32>()?, act);
+    let y = TensorData::new(y, gate.dims());
+    Some(Tensor::from_primitive::<Flex>(FlexTensor::from_data(y)))
 }
 
 /// The kernel on the Flex device for f32, f16 and bf16 tensors autodiff does not track;

@@ -14,6 +14,8 @@
 //! does not depend on the other rows in the batch (batched decoding equals decoding alone,
 //! bit for bit). Output columns are split across threads where there are threads.
 
+use super::par::{Out, for_each, threads};
+
 /// Weight rows (output columns) per register tile.
 const NR: usize = 4;
 /// Lanes of one vector accumulator.
@@ -115,7 +117,7 @@ fn with_kernel<W: Weight>(
     assert_eq!(x.len(), rows * k, "x is [rows, k]");
     assert_eq!(w.len(), n * k, "w is [n, k]");
     let mut y = vec![0.0f32; rows * n];
-    let out = Out(y.as_mut_ptr());
+    let out = Out::new(&mut y);
     let work = rows * n * k;
     // A block of output columns per task: a few per thread, a multiple of the tile width.
     let blocks = if work < 1 << 18 { 1 } else { threads() * 4 };
@@ -143,47 +145,6 @@ fn finish<W: Weight>(sum: f32, x: &[f32], w: &[W], from: usize) -> f32 {
         .iter()
         .zip(&w[from..])
         .fold(sum, |s, (a, b)| s + a * b.to_f32())
-}
-
-/// The output buffer, shared by tasks that write disjoint columns.
-#[derive(Clone, Copy)]
-struct Out(*mut f32);
-// SAFETY: every task writes its own columns only.
-unsafe impl Send for Out {}
-unsafe impl Sync for Out {}
-
-impl Out {
-    /// The pointer (a method, so that closures capture the `Send` wrapper, not the field).
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-fn threads() -> usize {
-    rayon::current_num_threads()
-}
-
-#[cfg(target_arch = "wasm32")]
-fn threads() -> usize {
-    1
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-fn for_each(starts: &[usize], task: impl Fn(usize) + Sync) {
-    use rayon::prelude::*;
-    if starts.len() == 1 {
-        task(starts[0]);
-    } else {
-        starts.par_iter().for_each(|&s| task(s));
-    }
-}
-
-#[cfg(target_arch = "wasm32")]
-fn for_each(starts: &[usize], task: impl Fn(usize)) {
-    for &s in starts {
-        task(s);
-    }
 }
 
 /// Calls `tile::<R, C>(r0, c0)` for a tile of `r` rows × `c` columns (1 ≤ r ≤ 6, 1 ≤ c ≤ NR),

@@ -1,0 +1,49 @@
+//! Running one task per block of work: on rayon's pool natively, one after another in
+//! WebAssembly (one thread), and a shared output buffer that tasks write disjoint parts of.
+
+/// Threads the tasks run on.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn threads() -> usize {
+    rayon::current_num_threads()
+}
+
+#[cfg(target_arch = "wasm32")]
+pub fn threads() -> usize {
+    1
+}
+
+/// `task(s)` for every `s` in `starts`, in parallel where there are threads.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn for_each(starts: &[usize], task: impl Fn(usize) + Sync) {
+    use rayon::prelude::*;
+    if starts.len() == 1 {
+        task(starts[0]);
+    } else {
+        starts.par_iter().for_each(|&s| task(s));
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+pub fn for_each(starts: &[usize], task: impl Fn(usize)) {
+    for &s in starts {
+        task(s);
+    }
+}
+
+/// An output buffer shared by tasks that write disjoint parts of it.
+#[derive(Clone, Copy)]
+pub struct Out(*mut f32);
+// SAFETY: every task writes its own part only (the promise of whoever makes the tasks).
+unsafe impl Send for Out {}
+unsafe impl Sync for Out {}
+
+impl Out {
+    pub fn new(buf: &mut [f32]) -> Self {
+        Out(buf.as_mut_ptr())
+    }
+
+    /// The pointer (a method, so that closures capture the `Send` wrapper, not the field).
+    pub fn get(self) -> *mut f32 {
+        self.0
+    }
+}
