@@ -194,17 +194,48 @@ impl Attention {
         let k = rope.apply(k.swap_dims(1, 2));
         let v = v.swap_dims(1, 2);
 
-        let out = match caches {
-            [cache] => self.attend(q, k, v, cache),
+        // Each row's keys and values join its cache: [b, kvh, total, hd] views of all it holds.
+        let held: Vec<(Tensor<4>, Tensor<4>)> = match caches {
+            [cache] => vec![cache.append(k, v)],
             rows => {
                 let row = |t: &Tensor<4>, i: usize| {
                     let [_, a, b, c] = t.dims();
                     t.clone().slice([i..i + 1, 0..a, 0..b, 0..c])
                 };
-                let outs = rows
-                    .iter_mut()
+                rows.iter_mut()
                     .enumerate()
-                    .map(|(i, cache)| self.attend(row(&q, i), row(&k, i), row(&v, i), cache))
+                    .map(|(i, cache)| cache.append(row(&k, i), row(&v, i)))
+                    .collect()
+            }
+        };
+        let unmasked =
+            |(k, _): &(Tensor<4>, Tensor<4>)| self.sliding_window.is_none_or(|w| k.dims()[2] <= w);
+        let on_cpu = if seq == 1 && held.iter().all(unmasked) {
+            let heads = crate::cpu::Heads {
+                heads: h,
+                kv_heads: kvh,
+                head_dim: hd,
+                scale: self.scale as f32,
+                softcap: self.softcap.map(|c| c as f32),
+            };
+            crate::cpu::decode_attention(&q, &held, heads)
+        } else {
+            None
+        };
+        let out = match (on_cpu, held.len()) {
+            (Some(out), _) => out,
+            (None, 1) => {
+                let (k, v) = held.into_iter().next().expect("one row");
+                self.attend(q, k, v)
+            }
+            (None, _) => {
+                let outs = held
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (k, v))| {
+                        let [_, a, b, c] = q.dims();
+                        self.attend(q.clone().slice([i..i + 1, 0..a, 0..b, 0..c]), k, v)
+                    })
                     .collect();
                 Tensor::cat(outs, 0)
             }
@@ -214,19 +245,11 @@ impl Attention {
         self.o_proj.forward(out)
     }
 
-    /// Attention of `q, k, v: [b, heads, s, hd]` (rotated) after what `cache` holds; the new
-    /// keys and values join the cache. -> `[b, heads, s, hd]`
-    fn attend(
-        &self,
-        q: Tensor<4>,
-        k: Tensor<4>,
-        v: Tensor<4>,
-        cache: &mut LayerCache,
-    ) -> Tensor<4> {
+    /// Attention of `q: [b, heads, s, hd]` (rotated, the last `s` positions) over all a cache
+    /// holds, `k, v: [b, kvh, total, hd]`. -> `[b, heads, s, hd]`
+    fn attend(&self, q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
         let [batch, h, seq, hd] = q.dims();
         let kvh = self.num_kv_heads;
-        // [b, kvh, total, hd]
-        let (k, v) = cache.append(k, v);
         let total = k.dims()[2];
         let window_mask = self.window_mask(seq, total, &q.device());
 
@@ -721,9 +744,10 @@ impl Model {
         }
         self.check_ids(ids)?;
         self.check_room(cache, ids.len())?;
-        Ok(self
-            .lm
-            .forward_last(self.ids_tensor(ids, [1, ids.len()]), &self.rope, cache))
+        let ids = self.ids_tensor(ids, [1, ids.len()]);
+        Ok(crate::cpu::on_pool(|| {
+            self.lm.forward_last(ids, &self.rope, cache)
+        }))
     }
 
     /// One more token for each of several sequences at once (continuous batching): `ids[i]`
@@ -742,8 +766,10 @@ impl Model {
             self.check_room(c, 1)?;
         }
         let ids = self.ids_tensor(ids, [ids.len(), 1]);
-        let h = self.lm.hidden_rows(ids, &self.rope, caches);
-        Ok(self.lm.logits(h).squeeze_dim::<2>(1))
+        Ok(crate::cpu::on_pool(|| {
+            let h = self.lm.hidden_rows(ids, &self.rope, caches);
+            self.lm.logits(h).squeeze_dim::<2>(1)
+        }))
     }
 
     /// Logits at every position plus the residual stream per layer (for checking against

@@ -150,10 +150,7 @@ mod tests {
             let want = (x as f64).exp();
             let got = exp(x) as f64;
             let rel = ((got - want) / want).abs();
-            assert!(
-                rel <= f32::EPSILON as f64,
-                "exp({x}) = {got}, want {want}"
-            );
+            assert!(rel <= f32::EPSILON as f64, "exp({x}) = {got}, want {want}");
         }
         assert!(exp(f32::NAN).is_nan());
         let tiny = exp(f32::NEG_INFINITY);

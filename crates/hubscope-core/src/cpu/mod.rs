@@ -5,12 +5,15 @@
 //! instead, and reads f16/bf16 weights as they are (burn's bf16 matmul widens the whole
 //! weight matrix to f32 on every call). Between those products, `gated` computes an MLP's
 //! `act(gate) · up` in one vectorized pass on every thread (burn's is a scalar pass per
-//! operation on one thread). Everything else (long prompts, other devices, tensors
+//! operation on one thread), and `decode_attention` a decode step's attention for every
+//! sequence of a batch in one call. Everything else (long prompts, other devices, tensors
 //! tracked by autodiff, and for now WebAssembly, where the page's speed has not been measured
 //! with it) stays with burn.
 
 mod act;
+mod attn;
 mod par;
+pub use par::on_pool;
 mod x_wt;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +25,7 @@ use burn::tensor::{DType, Tensor, TensorData};
 use half::{bf16, f16};
 
 use crate::config::Activation;
+pub use attn::Heads;
 use x_wt::{Weight, x_wt};
 
 /// At most this many rows of `x` take hubscope's kernel (decode steps, batches of them, chat
@@ -89,6 +93,76 @@ fn gated_f32<const D: usize>(
     let y = act::gated(g.as_slice::<f32>()?, u.as_slice::<f32>()?, act);
     let y = TensorData::new(y, gate.dims());
     Some(Tensor::from_primitive::<Flex>(FlexTensor::from_data(y)))
+}
+
+/// Attention of a decode step, `q: [rows, heads, 1, head_dim]` (rotated), row `i` against
+/// `held[i]`, the keys and values its cache holds (`[1, kv_heads, len, head_dim]` views, the
+/// step's own appended): `softmax(scale · q·Kᵀ) · V` as `[rows, heads, 1, head_dim]`, on the
+/// Flex device for f32 tensors autodiff does not track; `None` otherwise. No mask: the caller
+/// passes only what every query may see.
+pub fn decode_attention(
+    q: &Tensor<4>,
+    held: &[(Tensor<4>, Tensor<4>)],
+    heads: Heads,
+) -> Option<Tensor<4>> {
+    let [rows, h, seq, hd] = q.dims();
+    if cfg!(target_arch = "wasm32")
+        || !OWN_KERNELS.load(Ordering::Relaxed)
+        || seq != 1
+        || rows != held.len()
+        || q.dtype() != DType::F32
+        || h != heads.heads
+        || hd != heads.head_dim
+    {
+        return None;
+    }
+    let qf = q.clone().try_into_primitive::<Flex>().ok()?;
+    let qf = if qf.is_contiguous() {
+        qf
+    } else {
+        qf.to_contiguous()
+    };
+    let prims = held
+        .iter()
+        .map(|(k, v)| {
+            let [b, kvh, _, d] = k.dims();
+            (b == 1 && kvh == heads.kv_heads && d == hd && v.dims() == k.dims()).then_some(())?;
+            let k = k.clone().try_into_primitive::<Flex>().ok()?;
+            let v = v.clone().try_into_primitive::<Flex>().ok()?;
+            Some((k, v))
+        })
+        .collect::<Option<Vec<_>>>()?;
+    let cached = prims
+        .iter()
+        .map(|(k, v)| {
+            let len = k.layout().shape()[2];
+            let head_stride = rows_view(k, hd)?;
+            (rows_view(v, hd)? == head_stride).then_some(())?;
+            Some(attn::Cached {
+                k: k.storage::<f32>().get(k.layout().start_offset()..)?,
+                v: v.storage::<f32>().get(v.layout().start_offset()..)?,
+                head_stride,
+                len,
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    let y = attn::decode(qf.as_slice::<f32>()?, &cached, heads);
+    let y = TensorData::new(y, [rows, h, 1, hd]);
+    Some(Tensor::from_primitive::<Flex>(FlexTensor::from_data(y)))
+}
+
+/// The distance between kv heads of a `[1, kv_heads, len, head_dim]` f32 view whose
+/// positions are consecutive rows of `head_dim` (a prefix of a cache buffer); `None` for
+/// any other layout, or one reaching past its storage.
+fn rows_view(t: &FlexTensor, hd: usize) -> Option<usize> {
+    let layout = t.layout();
+    let (shape, strides) = (layout.shape(), layout.strides());
+    if t.dtype() != DType::F32 || strides[3] != 1 || strides[2] != hd as isize || strides[1] < 0 {
+        return None;
+    }
+    let head_stride = strides[1] as usize;
+    let end = layout.start_offset() + (shape[1] - 1) * head_stride + shape[2] * hd;
+    (head_stride >= shape[2] * hd && end <= t.storage::<f32>().len()).then_some(head_stride)
 }
 
 /// The kernel on the Flex device for f32, f16 and bf16 tensors autodiff does not track;

@@ -30,6 +30,19 @@ pub fn for_each(starts: &[usize], task: impl Fn(usize)) {
     }
 }
 
+/// `f()` on one of the pool's threads (natively; in place in WebAssembly), so that the
+/// kernels it calls split their work between that thread and the others instead of waking
+/// them all from outside and waiting.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| f())
+}
+
+#[cfg(target_arch = "wasm32")]
+pub fn on_pool<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
 /// An output buffer shared by tasks that write disjoint parts of it.
 #[derive(Clone, Copy)]
 pub struct Out(*mut f32);
@@ -40,6 +53,11 @@ unsafe impl Sync for Out {}
 impl Out {
     pub fn new(buf: &mut [f32]) -> Self {
         Out(buf.as_mut_ptr())
+    }
+
+    /// The spare capacity of `buf` (written by the tasks before its length is set).
+    pub fn spare(buf: &mut Vec<f32>) -> Self {
+        Out(buf.spare_capacity_mut().as_mut_ptr().cast())
     }
 
     /// The pointer (a method, so that closures capture the `Send` wrapper, not the field).
