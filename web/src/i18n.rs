@@ -107,6 +107,10 @@ pub fn t(lang: Lang, key: &str) -> &'static str {
         "ft.batch" => ("Batch size", "批大小"),
         "ft.lr" => ("Learning rate (AdamW)", "学习率（AdamW）"),
         "ft.wd" => ("Weight decay", "权重衰减"),
+        "ft.ckpt" => (
+            "Gradient checkpointing (recompute each layer in the backward pass: less memory, about a third more compute)",
+            "梯度检查点（反向传播时逐层重算：更省内存，计算量约多三分之一）",
+        ),
         "ft.train" => ("Train", "开始训练"),
         "ft.trainable" => ("Trainable parameters", "可训练参数"),
         "ft.planned" => ("Planned memory", "预计内存"),

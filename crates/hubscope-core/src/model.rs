@@ -609,7 +609,7 @@ impl CausalLm {
     }
 
     /// `[b, s] -> [b, s, hidden]`, times Gemma's `embed_scale`.
-    fn embed(&self, ids: Tensor<2, Int>) -> Tensor<3> {
+    pub(crate) fn embed(&self, ids: Tensor<2, Int>) -> Tensor<3> {
         let x = self.model.embed_tokens.forward(ids);
         match self.model.embed_scale {
             Some(scale) => x * scale,
@@ -770,6 +770,20 @@ impl Model {
             let h = self.lm.hidden_rows(ids, &self.rope, caches);
             self.lm.logits(h).squeeze_dim::<2>(1)
         }))
+    }
+
+    /// What the decoder layers take for the prompt `ids` from position 0, checked as every
+    /// forward pass checks it: the embedded tokens `[1, s, hidden]` and the rotary tables.
+    /// Training runs the layers itself from here.
+    pub(crate) fn layer_input(&self, ids: &[u32]) -> Result<(Tensor<3>, RopeSet)> {
+        if ids.is_empty() {
+            return Err(Error::Invalid("empty prompt: nothing to run".into()));
+        }
+        self.check_ids(ids)?;
+        self.check_room(&self.new_cache(), ids.len())?;
+        let x = self.lm.embed(self.ids_tensor(ids, [1, ids.len()]));
+        let tables = self.rope.tables(0, ids.len(), x.dtype(), &x.device());
+        Ok((x, tables))
     }
 
     /// Logits at every position plus the residual stream per layer (for checking against

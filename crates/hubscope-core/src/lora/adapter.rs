@@ -360,6 +360,13 @@ pub(super) fn adapters(model: &mut Model) -> Vec<&mut Param<Tensor<2>>> {
     out
 }
 
+/// Whether some adapter drops part of its input while training.
+pub(super) fn has_dropout(model: &mut Model) -> bool {
+    linears(model)
+        .iter()
+        .any(|(_, lin)| lin.lora.as_ref().is_some_and(|l| l.dropout > 0.0))
+}
+
 /// Mark the adapters as the only trainable parameters (the model must live on an autodiff
 /// device; base weights stay untracked, so they get no gradient memory).
 pub fn make_trainable(model: &mut Model) {

@@ -2,6 +2,7 @@
 //! one preparation of a fine-tune run that the CLI and the page share (`prepare`).
 
 pub mod adapter;
+pub mod backward;
 pub mod data;
 pub mod prepare;
 pub mod train;
@@ -10,6 +11,7 @@ pub use adapter::{
     AdapterConfig, adapter_files, adapter_safetensors, adapter_tensors, attach, freeze,
     init_adapter, make_trainable, merge, peft_key, trainable_params,
 };
+pub use backward::Activations;
 pub use data::{parse_jsonl, render_example};
 pub use prepare::{Checked, FineTuneSettings, Prepared, check, prepare};
 pub use train::{

@@ -3,6 +3,7 @@
 //! built; then the adapter started on a loaded model. Both callers only fetch bytes, step the trainer and show progress.
 
 use super::adapter::AdapterConfig;
+use super::backward::Activations;
 use super::data::{parse_jsonl, render_example};
 use super::train::{AdamW, Trainer, check_schedule, start_training};
 use crate::config::ModelConfig;
@@ -24,6 +25,9 @@ pub struct FineTuneSettings {
     pub lr: f64,
     pub weight_decay: f64,
     pub seed: u64,
+    /// Keep only each decoder layer's input in the forward pass and recompute the layer in
+    /// the backward pass (less memory, one more forward pass of compute).
+    pub gradient_checkpointing: bool,
 }
 
 /// A run ready to start: the checked fresh-adapter settings and the trainer over the rendered
@@ -72,6 +76,11 @@ impl Checked {
             s.batch_size,
             s.epochs,
             AdamW::new(s.lr, s.weight_decay),
+            if s.gradient_checkpointing {
+                Activations::Recomputed
+            } else {
+                Activations::Kept
+            },
         )?;
         Ok(Prepared {
             fresh,

@@ -5,7 +5,8 @@ use burn::module::Param;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 
-use super::adapter::{AdapterConfig, adapters, attach, init_adapter, make_trainable};
+use super::adapter::{AdapterConfig, adapters, attach, has_dropout, init_adapter, make_trainable};
+use super::backward::{Activations, Grads, Pass, backward};
 use crate::error::{Error, Result};
 use crate::model::Model;
 
@@ -22,39 +23,60 @@ pub fn causal_lm_loss_sum(
     ids: &[u32],
     labels: &[i64],
 ) -> Result<(Tensor<1>, usize)> {
-    let n = ids.len();
-    if n < 2 || labels.len() != n {
+    check_example(ids, labels)?;
+    let (logits, _) = model.forward_traced(ids)?;
+    let [b, n, vocab] = logits.dims();
+    let (sum, count) = next_token_loss(
+        model,
+        logits.slice([0..b, 0..n - 1, 0..vocab]),
+        &labels[1..],
+    );
+    if count == 0 {
+        return Err(no_labels());
+    }
+    Ok((sum, count))
+}
+
+/// An example has at least two tokens and one label per token, and some token to learn.
+pub(super) fn check_example(ids: &[u32], labels: &[i64]) -> Result<()> {
+    if ids.len() < 2 || labels.len() != ids.len() {
         return Err(Error::Invalid(
             "an example needs at least two tokens and one label per token".into(),
         ));
     }
-    let (logits, _) = model.forward_traced(ids)?;
+    if labels[1..].iter().all(|&l| l < 0) {
+        return Err(no_labels());
+    }
+    Ok(())
+}
+
+fn no_labels() -> Error {
+    Error::Invalid("an example has no labelled tokens after its prompt".into())
+}
+
+/// The summed cross-entropy of `logits: [1, m, vocab]` against `targets` (row `i` scored
+/// against `targets[i]`, the next token's label; −100 = ignored) `[1]`, and how many rows
+/// count. transformers' causal-LM loss, shifted by the caller.
+pub(super) fn next_token_loss(
+    model: &Model,
+    logits: Tensor<3>,
+    targets: &[i64],
+) -> (Tensor<1>, usize) {
+    let m = targets.len();
     let vocab = model.config.vocab_size;
-    // [n-1, vocab] log-probabilities of the next token
-    let lp = log_softmax(
-        logits
-            .cast(DType::F32)
-            .reshape([n, vocab])
-            .slice([0..n - 1, 0..vocab]),
-        1,
-    );
-    let shifted: Vec<i64> = labels[1..].to_vec();
-    let keep: Vec<f32> = shifted
+    // [m, vocab] log-probabilities of the next token
+    let lp = log_softmax(logits.cast(DType::F32).reshape([m, vocab]), 1);
+    let keep: Vec<f32> = targets
         .iter()
         .map(|&l| if l >= 0 { 1.0 } else { 0.0 })
         .collect();
-    let count: f32 = keep.iter().sum();
-    if count == 0.0 {
-        return Err(Error::Invalid(
-            "an example has no labelled tokens after its prompt".into(),
-        ));
-    }
-    let idx: Vec<i64> = shifted.iter().map(|&l| l.max(0)).collect();
+    let count = targets.iter().filter(|&&l| l >= 0).count();
+    let idx: Vec<i64> = targets.iter().map(|&l| l.max(0)).collect();
     let device: Device = model.device.clone();
-    let idx = Tensor::<2, Int>::from_data(TensorData::new(idx, [n - 1, 1]), &device);
-    let picked = lp.gather(1, idx).reshape([n - 1]); // [n-1]
-    let keep = Tensor::<1>::from_data(TensorData::new(keep, [n - 1]), (&device, DType::F32));
-    Ok(((picked * keep).sum().neg(), count as usize))
+    let idx = Tensor::<2, Int>::from_data(TensorData::new(idx, [m, 1]), &device);
+    let picked = lp.gather(1, idx).reshape([m]);
+    let keep = Tensor::<1>::from_data(TensorData::new(keep, [m]), (&device, DType::F32));
+    ((picked * keep).sum().neg(), count)
 }
 
 /// One training example: token ids and labels (−100 where the loss ignores the token).
@@ -139,6 +161,7 @@ pub struct Trainer {
     batch_size: usize,
     epochs: usize,
     opt: AdamW,
+    activations: Activations,
     next: usize,
     tokens: usize,
 }
@@ -159,6 +182,7 @@ impl Trainer {
         batch_size: usize,
         epochs: usize,
         opt: AdamW,
+        activations: Activations,
     ) -> Result<Self> {
         if examples.is_empty() {
             return Err(Error::Invalid("no training examples".into()));
@@ -169,6 +193,7 @@ impl Trainer {
             batch_size,
             epochs,
             opt,
+            activations,
             next: 0,
             tokens: 0,
         })
@@ -191,7 +216,7 @@ impl Trainer {
         let (epoch, s) = (self.next / per, self.next % per);
         let end = ((s + 1) * self.batch_size).min(self.examples.len());
         let batch = &self.examples[s * self.batch_size..end];
-        let loss = train_batch(model, batch, &mut self.opt).await?;
+        let loss = train_batch(model, batch, &mut self.opt, self.activations).await?;
         self.tokens += batch.iter().map(|e| e.ids.len()).sum::<usize>();
         let report = StepReport {
             epoch,
@@ -206,40 +231,60 @@ impl Trainer {
 }
 
 /// One optimizer step on one example; returns the example's loss before the update.
-pub async fn train_step(model: &mut Model, ex: &Example, opt: &mut AdamW) -> Result<f32> {
-    train_batch(model, std::slice::from_ref(ex), opt).await
+pub async fn train_step(
+    model: &mut Model,
+    ex: &Example,
+    opt: &mut AdamW,
+    activations: Activations,
+) -> Result<f32> {
+    train_batch(model, std::slice::from_ref(ex), opt, activations).await
 }
 
 /// One optimizer step on a batch; returns the batch's loss before the update: the mean over
 /// all labelled tokens of the batch, as transformers' causal-LM loss of a padded batch is
-/// (not the mean of per-example means).
-pub async fn train_batch(model: &mut Model, batch: &[Example], opt: &mut AdamW) -> Result<f32> {
-    let mut loss: Option<Tensor<1>> = None;
+/// (not the mean of per-example means). Each example is backpropagated on its own (its
+/// activations kept or recomputed per layer), the gradients summed.
+pub async fn train_batch(
+    model: &mut Model,
+    batch: &[Example],
+    opt: &mut AdamW,
+    activations: Activations,
+) -> Result<f32> {
+    if batch.is_empty() {
+        return Err(Error::Invalid("an empty batch".into()));
+    }
+    // The batch's labelled tokens, known before any pass: each example's loss is scaled by
+    // their count, so the summed gradients are those of the batch's mean.
     let mut tokens = 0usize;
     for ex in batch {
-        let (l, n) = causal_lm_loss_sum(model, &ex.ids, &ex.labels)?;
-        tokens += n;
-        loss = Some(match loss {
-            Some(acc) => acc + l,
-            None => l,
-        });
+        check_example(&ex.ids, &ex.labels)?;
+        tokens += ex.labels[1..].iter().filter(|&&l| l >= 0).count();
     }
-    let loss = loss.ok_or_else(|| Error::Invalid("an empty batch".into()))? / tokens as f64;
-    let grads = loss.backward();
-    let value = crate::model::read_f32(loss.detach()).await?[0];
+    let params: Vec<Tensor<2>> = adapters(model).iter().map(|p| p.val()).collect();
+    let pass = Pass {
+        params: &params,
+        how: activations,
+        dropout: has_dropout(model),
+    };
+    let mut grads = Grads::new(params.len());
+    let mut sum = 0.0f64;
+    for ex in batch {
+        let (l, _) = backward(model, &pass, ex, 1.0 / tokens as f64, &mut grads).await?;
+        sum += l as f64;
+    }
+    let value = (sum / tokens as f64) as f32;
     let (b1, b2) = opt.betas;
     let params = adapters(model);
     if opt.state.is_empty() {
         opt.state = params.iter().map(|_| None).collect();
     }
-    for (p, state) in params.into_iter().zip(opt.state.iter_mut()) {
-        let w = p.val();
+    for ((p, state), g) in params.into_iter().zip(opt.state.iter_mut()).zip(grads.0) {
         // No gradient (a mixture-of-experts adapter whose expert no token chose): torch's
         // AdamW skips the parameter, weight decay and step count included.
-        let Some(g) = w.grad(&grads) else {
+        let Some(g) = g else {
             continue;
         };
-        let w = w.inner();
+        let w = p.val().inner();
         let s = state.get_or_insert_with(|| Moments {
             step: 0,
             m: w.zeros_like(),

@@ -8,7 +8,7 @@ use leptos::prelude::*;
 use crate::error::AppError;
 use crate::i18n::{Lang, t};
 use crate::panels::input;
-use crate::url::url_text;
+use crate::url::{url_signal, url_text};
 
 /// A number field of the form: `name: `x` is not a number`.
 fn number(sig: RwSignal<String>, name: &str) -> Result<f64, AppError> {
@@ -32,6 +32,7 @@ pub struct Form {
     lr: RwSignal<String>,
     wd: RwSignal<String>,
     seed: RwSignal<String>,
+    checkpointing: RwSignal<bool>,
 }
 
 impl Form {
@@ -48,6 +49,7 @@ impl Form {
             lr: url_text("ft_lr", "0.0001"),
             wd: url_text("ft_wd", "0"),
             seed: url_text("ft_seed", "0"),
+            checkpointing: url_signal("ft_ckpt", true),
         }
     }
 
@@ -71,6 +73,7 @@ impl Form {
             lr: number(self.lr, "learning rate")?,
             weight_decay: number(self.wd, "weight decay")?,
             seed: number(self.seed, "seed")? as u64,
+            gradient_checkpointing: self.checkpointing.get_untracked(),
         })
     }
 
@@ -88,6 +91,7 @@ impl Form {
         };
         // A starting adapter brings its own rank, alpha, dropout and targets.
         let init_repo = self.init_repo;
+        let ckpt = self.checkpointing;
         let from_adapter = move || !init_repo.get().trim().is_empty();
         let shape_field = move |id: &'static str, key: &'static str, sig: RwSignal<String>| {
             view! { <label>{move || t(lang.get(), key)}<input id=id prop:value=move || sig.get() on:input=input(sig)
@@ -111,6 +115,8 @@ impl Form {
                 {field("ft-lr", "ft.lr", self.lr)}
                 {field("ft-wd", "ft.wd", self.wd)}
             </div>
+            <label class="inline"><input id="ft-ckpt" type="checkbox" prop:checked=move || ckpt.get()
+                on:change=move |ev| ckpt.set(event_target_checked(&ev))/>{move || t(lang.get(), "ft.ckpt")}</label>
         }
     }
 }
