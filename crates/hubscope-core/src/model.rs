@@ -38,6 +38,8 @@ pub struct Lora {
     pub lora_b: Param<Tensor<2>>,
     pub scale: f64,
     pub dropout: f64,
+    /// Being trained: dropout applies (set by `make_trainable`, cleared by `freeze`).
+    pub training: bool,
 }
 
 impl Linear {
@@ -54,7 +56,7 @@ impl Linear {
         }
         if let Some(l) = &self.lora {
             let a = l.lora_a.val();
-            let x = if l.dropout > 0.0 && a.is_require_grad() {
+            let x = if l.dropout > 0.0 && l.training {
                 // inverted dropout, as torch.nn.Dropout in training mode
                 let keep = 1.0 - l.dropout;
                 let mask = x.random_like(Distribution::Bernoulli(keep));

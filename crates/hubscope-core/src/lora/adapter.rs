@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use burn::module::Param;
+use burn::module::{Module, Param};
 use burn::tensor::{DType, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
@@ -227,6 +227,7 @@ pub fn attach(model: &mut Model, config: &AdapterConfig, weights: &[u8]) -> Resu
             lora_b,
             scale,
             dropout: config.lora_dropout,
+            training: false,
         });
         count += 1;
     }
@@ -344,6 +345,7 @@ pub fn init_adapter(model: &mut Model, config: &AdapterConfig, seed: u64) {
             lora_b: Param::from_tensor(b.cast(dtype.burn())),
             scale,
             dropout: config.lora_dropout,
+            training: false,
         });
     }
 }
@@ -370,18 +372,46 @@ pub(super) fn has_dropout(model: &mut Model) -> bool {
 /// Mark the adapters as the only trainable parameters (the model must live on an autodiff
 /// device; base weights stay untracked, so they get no gradient memory).
 pub fn make_trainable(model: &mut Model) {
+    // Loaded weights are parameters that would take gradients on an autodiff device (burn's
+    // `Param::from_tensor`): every one is frozen first, then the adapters made trainable.
+    model.lm = model.lm.clone().no_grad();
+    set_training(model, true);
     for p in adapters(model) {
         let t = p.val().detach().require_grad();
         *p = Param::from_tensor(t);
     }
 }
 
+fn set_training(model: &mut Model, on: bool) {
+    for (_, lin) in linears(model) {
+        if let Some(l) = lin.lora.as_mut() {
+            l.training = on;
+        }
+    }
+}
+
+/// The attached adapters with their tensors cut from the autodiff graph (same values, same
+/// dropout): a forward pass with them records nothing for a backward pass.
+pub(super) fn untracked(adapters: &Adapters) -> Adapters {
+    adapters
+        .iter()
+        .map(|a| {
+            a.as_ref().map(|l| Lora {
+                lora_a: Param::from_tensor(l.lora_a.val().detach()).set_require_grad(false),
+                lora_b: Param::from_tensor(l.lora_b.val().detach()).set_require_grad(false),
+                ..l.clone()
+            })
+        })
+        .collect()
+}
+
 /// Stop training: the adapters become constants (no graph is recorded, no dropout), so the
 /// trained model generates at inference speed.
 pub fn freeze(model: &mut Model) {
+    set_training(model, false);
     for p in adapters(model) {
         let t = p.val().detach();
-        *p = Param::from_tensor(t);
+        *p = Param::from_tensor(t).set_require_grad(false);
     }
 }
 

@@ -17,6 +17,7 @@
 
 use burn::tensor::{Distribution, Tensor};
 
+use super::adapter::{put_adapters, take_adapters, untracked};
 use super::train::{Example, next_token_loss};
 use crate::cache::KvCache;
 use crate::error::Result;
@@ -68,7 +69,7 @@ const LOSS_ROWS: usize = 128;
 /// Backpropagate `scale` × the summed loss of `ex` into `grads`; returns the summed loss (not
 /// scaled) and the number of labelled tokens.
 pub async fn backward(
-    model: &Model,
+    model: &mut Model,
     pass: &Pass<'_>,
     ex: &Example,
     scale: f64,
@@ -77,11 +78,11 @@ pub async fn backward(
     let (x, tables) = model.layer_input(&ex.ids)?;
     let seeds = LayerSeeds::draw(model, pass.dropout).await?;
     let params = pass.params;
-    let layers = &model.lm.model.layers;
     let outcome = match pass.how {
         Activations::Kept => {
             // Every layer's graph kept; the loss backpropagated to the top layer's output
             // first (piece by piece), then through all layers at once.
+            let layers = &model.lm.model.layers;
             let mut x = x;
             for (l, layer) in layers.iter().enumerate() {
                 seeds.before(model, l);
@@ -95,16 +96,19 @@ pub async fn backward(
             (loss, count)
         }
         Activations::Recomputed => {
-            // Forward: each layer's input kept, without the graph that made it.
-            let mut inputs = Vec::with_capacity(layers.len());
+            // Forward: each layer's input kept, and no graph recorded (the adapters cut from
+            // it for this pass, their dropout still on).
+            let tracked = take_adapters(model);
+            put_adapters(model, &untracked(&tracked));
+            let mut inputs = Vec::with_capacity(model.lm.model.layers.len());
             let mut x = x.detach();
-            for (l, layer) in layers.iter().enumerate() {
+            for (l, layer) in model.lm.model.layers.iter().enumerate() {
                 inputs.push(x.clone());
                 seeds.before(model, l);
-                x = layer
-                    .forward(x, &tables, &mut [&mut fresh_cache(model, l)])
-                    .detach();
+                x = layer.forward(x, &tables, &mut [&mut fresh_cache(model, l)]);
             }
+            put_adapters(model, &tracked);
+            let layers = &model.lm.model.layers;
             let (loss, count, mut upstream) = head_backward(model, pass, x, ex, scale, grads);
             // Backward: each layer recomputed from its input with the masks of its first
             // pass, then backpropagated alone.
