@@ -42,13 +42,18 @@ EOF
     flag=()
     [ "$ck" = off ] && flag=(--no-gradient-checkpointing)
     rm -rf "$work/out"
-    "$hub" finetune "$model" --data "$work/data.jsonl" --lora-rank 8 --lora-alpha 16 \
-      --out "$work/out" --json "${flag[@]}" 2>/dev/null | tail -1 |
-      sed "s/^{/{\"peer\":\"hubscope\",\"checkpointing\":\"$ck\",/"
+    # A run the kernel kills for memory is a result too: say so and go on.
+    if out=$("$hub" finetune "$model" --data "$work/data.jsonl" --lora-rank 8 --lora-alpha 16 \
+      --out "$work/out" --json "${flag[@]}" 2>/dev/null); then
+      echo "$out" | tail -1 | sed "s/^{/{\"peer\":\"hubscope\",\"checkpointing\":\"$ck\",/"
+    else
+      echo "{\"peer\":\"hubscope\",\"checkpointing\":\"$ck\",\"failed\":\"exit $?\"}"
+    fi
   done
   for ck in on off; do
     flag=()
     [ "$ck" = on ] && flag=(--checkpointing)
-    "$py" benches/finetune_peft.py "$model" "$work/data.jsonl" --threads "$threads" "${flag[@]}" 2>/dev/null
+    "$py" benches/finetune_peft.py "$model" "$work/data.jsonl" --threads "$threads" "${flag[@]}" \
+      2>/dev/null || echo "{\"peer\":\"peft\",\"checkpointing\":\"$ck\",\"failed\":\"exit $?\"}"
   done
 done
