@@ -322,12 +322,14 @@ pub fn fine_tuning_rows(t: &Training) -> Vec<FineTune> {
     ]
 }
 
-/// Activations training keeps for `tokens` tokens (no checkpointing), at `bytes` per value:
-/// per layer 8 × hidden (both RMSNorms' intermediates), 10 × the feed-forward width one token
-/// computes (gate, up, silu and product with their f32 inputs; `widths`, one per layer) and
-/// 6 × heads × head_dim (q plus k and v expanded to all query heads, before and after rotary;
-/// score matrices are tiled, not kept), and the loss's four f32 [tokens, vocab] tensors.
-/// None on overflow.
+/// Activations hubscope's training holds for `tokens` tokens at `bytes` per value, with
+/// gradient checkpointing per decoder layer (its default): every layer's input (hidden per
+/// token), plus one layer recomputed for its backward pass — 8 × hidden (both RMSNorms'
+/// intermediates), 10 × the feed-forward width one token computes (gate, up, silu and product
+/// with their f32 inputs; `widths`, one per layer, the widest counted) and 6 × heads ×
+/// head_dim (q plus k and v expanded to all query heads, before and after rotary) — plus the
+/// loss, taken `LOSS_ROWS` positions at a time: four f32 [positions, vocab] tensors. None on
+/// overflow.
 fn training_activations(
     hidden: u64,
     heads_x_dim: u64,
@@ -336,16 +338,24 @@ fn training_activations(
     tokens: u64,
     bytes: u64,
 ) -> Option<u64> {
-    let mut per_token = 16u64.checked_mul(vocab)?;
+    const LOSS_ROWS: u64 = 128;
+    let mut inputs = 0u64;
+    let mut widest = 0u64;
     for width in widths {
+        inputs = inputs.checked_add(hidden.checked_mul(bytes)?)?;
         let layer = 8u64
             .checked_mul(hidden)?
             .checked_add(10u64.checked_mul(width)?)?
             .checked_add(6u64.checked_mul(heads_x_dim)?)?
             .checked_mul(bytes)?;
-        per_token = per_token.checked_add(layer)?;
+        widest = widest.max(layer);
     }
-    tokens.checked_mul(per_token)
+    let loss = 16u64
+        .checked_mul(vocab)?
+        .checked_mul(tokens.min(LOSS_ROWS))?;
+    tokens
+        .checked_mul(inputs.checked_add(widest)?)?
+        .checked_add(loss)
 }
 
 /// Training activations of a family hubscope does not run, estimated with the formula above
@@ -529,12 +539,9 @@ pub fn plan(
         })
         .collect::<Vec<_>>();
 
-    // Training keeps what the backward pass needs of every layer (no checkpointing): both
-    // RMSNorms' intermediates (≈ 8 × hidden), the MLP's gate, up, silu and product with their
-    // f32 inputs (≈ 10 × intermediate), and q plus k and v expanded to all query heads, before
-    // and after rotary (2 × 3 × heads × head_dim); score matrices are not kept (tiled
-    // attention). The loss keeps four f32 [tokens, vocab] tensors (logits, their f32 copy,
-    // log-softmax and its gradient). Checked against a measured LoRA run in docs/BENCHMARKS.md.
+    // Training with gradient checkpointing (hubscope's default): every layer's input, one layer
+    // recomputed at a time, the loss a piece of positions at a time (`training_activations`).
+    // Checked against a measured LoRA run in tests/plan.rs and docs/BENCHMARKS.md.
     let heads_x_dim = (c.num_attention_heads * c.head_dim) as u64;
     let train_acts = |act: u64| {
         training_activations(

@@ -117,15 +117,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::{Cached, Heads, decode};
-
-    fn values(len: usize, seed: u64) -> Vec<f32> {
-        (0..len as u64)
-            .map(|i| {
-                let h = (i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ seed;
-                ((h >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-            })
-            .collect()
-    }
+    use crate::cpu::test_values as values;
 
     /// The definition in f64: scores, softmax, weighted sum of values.
     fn reference(q: &[f32], c: &Cached, s: Heads) -> Vec<f64> {

@@ -222,3 +222,14 @@ fn half_rows<H: Weight>(
     let x: Vec<f32> = x.iter().map(|v| v.to_f32()).collect();
     x_wt(&x, w, rows, k, n).into_iter().map(round).collect()
 }
+
+/// Deterministic values in [−0.5, 0.5) for the kernels' tests.
+#[cfg(test)]
+fn test_values(len: usize, seed: u64) -> Vec<f32> {
+    (0..len as u64)
+        .map(|i| {
+            let h = (i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ seed;
+            ((h >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+        })
+        .collect()
+}

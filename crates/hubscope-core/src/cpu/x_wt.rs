@@ -396,6 +396,7 @@ mod portable {
 #[cfg(test)]
 mod tests {
     use super::{Weight, available, columns_for, with_kernel};
+    use crate::cpu::test_values as values;
 
     /// The plain triple loop in f64.
     fn reference<W: Weight>(x: &[f32], w: &[W], rows: usize, k: usize, n: usize) -> Vec<f64> {
@@ -408,15 +409,6 @@ mod tests {
             }
         }
         y
-    }
-
-    fn values(len: usize, seed: u64) -> Vec<f32> {
-        (0..len as u64)
-            .map(|i| {
-                let h = (i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ seed;
-                ((h >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-            })
-            .collect()
     }
 
     /// Every kernel this CPU runs, for weights stored as `W`.

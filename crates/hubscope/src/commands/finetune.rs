@@ -113,7 +113,11 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
                 .map(|d| d.display().to_string())
                 .unwrap_or_else(|| "adapter".into())
         })?;
-    let rss_loaded = crate::process::rss().1;
+    let (load_peak, rss_loaded) = crate::process::rss();
+    // Loading holds the file's bytes and the built tensors at once for a moment; training's
+    // own peak is measured from here (what the planner's fine-tuning rows model).
+    crate::process::release_freed_memory();
+    crate::process::reset_peak();
     let trainable = trainable_params(&mut model);
     let bar = ProgressBar::with_draw_target(
         Some(run.trainer.total_steps() as u64),
@@ -148,11 +152,13 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
     write_atomically(&a.out, &files)?;
     let secs = t0.elapsed().as_secs_f64();
     if a.json {
-        let (peak, _) = crate::process::rss();
+        let (training_peak, _) = crate::process::rss();
         println!(
             "{}",
             json!({"out": a.out, "trainable_params": trainable, "steps": losses.len(), "final_loss": losses.last(), "seconds": secs,
-                "tokens_per_s": tokens as f64 / secs, "peak_rss_bytes": peak, "rss_before_load_bytes": rss_before, "rss_after_load_bytes": rss_loaded})
+                "tokens_per_s": tokens as f64 / secs, "peak_rss_bytes": training_peak.max(load_peak),
+                "training_peak_rss_bytes": training_peak, "load_peak_rss_bytes": load_peak,
+                "rss_before_load_bytes": rss_before, "rss_after_load_bytes": rss_loaded})
         );
     } else {
         println!(
