@@ -81,14 +81,6 @@ fn gated_f32<const D: usize>(
     if gate.dtype() != DType::F32 || up.dtype() != DType::F32 || gate.dims() != up.dims() {
         return None;
     }
-    let contiguous = |t: &Tensor<D>| {
-        let f = t.clone().try_into_primitive::<Flex>().ok()?;
-        Some(if f.is_contiguous() {
-            f
-        } else {
-            f.to_contiguous()
-        })
-    };
     let (g, u) = (contiguous(gate)?, contiguous(up)?);
     let y = act::gated(g.as_slice::<f32>()?, u.as_slice::<f32>()?, act);
     let y = TensorData::new(y, gate.dims());
@@ -116,12 +108,7 @@ pub fn decode_attention(
     {
         return None;
     }
-    let qf = q.clone().try_into_primitive::<Flex>().ok()?;
-    let qf = if qf.is_contiguous() {
-        qf
-    } else {
-        qf.to_contiguous()
-    };
+    let qf = contiguous(q)?;
     let prims = held
         .iter()
         .map(|(k, v)| {
@@ -171,13 +158,8 @@ fn rows_view(t: &FlexTensor, hd: usize) -> Option<usize> {
 fn few_rows(x: &Tensor<2>, w: &Tensor<2>) -> Option<Tensor<2>> {
     let [rows, k] = x.dims();
     let n = w.dims()[0];
-    let xf = x.clone().try_into_primitive::<Flex>().ok()?;
+    let xf = contiguous(x)?;
     let wf = w.clone().try_into_primitive::<Flex>().ok()?;
-    let xf = if xf.is_contiguous() {
-        xf
-    } else {
-        xf.to_contiguous()
-    };
     let y = match x.dtype() {
         DType::F32 => TensorData::new(
             x_wt(xf.as_slice::<f32>()?, wf.as_slice::<f32>()?, rows, k, n),
@@ -208,6 +190,17 @@ fn few_rows(x: &Tensor<2>, w: &Tensor<2>) -> Option<Tensor<2>> {
         _ => return None,
     };
     Some(Tensor::from_primitive::<Flex>(FlexTensor::from_data(y)))
+}
+
+/// `t` as a contiguous tensor of burn's Flex device (copied only where it is a strided view);
+/// `None` on another device or under autodiff.
+fn contiguous<const D: usize>(t: &Tensor<D>) -> Option<FlexTensor> {
+    let f = t.clone().try_into_primitive::<Flex>().ok()?;
+    Some(if f.is_contiguous() {
+        f
+    } else {
+        f.to_contiguous()
+    })
 }
 
 /// `x · wᵀ` for half-precision `x` and `w`: `x` widened to f32, summed in f32, rounded once.
