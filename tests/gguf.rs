@@ -1,13 +1,24 @@
-//! GGUF files header-only: `inspect` on a `.gguf` file, a folder or a Hub repo of them reads
+//! GGUF files. Header-only: `inspect` on a `.gguf` file, a folder or a Hub repo of them reads
 //! the metadata and every tensor's name, shape, ggml type and bytes from the header alone, with
 //! a bounded number of reads, equal to what gguf-py (llama.cpp's own Python package) reads back
 //! from files it wrote (tests/data/make_gguf.py); broken files are one-line errors.
+//! As models: every block type dequantized bit for bit as gguf-py does, and files that
+//! llama.cpp's own converter made from the shared fixtures run as transformers runs them
+//! (tests/data/make_gguf_models.py: how they were made).
 
 mod common;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
+use hubscope_core::burn::tensor::Device;
+use hubscope_core::generate::RunOptions;
+use hubscope_core::gguf::{Parsed, parse, parse_whole};
+use hubscope_core::model::read_f32;
+use hubscope_core::sampling::Sampler;
+use hubscope_core::text::Message;
+use hubscope_core::{ComputeDtype, Model, bundle, generate, ggml, gguf_model};
+use safetensors::SafeTensors;
 use serde_json::Value;
 
 fn dir() -> PathBuf {
@@ -259,4 +270,265 @@ fn llama_cpp_vocabulary_files_read_as_gguf_py_reads_them() {
         );
     }
     assert_eq!(seen, 19, "llama.cpp's vocabulary files");
+}
+
+fn models_dir() -> PathBuf {
+    dir().with_file_name("gguf-models")
+}
+
+fn f32s(b: &[u8]) -> Vec<f32> {
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
+/// Every type hubscope reads, dequantized from random blocks: the same f32 bits as gguf-py's
+/// `gguf.quants.dequantize` (the reference implementation's arithmetic, in numpy).
+#[test]
+fn dequantization_is_bit_exact_with_gguf_py() {
+    let d = models_dir().join("dequant");
+    let bytes = std::fs::read(d.join("blocks.gguf")).unwrap();
+    let Parsed::Header(h) = parse("blocks.gguf", &bytes, Some(bytes.len() as u64)).unwrap() else {
+        panic!("short header")
+    };
+    let raw = std::fs::read(d.join("expected.safetensors")).unwrap();
+    let expected = SafeTensors::deserialize(&raw).unwrap();
+    assert_eq!(h.tensors.len(), 13, "one tensor per type");
+    for t in &h.tensors {
+        let start = (h.data_offset + t.offset) as usize;
+        let got = ggml::dequantize(
+            t.ggml_type,
+            &bytes[start..start + t.bytes as usize],
+            "blocks.gguf",
+            &t.name,
+        )
+        .unwrap();
+        let want = f32s(expected.tensor(&t.name).unwrap().data());
+        assert_eq!(got.len(), want.len(), "{}", t.name);
+        let differ: Vec<usize> = (0..got.len())
+            .filter(|&i| got[i].to_bits() != want[i].to_bits())
+            .collect();
+        assert!(
+            differ.is_empty(),
+            "{}: {} of {} values differ, first at {}: {} vs gguf-py {}",
+            t.name,
+            differ.len(),
+            got.len(),
+            differ[0],
+            got[differ[0]],
+            want[differ[0]]
+        );
+    }
+}
+
+/// GGUF files llama.cpp's converter made from tiny-qwen2 (Q8_0, F16) and tiny-llama (Q8_0, F32;
+/// q/k rows permuted): the tokenizer built from the metadata gives the fixture's own tokenizer's
+/// ids (the one the file was converted from) and renders its chat template; last-position
+/// logits within 1e-4 of transformers' `from_pretrained(gguf_file=...)` and its 8 greedy tokens.
+#[test]
+fn gguf_models_run_as_transformers_runs_them() {
+    for name in [
+        "tiny-qwen2-q8_0",
+        "tiny-qwen2-f16",
+        "tiny-llama-q8_0",
+        "tiny-llama-f32",
+    ] {
+        let d = models_dir().join(name);
+        let bytes = std::fs::read(d.join("model.gguf")).unwrap();
+        let h = parse_whole("model.gguf", &bytes, bytes.len() as u64).unwrap();
+        let (config, tokenizer) = gguf_model::text_files(&h).unwrap();
+        let text = bundle::text_side(&config, None, tokenizer.as_ref()).unwrap();
+        let tok = text.tokenizer.expect("the file's tokenizer");
+        let model = Model::from_gguf(
+            text.config,
+            "model.gguf",
+            &bytes,
+            ComputeDtype::F32,
+            &Device::flex(),
+        )
+        .unwrap();
+        let reference: Value =
+            serde_json::from_slice(&std::fs::read(d.join("reference.json")).unwrap()).unwrap();
+        let raw = std::fs::read(d.join("reference.safetensors")).unwrap();
+        let logits_ref = SafeTensors::deserialize(&raw).unwrap();
+        let ids_of = |v: &Value| -> Vec<u32> {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_u64().unwrap() as u32)
+                .collect()
+        };
+        for (i, p) in reference["prompts"].as_array().unwrap().iter().enumerate() {
+            let what = format!("{name}/{}", p["name"]);
+            let want_ids = ids_of(&p["input_ids"]);
+            let ids = if p["kind"] == "chat_template" {
+                let messages: Vec<Message> = serde_json::from_value(p["messages"].clone()).unwrap();
+                let extra = p["template_kwargs"]
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default();
+                let rendered = tok
+                    .apply_chat_template_with(
+                        &messages,
+                        p["add_generation_prompt"].as_bool().unwrap_or(true),
+                        &extra,
+                    )
+                    .unwrap();
+                assert_eq!(
+                    rendered,
+                    p["text"].as_str().unwrap(),
+                    "{what}: chat template"
+                );
+                tok.encode(&rendered, false).unwrap()
+            } else {
+                tok.encode(p["text"].as_str().unwrap(), true).unwrap()
+            };
+            assert_eq!(ids, want_ids, "{what}: token ids");
+            // transformers' own GGUF conversion agrees for Qwen; for llama-architecture files
+            // it adds a BOS the file says not to add (`tokenizer.ggml.add_bos_token = false`,
+            // as the original tokenizer does), and nothing else differs.
+            let tf = ids_of(&p["transformers_gguf_ids"]);
+            if name.starts_with("tiny-llama") {
+                assert_eq!(tf[0], 1, "{what}");
+                assert_eq!(tf[1..], ids[..], "{what}: transformers' GGUF tokenizer");
+            } else {
+                assert_eq!(tf, ids, "{what}: transformers' GGUF tokenizer");
+            }
+
+            let (logits, _) = model.forward_traced(&ids).unwrap();
+            let all = pollster::block_on(read_f32(logits)).unwrap();
+            let vocab = model.config.vocab_size;
+            let last = &all[(ids.len() - 1) * vocab..];
+            let want = f32s(
+                logits_ref
+                    .tensor(&format!("prompt{i}.last_logits"))
+                    .unwrap()
+                    .data(),
+            );
+            let diff = last
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(diff <= 1e-4, "{what}: last logits differ by {diff}");
+
+            let mut cfg = text.generation.clone().with_temperature(0.0);
+            cfg.max_new_tokens = 8;
+            cfg.eos_token_ids.clear();
+            let clock = || 0.0;
+            let out = pollster::block_on(generate(
+                &model,
+                Some(&tok),
+                &ids,
+                Sampler::new(cfg),
+                RunOptions {
+                    logprobs: 0,
+                    clock: &clock,
+                    tick: None,
+                },
+                |_| true,
+            ))
+            .unwrap();
+            assert_eq!(
+                out.tokens,
+                ids_of(&p["greedy_ids"]),
+                "{what}: greedy tokens"
+            );
+        }
+    }
+}
+
+/// The binary runs a `.gguf` path, a folder holding one GGUF file, or the file `--file` names
+/// in a folder or a Hub repo of several (downloading only that one), as it runs a folder.
+#[test]
+fn generate_runs_a_gguf_file_its_folder_or_repo() {
+    let d = models_dir().join("tiny-llama-q8_0");
+    let reference: Value =
+        serde_json::from_slice(&std::fs::read(d.join("reference.json")).unwrap()).unwrap();
+    let p = &reference["prompts"][0];
+    let file = d.join("model.gguf");
+    let only = tempfile::tempdir().unwrap();
+    std::fs::copy(&file, only.path().join("smol-q8_0.gguf")).unwrap();
+    let hub = tempfile::tempdir().unwrap();
+    let repo = hub.path().join("smol");
+    std::fs::create_dir(&repo).unwrap();
+    std::fs::copy(&file, repo.join("smol-q8_0.gguf")).unwrap();
+    std::fs::copy(
+        models_dir().join("tiny-llama-f32/model.gguf"),
+        repo.join("smol-f32.gguf"),
+    )
+    .unwrap();
+    let server = common::Server::start_with(&format!("o={}", hub.path().display()), 0, &[]);
+    let generate = |model: &str, extra: &[&str]| {
+        let mut args = vec![
+            "generate",
+            model,
+            "--prompt",
+            p["text"].as_str().unwrap(),
+            "--max-new-tokens",
+            "8",
+            "--temperature",
+            "0",
+            "--json",
+        ];
+        args.extend(extra);
+        hubscope(&args)
+    };
+    let folder = repo.to_str().unwrap();
+    for (model, extra) in [
+        (file.to_str().unwrap(), vec![]),
+        (only.path().to_str().unwrap(), vec![]),
+        (folder, vec!["--file", "smol-q8_0.gguf"]),
+        (
+            "o/smol",
+            vec!["--endpoint", &server.url, "--file", "smol-q8_0.gguf"],
+        ),
+    ] {
+        let v = json_of(&generate(model, &extra));
+        assert_eq!(v["prompt_tokens"], p["input_ids"], "{model}");
+        assert_eq!(v["tokens"], p["greedy_ids"], "{model}");
+    }
+    assert_eq!(
+        server.sent("o/smol/smol-f32.gguf"),
+        0,
+        "only the chosen file"
+    );
+    assert!(server.sent("o/smol/smol-q8_0.gguf") > 0);
+    let err = one_line_error(&generate("o/smol", &["--endpoint", &server.url]));
+    assert!(
+        err.contains("2 GGUF files") && err.contains("--file"),
+        "{err}"
+    );
+}
+
+/// Files hubscope cannot run say why, naming the file: another architecture, a tokenizer it
+/// does not build, a cut-off file.
+#[test]
+fn gguf_models_it_cannot_run_are_one_line_errors() {
+    let vocab = dir().join("vocab/ggml-vocab-bert-bge.gguf");
+    let err = one_line_error(&hubscope(&[
+        "generate",
+        vocab.to_str().unwrap(),
+        "--prompt",
+        "x",
+    ]));
+    assert!(
+        err.contains("ggml-vocab-bert-bge.gguf") && err.contains("architecture `bert`"),
+        "{err}"
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let whole = std::fs::read(models_dir().join("tiny-qwen2-q8_0/model.gguf")).unwrap();
+    let cut = tmp.path().join("cut.gguf");
+    std::fs::write(&cut, &whole[..whole.len() - 1000]).unwrap();
+    let err = one_line_error(&hubscope(&[
+        "generate",
+        cut.to_str().unwrap(),
+        "--prompt",
+        "x",
+    ]));
+    assert!(
+        err.contains("cut.gguf") && err.contains("runs past the end of the file"),
+        "{err}"
+    );
 }

@@ -505,6 +505,61 @@ fn new_families_generate_in_the_page() {
     }
 }
 
+/// A GGUF file that llama.cpp's converter made (tests/data/make_gguf_models.py) runs in the
+/// page on both devices, its config and tokenizer from the header, named by the `file` key:
+/// the CLI's greedy tokens are transformers' (checked here), and the page writes their text.
+#[test]
+fn a_gguf_file_generates_in_the_page() {
+    let fixtures =
+        PathBuf::from(std::env::var_os("HUBSCOPE_GEN_FIXTURES").expect("scripts/test.sh"));
+    let models = fixtures.join("gguf-models");
+    let server = serve(&["--models", &format!("gm={}", models.display())]);
+    let url = server.url.clone();
+    let ep = enc(&url);
+    let name = "tiny-qwen2-q8_0";
+    let r: Value =
+        serde_json::from_slice(&std::fs::read(models.join(name).join("reference.json")).unwrap())
+            .unwrap();
+    let p = &r["prompts"][0];
+    let prompt = p["text"].as_str().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hubscope"))
+        .args([
+            "generate",
+            models.join(name).join("model.gguf").to_str().unwrap(),
+        ])
+        .args([
+            "--prompt",
+            prompt,
+            "--temperature",
+            "0",
+            "--max-new-tokens",
+            "8",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        cli["tokens"], p["greedy_ids"],
+        "the CLI against transformers"
+    );
+    let b = Browser::start();
+    for device in ["webgpu", "cpu"] {
+        b.go(&format!(
+            "{url}/?model=gm/{name}&file=model.gguf&endpoint={ep}&tab=generate&prompt={}&temperature=0&max_new_tokens=8&device={device}&autorun=1",
+            enc(prompt)
+        ));
+        b.wait_text("status", 240, |t| t == "done");
+        b.assert_device(device);
+        assert_eq!(b.text("output"), cli["text"].as_str().unwrap(), "{device}");
+    }
+}
+
 /// Any checkpoint in the Model, Structure and Memory tabs, from headers alone, as `inspect`
 /// and `mem` show it (the same core): a family hubscope does not run (DeepSeek-V3, MLA), a
 /// quantized one (GPTQ, made by tests/data/make_generic.py) and a GGUF repo of two files

@@ -8,6 +8,8 @@ use std::rc::Rc;
 use burn::tensor::Device;
 use hubscope_core::bundle::{self, Bundle, ModelBytes, TokenizerBytes, WeightBytes};
 use hubscope_core::generate::Generation;
+use hubscope_core::gguf::parse_whole;
+use hubscope_core::gguf_model;
 use hubscope_core::hub::{RepoRef, resolve_url};
 use hubscope_core::sampling::{GenerationConfig, Sampler};
 use hubscope_core::text::Tokenizer;
@@ -16,7 +18,7 @@ use hubscope_core::{ComputeDtype, Model};
 use crate::device::PageDevice;
 use crate::error::AppError;
 use crate::fetch::{FetchError, Origin, download, get};
-use crate::repo::{RepoView, Source};
+use crate::repo::{Checkpoint, RepoView, Source};
 
 /// A model ready in the page.
 pub struct Loaded {
@@ -65,9 +67,42 @@ async fn fetch_files(
     progress: &dyn Fn(u64, u64),
     cancel: &dyn Fn() -> bool,
 ) -> Result<(ModelBytes, bool, Option<String>), AppError> {
-    let (_, config_json, headers) = view.runnable()?;
+    view.runnable()?;
     let pinned = view.pinned();
     let (endpoint, token) = (view.endpoint.as_str(), src.token());
+    let (config_json, headers) = match &view.checkpoint {
+        Checkpoint::Runs {
+            config_json,
+            headers,
+            ..
+        } => (config_json, headers),
+        Checkpoint::Gguf { file, header, .. } => {
+            // One file holds it all: config and tokenizer from its header, then the weights.
+            let end = header.tensors.iter().map(|t| t.offset + t.bytes).max();
+            let size = header.data_offset + end.unwrap_or(0);
+            let url = resolve_url(endpoint, &pinned, file);
+            let (bytes, origin) =
+                download(&url, token, None, &|got, _| progress(got, size), cancel).await?;
+            let whole = parse_whole(file, &bytes, bytes.len() as u64)?;
+            let (config, tokenizer) = gguf_model::text_files(&whole)?;
+            drop(whole);
+            let not_kept = match &origin {
+                Origin::NotKept(why) => Some(why.clone()),
+                _ => None,
+            };
+            let files = ModelBytes {
+                config,
+                generation_config: None,
+                tokenizer,
+                weights: WeightBytes::Gguf(file.clone(), bytes),
+                adapter: None,
+            };
+            return Ok((files, origin == Origin::Cache, not_kept));
+        }
+        Checkpoint::Names { .. } => {
+            return Err(AppError::Model("this checkpoint does not run".into()));
+        }
+    };
     // tokenizer.json is megabytes: kept in Cache Storage like the weights.
     let tok_url = resolve_url(endpoint, &pinned, "tokenizer.json");
     let mut not_kept = None;

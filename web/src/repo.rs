@@ -46,8 +46,13 @@ pub enum Checkpoint {
         config_json: Vec<u8>,
         headers: Vec<FileHeader>,
     },
-    /// A GGUF file: shown from its header.
-    Gguf { file: String, header: GgufHeader },
+    /// A GGUF file: shown from its header; run (dequantized) when it is of a family hubscope
+    /// runs from GGUF (`config`, from the header's metadata).
+    Gguf {
+        file: String,
+        header: GgufHeader,
+        config: Option<Box<ModelConfig>>,
+    },
 }
 
 /// A repo read header-only: commit and checkpoint headers.
@@ -70,14 +75,13 @@ impl RepoView {
         }
     }
 
-    /// The config, config.json and headers of a model the page can run; otherwise why not.
-    pub fn runnable(&self) -> Result<(&ModelConfig, &[u8], &[FileHeader]), AppError> {
+    /// The config of a model the page can run; otherwise why not.
+    pub fn runnable(&self) -> Result<&ModelConfig, AppError> {
         match &self.checkpoint {
-            Checkpoint::Runs {
-                config,
-                config_json,
-                headers,
-            } => Ok((config, config_json, headers)),
+            Checkpoint::Runs { config, .. } => Ok(config),
+            Checkpoint::Gguf {
+                config: Some(c), ..
+            } => Ok(c),
             Checkpoint::Names {
                 model_type,
                 quantized: None,
@@ -88,9 +92,11 @@ impl RepoView {
             } => Err(AppError::Model(format!(
                 "this checkpoint is quantized ({q}): hubscope runs F32, F16 and BF16 safetensors; its Structure and Memory tabs show it from the headers"
             ))),
-            Checkpoint::Gguf { file, .. } => Err(AppError::Model(format!(
-                "{file}: hubscope does not run GGUF weights yet; its Structure and Memory tabs show it from the header"
-            ))),
+            // Why not, as loading would say it.
+            Checkpoint::Gguf { header, .. } => Err(match config_of_gguf(header) {
+                Err(e) => e,
+                Ok(_) => AppError::Model("GGUF: no config".into()),
+            }),
         }
     }
 
@@ -106,13 +112,19 @@ impl RepoView {
                 Some(q) => format!("{model_type} ({q})"),
                 None => model_type.clone(),
             },
-            Checkpoint::Gguf { file, header } => format!(
+            Checkpoint::Gguf { file, header, .. } => format!(
                 "{} · {file} ({})",
                 header.architecture().unwrap_or("unknown"),
                 header.quantization().unwrap_or_default()
             ),
         }
     }
+}
+
+/// The config a GGUF file's metadata stands for (the core's mapping, as loading uses it).
+fn config_of_gguf(h: &GgufHeader) -> Result<ModelConfig, AppError> {
+    let config = hubscope_core::gguf_model::config_json(h)?;
+    Ok(ModelConfig::from_json(config.to_string().as_bytes())?)
 }
 
 /// One file of a pinned repo as the core's range reader (a GGUF header).
@@ -174,6 +186,7 @@ pub async fn open_repo(src: &Source) -> Result<RepoView, AppError> {
         };
         let r = read_gguf_header(&reader, &f, size).await?;
         let stored = r.header.tensors.iter().map(|t| t.bytes).sum();
+        let config = config_of_gguf(&r.header).ok().map(Box::new);
         return Ok(RepoView {
             endpoint: endpoint.to_string(),
             repo,
@@ -181,6 +194,7 @@ pub async fn open_repo(src: &Source) -> Result<RepoView, AppError> {
             checkpoint: Checkpoint::Gguf {
                 file: f,
                 header: r.header,
+                config,
             },
             fetched_bytes: r.bytes_read,
             stored_bytes: stored,

@@ -1,6 +1,6 @@
 //! The one entry from a model's files (as bytes) to a model ready to run: config, generation
 //! config, tokenizer (with the tokenizer-EOS fallback), weights (safetensors files or shards,
-//! or burnpack) and an optional LoRA adapter. The binary reads the files from a folder, the
+//! burnpack or GGUF) and an optional LoRA adapter. The binary reads the files from a folder, the
 //! page from the Hub; both call this.
 
 use burn::tensor::Device;
@@ -39,6 +39,8 @@ pub enum WeightBytes {
     Safetensors(Vec<(String, Vec<u8>)>),
     /// A burnpack file (`model.bpk`).
     Burnpack(Vec<u8>),
+    /// A GGUF file: (file name, all its bytes).
+    Gguf(String, Vec<u8>),
 }
 
 /// A PEFT adapter folder's two files; `place` names where they came from, for errors.
@@ -96,6 +98,7 @@ pub fn load_model(
             Model::from_safetensors(config, &views, dtype, device)?
         }
         WeightBytes::Burnpack(bytes) => Model::from_burnpack(config, bytes, dtype, device)?,
+        WeightBytes::Gguf(file, bytes) => Model::from_gguf(config, &file, &bytes, dtype, device)?,
     };
     if let Some(a) = adapter {
         attach_adapter(&mut model, a)?;

@@ -25,6 +25,12 @@ pub enum Error {
     UnsupportedModelType(String),
     #[error("{file}: not a valid GGUF header: {message}")]
     Gguf { file: String, message: String },
+    #[error("{file}: tensor `{tensor}`: {message}")]
+    GgufTensor {
+        file: String,
+        tensor: String,
+        message: String,
+    },
     #[error("{file}: not a valid safetensors file: {message}")]
     Safetensors { file: String, message: String },
     #[error(

@@ -61,6 +61,11 @@ impl GgmlType {
         })
     }
 
+    /// `(values per block, bytes per block)`.
+    pub fn block(self) -> Option<(u64, u64)> {
+        self.info().map(|(_, v, b)| (v, b))
+    }
+
     pub fn name(self) -> String {
         self.info()
             .map_or_else(|| format!("type {}", self.0), |i| i.0.to_string())
@@ -167,6 +172,8 @@ struct Cursor<'a> {
     at: usize,
     /// The file's size when known: lengths past it are corruption, not a short prefix.
     size: Option<u64>,
+    /// Keep every array whole (a model's tokenizer) instead of summarising long ones.
+    whole_arrays: bool,
 }
 
 /// Ran out of prefix (the caller reads more) or found a malformed header.
@@ -245,11 +252,11 @@ impl<'a> Cursor<'a> {
                 let mut first = vec![];
                 for i in 0..len {
                     let v = self.value(elem, depth + 1)?;
-                    if (i as usize) < ARRAY_SHOWN {
+                    if self.whole_arrays || (i as usize) < ARRAY_SHOWN {
                         first.push(v);
                     }
                 }
-                if len as usize <= ARRAY_SHOWN {
+                if self.whole_arrays || len as usize <= ARRAY_SHOWN {
                     Value::Array(first)
                 } else {
                     json!({"type": value_type_name(elem), "len": len, "first": first})
@@ -290,10 +297,31 @@ pub fn parse(file: &str, prefix: &[u8], size: Option<u64>) -> Result<Parsed> {
         b: prefix,
         at: 0,
         size,
+        whole_arrays: false,
     };
     match parse_inner(&mut c) {
         Ok(h) => Ok(Parsed::Header(Box::new(h))),
         Err(Stop::Short(n)) => Ok(Parsed::NeedBytes(n)),
+        Err(Stop::Bad(e)) => Err(e),
+    }
+}
+
+/// The header with every metadata array kept whole (the tokenizer's vocabulary and merges),
+/// for loading the model: `prefix` holds at least the header of the `size`-byte file.
+pub fn parse_whole(file: &str, prefix: &[u8], size: u64) -> Result<GgufHeader> {
+    let mut c = Cursor {
+        file,
+        b: prefix,
+        at: 0,
+        size: Some(size),
+        whole_arrays: true,
+    };
+    match parse_inner(&mut c) {
+        Ok(h) => Ok(h),
+        Err(Stop::Short(_)) => Err(Error::Gguf {
+            file: file.to_string(),
+            message: "the file ends inside its header".into(),
+        }),
         Err(Stop::Bad(e)) => Err(e),
     }
 }

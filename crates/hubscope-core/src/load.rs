@@ -16,8 +16,8 @@ use crate::model::{
     Attention, CausalLm, DecoderLayer, DecoderModel, Embedding, FeedForward, Linear, Mlp, Model,
     RmsNorm, SparseMoe,
 };
-use crate::report::{LoadEntry, LoadReport, LoadStatus};
-use crate::safetensors::{FileHeader, StoredDtype, TensorHeader, convert, safetensors_err};
+use crate::report::{LoadEntry, LoadReport, LoadStatus, StoredType};
+use crate::safetensors::{FileHeader, StoredDtype, convert, safetensors_err};
 use crate::structure::{ParamSpec, model_tree};
 
 /// Buffers that checkpoints sometimes carry and transformers ignores.
@@ -25,16 +25,37 @@ fn is_ignored_buffer(name: &str) -> bool {
     name.ends_with("rotary_emb.inv_freq")
 }
 
+/// A checkpoint tensor as the matching needs it: where it is, its shape, how it is stored.
+pub struct Found {
+    pub file: String,
+    pub shape: Vec<usize>,
+    pub stored: StoredType,
+}
+
 /// Match the checkpoint's tensors (from headers alone) to the module tree: the load report.
 /// Missing, unused or wrongly shaped tensors and unloadable dtypes are errors naming the tensor.
 pub fn plan_load(config: &ModelConfig, headers: &[FileHeader]) -> Result<LoadReport> {
-    let tree = model_tree(config);
-    let mut tensors: HashMap<&str, &TensorHeader> = HashMap::new();
+    let mut found = HashMap::new();
     for h in headers {
         for (name, t) in &h.tensors {
-            tensors.insert(name, t);
+            StoredDtype::of(&t.file, name, t.dtype)?;
+            found.insert(
+                name.clone(),
+                Found {
+                    file: t.file.clone(),
+                    shape: t.shape.clone(),
+                    stored: StoredType::Safetensors(t.dtype),
+                },
+            );
         }
     }
+    match_tree(config, found)
+}
+
+/// The load report from checkpoint tensors named as transformers names them (safetensors, or
+/// GGUF's mapped back), their stored types already known to be readable.
+pub fn match_tree(config: &ModelConfig, mut tensors: HashMap<String, Found>) -> Result<LoadReport> {
+    let tree = model_tree(config);
     let module_of = |path: &str| path.rsplit_once('.').map_or("", |(m, _)| m).to_string();
     let mut report = LoadReport::default();
     for spec in tree.all_params() {
@@ -43,10 +64,10 @@ pub fn plan_load(config: &ModelConfig, headers: &[FileHeader]) -> Result<LoadRep
             // A tied head saved anyway is ignored: transformers ties it to the embedding.
             report.entries.push(LoadEntry {
                 tensor: spec.path.clone(),
-                file: found.map(|t| t.file.clone()).unwrap_or_default(),
+                file: found.as_ref().map(|t| t.file.clone()).unwrap_or_default(),
                 module: module_of(&spec.path),
                 shape: spec.shape.clone(),
-                stored_dtype: found.map(|t| t.dtype),
+                stored_dtype: found.as_ref().map(|t| t.stored),
                 status: if found.is_some() {
                     LoadStatus::TiedIgnored { to: target.clone() }
                 } else {
@@ -61,33 +82,32 @@ pub fn plan_load(config: &ModelConfig, headers: &[FileHeader]) -> Result<LoadRep
             expected: spec.shape.clone(),
         })?;
         check_shape(&t.file, spec, &t.shape)?;
-        StoredDtype::of(&t.file, &spec.path, t.dtype)?;
         report.entries.push(LoadEntry {
             tensor: spec.path.clone(),
-            file: t.file.clone(),
+            file: t.file,
             module: module_of(&spec.path),
             shape: spec.shape.clone(),
-            stored_dtype: Some(t.dtype),
+            stored_dtype: Some(t.stored),
             status: LoadStatus::Loaded,
         });
     }
     let mut rest: Vec<_> = tensors.into_iter().collect();
-    rest.sort_by(|a, b| a.0.cmp(b.0));
+    rest.sort_by(|a, b| a.0.cmp(&b.0));
     for (name, t) in rest {
-        if !is_ignored_buffer(name) {
+        if !is_ignored_buffer(&name) {
             return Err(Error::UnusedTensor {
-                file: t.file.clone(),
-                name: name.to_string(),
-                shape: t.shape.clone(),
+                file: t.file,
+                name,
+                shape: t.shape,
                 arch: tree.class,
             });
         }
         report.entries.push(LoadEntry {
-            tensor: name.to_string(),
-            file: t.file.clone(),
+            tensor: name,
+            file: t.file,
             module: String::new(),
-            shape: t.shape.clone(),
-            stored_dtype: Some(t.dtype),
+            shape: t.shape,
+            stored_dtype: Some(t.stored),
             status: LoadStatus::IgnoredBuffer,
         });
     }

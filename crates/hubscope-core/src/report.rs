@@ -3,7 +3,24 @@
 
 use serde::{Serialize, Serializer};
 
+use crate::gguf::GgmlType;
 use crate::safetensors::Dtype;
+
+/// How a checkpoint stores a tensor: a safetensors dtype or a ggml type (GGUF).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoredType {
+    Safetensors(Dtype),
+    Ggml(GgmlType),
+}
+
+impl std::fmt::Display for StoredType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoredType::Safetensors(d) => write!(f, "{d}"),
+            StoredType::Ggml(t) => write!(f, "{}", t.name()),
+        }
+    }
+}
 
 /// One line of the load report: which checkpoint tensor went to which module parameter.
 #[derive(Debug, Clone, Serialize)]
@@ -14,7 +31,7 @@ pub struct LoadEntry {
     pub shape: Vec<usize>,
     /// None for a tied parameter the checkpoint does not store (shown as "").
     #[serde(serialize_with = "dtype_or_empty")]
-    pub stored_dtype: Option<Dtype>,
+    pub stored_dtype: Option<StoredType>,
     pub status: LoadStatus,
 }
 
@@ -49,7 +66,10 @@ impl Serialize for LoadStatus {
     }
 }
 
-fn dtype_or_empty<S: Serializer>(d: &Option<Dtype>, s: S) -> std::result::Result<S::Ok, S::Error> {
+fn dtype_or_empty<S: Serializer>(
+    d: &Option<StoredType>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
     match d {
         Some(d) => s.collect_str(d),
         None => s.serialize_str(""),

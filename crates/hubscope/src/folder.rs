@@ -1,5 +1,6 @@
 //! The native I/O adapter: a model folder in Hugging Face layout (config.json,
-//! generation_config.json, tokenizer files, model.safetensors or shards + index).
+//! generation_config.json, tokenizer files, model.safetensors or shards + index), or a GGUF
+//! file (which holds all of those in one).
 
 use std::fs::File;
 use std::io::Read;
@@ -8,26 +9,68 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use hubscope_core::bundle::{TokenizerBytes, WeightBytes};
 use hubscope_core::burnpack::BURNPACK_FILE;
+use hubscope_core::gguf::{GgufHeader, Parsed, choose, is_gguf, parse, parse_whole};
 use hubscope_core::safetensors::{FileHeader, ShardIndex, header_len};
 use hubscope_core::text::TOKENIZER_FILES;
 
 pub struct ModelFolder {
     pub dir: PathBuf,
+    /// The GGUF file the model is, when it is one (a `.gguf` path, or the one GGUF file of a
+    /// folder without config.json): config, tokenizer and weights all come from it.
+    pub gguf: Option<String>,
 }
 
 impl ModelFolder {
     pub fn open(path: &str) -> Result<Self> {
-        let dir = PathBuf::from(path);
+        let p = PathBuf::from(path);
+        if p.is_file() && is_gguf(path) {
+            let dir = p.parent().map(PathBuf::from).unwrap_or_default();
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
+            return Ok(ModelFolder { dir, gguf: name });
+        }
+        let dir = p;
         if !dir.is_dir() {
-            bail!("{path}: not a model folder");
+            bail!("{path}: not a model folder (or a .gguf file)");
         }
         if !dir.join("config.json").is_file() {
+            let mut names = vec![];
+            for e in std::fs::read_dir(&dir).with_context(|| format!("{path}: cannot list"))? {
+                names.push(e?.file_name().to_string_lossy().into_owned());
+            }
+            if let Some(g) = choose(&names, None, false, path)? {
+                return Ok(ModelFolder { dir, gguf: Some(g) });
+            }
             bail!(
-                "{}: no config.json in this folder",
+                "{}: no config.json in this folder (and no .gguf file)",
                 dir.join("config.json").display()
             );
         }
-        Ok(ModelFolder { dir })
+        Ok(ModelFolder { dir, gguf: None })
+    }
+
+    /// A GGUF model's header with its tokenizer arrays whole, read from the file's start alone.
+    pub fn gguf_header(&self, name: &str) -> Result<GgufHeader> {
+        let p = self.path(name);
+        let mut f = File::open(&p).with_context(|| format!("{}: cannot open", p.display()))?;
+        let size = f.metadata()?.len();
+        let mut prefix = vec![];
+        let mut want = (1u64 << 20).min(size);
+        loop {
+            let have = prefix.len() as u64;
+            prefix.resize(want as usize, 0);
+            f.read_exact(&mut prefix[have as usize..])
+                .with_context(|| format!("{}: cannot read", p.display()))?;
+            match parse(name, &prefix, Some(size))? {
+                Parsed::Header(h) => {
+                    let end = (h.data_offset.min(size)) as usize;
+                    return Ok(parse_whole(name, &prefix[..end.min(prefix.len())], size)?);
+                }
+                Parsed::NeedBytes(n) if n <= size && n > have => want = n.max(want * 2).min(size),
+                Parsed::NeedBytes(_) => {
+                    bail!("{}: the file ends inside its GGUF header", p.display())
+                }
+            }
+        }
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -66,6 +109,9 @@ impl ModelFolder {
     /// The checkpoint's bytes: burnpack, or every safetensors file (each header checked
     /// first, so a truncated or corrupt file is named before anything is read whole).
     pub fn weights(&self) -> Result<WeightBytes> {
+        if let Some(g) = &self.gguf {
+            return Ok(WeightBytes::Gguf(g.clone(), self.read(g)?));
+        }
         if self.is_burnpack() {
             return Ok(WeightBytes::Burnpack(self.read(BURNPACK_FILE)?));
         }

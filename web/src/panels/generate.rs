@@ -98,7 +98,7 @@ pub fn GeneratePanel(
                 }
                 let v = c.open().await?;
                 let lang_now = lang.get_untracked();
-                let config = v.runnable()?.0;
+                let config = v.runnable()?;
                 let (dtype, why) = c.compute_dtype(config);
                 dtype_note.set(why.unwrap_or_else(|| dtype.name().to_string()));
                 let device = c.device(config, dtype).await?;

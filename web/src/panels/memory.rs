@@ -105,7 +105,7 @@ pub fn MemoryPanel() -> impl IntoView {
                             <p class="note">{t(l, "mem.headers_only")}</p>
                         }.into_any();
                     }
-                    Checkpoint::Gguf { file, header } => {
+                    Checkpoint::Gguf { file, header, .. } => {
                         let g = gguf_plan(header, ctx_len, 1);
                         let kv = g.kv_cache;
                         let row = HeaderRow { dtype: PlanDtype::F16, weights: g.weights, kv_cache: kv.unwrap_or(0), runtime: g.runtime, total: g.total };

@@ -157,7 +157,7 @@ pub fn StructurePanel() -> impl IntoView {
                         };
                         return names_view(l, title, summarize(headers), v.stored_bytes, v.fetched_bytes);
                     }
-                    Checkpoint::Gguf { file, header } => {
+                    Checkpoint::Gguf { file, header, .. } => {
                         let title = format!("{file}: {} · {}", header.architecture().unwrap_or("?"), t(l, "st.gguf"));
                         return names_view(l, title, summarize_gguf(header), v.stored_bytes, v.fetched_bytes);
                     }

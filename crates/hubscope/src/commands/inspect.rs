@@ -35,14 +35,10 @@ pub struct InspectArgs {
     /// Show the tree down to this depth.
     #[arg(long, default_value_t = usize::MAX)]
     pub depth: usize,
-    /// The file to inspect where a folder or repo holds several GGUF files
-    /// (`qwen2.5-0.5b-instruct-q4_k_m.gguf`).
-    #[arg(long)]
-    pub file: Option<String>,
 }
 
 pub fn run(a: InspectArgs) -> Result<()> {
-    let h = match crate::hub::read_checkpoint(&a.model, &a.hub, a.file.as_deref())? {
+    let h = match crate::hub::read_checkpoint(&a.model, &a.hub, a.hub.file.as_deref())? {
         crate::hub::Checkpoint::Gguf(g) => return gguf(&a, &g),
         crate::hub::Checkpoint::Safetensors(h) => h,
     };

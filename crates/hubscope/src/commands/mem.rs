@@ -36,9 +36,6 @@ pub struct MemArgs {
     pub gpu_gb: Option<f64>,
     #[arg(long)]
     pub json: bool,
-    /// The GGUF file where a folder or repo holds several.
-    #[arg(long)]
-    pub file: Option<String>,
 }
 
 /// A GGUF file: weights as stored (its quantization), the KV cache in f16 from its metadata
@@ -276,12 +273,12 @@ pub fn run(a: MemArgs) -> Result<()> {
         std::fs::read(&a.model).with_context(|| format!("{}: cannot read", a.model))?
     } else if std::path::Path::new(&a.model).exists() {
         // Local: only config.json (a GGUF file's header otherwise), headers when needed.
-        if let Some(g) = crate::hub::gguf::local(&a.model, a.file.as_deref())? {
+        if let Some(g) = crate::hub::gguf::local(&a.model, a.hub.file.as_deref())? {
             return gguf(&a, &g);
         }
         crate::folder::ModelFolder::open(&a.model)?.read("config.json")?
     } else {
-        match read_checkpoint(&a.model, &a.hub, a.file.as_deref())? {
+        match read_checkpoint(&a.model, &a.hub, a.hub.file.as_deref())? {
             Checkpoint::Gguf(g) => return gguf(&a, &g),
             Checkpoint::Safetensors(h) => {
                 let config = h.config.clone();

@@ -102,6 +102,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
                 token: None,
                 revision: None,
                 cache_dir: a.cache_dir.clone(),
+                file: None,
             },
             api_key,
             max_batch: a.max_batch,

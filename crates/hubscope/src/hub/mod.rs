@@ -10,8 +10,9 @@ pub mod serve;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Args;
+use hubscope_core::gguf::{choose, is_gguf};
 use hubscope_core::hub::{RepoReader, RepoRef, read_repo_headers};
 use hubscope_core::safetensors::FileHeader;
 use serde_json::{Value, json};
@@ -34,6 +35,10 @@ pub struct HubArgs {
     /// The shared cache (default: HF_HUB_CACHE, HF_HOME/hub or ~/.cache/huggingface/hub).
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
+    /// The GGUF file to use where a folder or repo holds several
+    /// (`qwen2.5-0.5b-instruct-q4_k_m.gguf`); a repo of GGUF files downloads only that one.
+    #[arg(long)]
+    pub file: Option<String>,
 }
 
 /// The files a model needs to run (not README, images, other formats).
@@ -47,15 +52,40 @@ pub const MODEL_FILES: [&str; 7] = [
     "*.model",
 ];
 
-/// A local folder as it is; a repo id is downloaded (resumably, into the cache) first.
+/// A local folder (or `.gguf` file) as it is; a repo id is downloaded (resumably, into the
+/// cache) first. `--file` names a GGUF file: the path returned is that file's, and of a repo of
+/// GGUF files (no safetensors) only the chosen file is downloaded.
 pub fn local_or_download(model: &str, hub: &HubArgs) -> Result<PathBuf> {
-    if Path::new(model).is_dir() {
+    let path = Path::new(model);
+    let gguf_file = hub.file.as_deref().filter(|f| is_gguf(f));
+    if path.is_file() && is_gguf(model) {
         return Ok(PathBuf::from(model));
+    }
+    if path.is_dir() {
+        return match gguf_file {
+            Some(f) if !path.join(f).is_file() => bail!("{}: no such file", path.join(f).display()),
+            Some(f) => Ok(path.join(f)),
+            None => Ok(PathBuf::from(model)),
+        };
     }
     let repo = RepoRef::parse(model, hub.revision.as_deref())
         .with_context(|| format!("{model}: neither a folder nor a Hub repo id"))?;
     let client = HubClient::new(hub.endpoint.clone(), hub.token.clone())?;
-    let include: Vec<String> = MODEL_FILES.iter().map(|s| s.to_string()).collect();
+    let mut include: Vec<String> = MODEL_FILES.iter().map(|s| s.to_string()).collect();
+    let mut chosen = gguf_file.map(str::to_string);
+    if !cache::offline() {
+        let names: Vec<String> = client
+            .info(&repo)?
+            .files()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        let has_st = names.iter().any(|n| n.ends_with(".safetensors"));
+        chosen = choose(&names, hub.file.as_deref(), has_st, &repo.id)?;
+    }
+    if let Some(g) = &chosen {
+        include = vec![g.clone()];
+    }
     let show = std::io::stderr().is_terminal();
     let snap = download::snapshot(
         &client,
@@ -69,7 +99,10 @@ pub fn local_or_download(model: &str, hub: &HubArgs) -> Result<PathBuf> {
             show_progress: show,
         },
     )?;
-    Ok(snap.folder)
+    Ok(match chosen {
+        Some(g) => snap.folder.join(g),
+        None => snap.folder,
+    })
 }
 
 /// What `inspect` and the planner read: config.json and the checkpoint's headers, never the

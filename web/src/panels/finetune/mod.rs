@@ -91,7 +91,7 @@ pub fn FineTunePanel() -> impl IntoView {
                     )
                 };
                 // Training runs in f32 on the autodiff form of the chosen device.
-                let (device, _) = ctx.device(v.runnable()?.0, ComputeDtype::F32).await?;
+                let (device, _) = ctx.device(v.runnable()?, ComputeDtype::F32).await?;
                 let device = device.autodiff();
                 let stop2 = stop.clone();
                 let mut loaded = load_owned(
@@ -120,7 +120,7 @@ pub fn FineTunePanel() -> impl IntoView {
                 // What the planner says this run needs (the Memory tab's LoRA row, for the
                 // longest example and this batch size).
                 let (longest, batch_n) = (run.longest, settings.batch_size);
-                let p = plan(v.runnable()?.0, longest, batch_n, cfg.r, PlanDtype::F32);
+                let p = plan(v.runnable()?, longest, batch_n, cfg.r, PlanDtype::F32);
                 if let Some(f) = p.fine_tuning.iter().find(|f| f.method.starts_with("LoRA")) {
                     planned.set(format!(
                         "{} ({}, {longest} tokens × batch {})",

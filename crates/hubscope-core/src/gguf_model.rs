@@ -1,0 +1,292 @@
+//! A GGUF file as a model hubscope runs: the `config.json` its metadata stands for, its
+//! tensors under the names transformers gives them (llama.cpp's names mapped back, the q/k rows
+//! it permutes for llama-architecture files put back in order), dequantized to the compute
+//! dtype ([`crate::ggml`]) and built into the same modules as a safetensors checkpoint.
+
+use std::collections::HashMap;
+
+use burn::tensor::{Device, TensorData};
+use serde_json::{Map, Value, json};
+
+use crate::bundle::TokenizerBytes;
+use crate::config::ModelConfig;
+use crate::dtype::ComputeDtype;
+use crate::error::{Error, Result};
+use crate::ggml;
+use crate::gguf::{GgufHeader, GgufTensor, Parsed, parse};
+use crate::load::{Found, build_model, match_tree};
+use crate::model::Model;
+use crate::report::{LoadReport, StoredType};
+use crate::safetensors::{StoredDtype, convert};
+
+/// The GGUF architectures hubscope runs: transformers' `model_type`, and whether llama.cpp's
+/// converter permuted the q/k projection rows (it does for `llama`, for rotary in its layout).
+fn family(h: &GgufHeader) -> Result<(&'static str, bool)> {
+    match h.architecture() {
+        Some("llama") => Ok(("llama", true)),
+        Some("qwen2") => Ok(("qwen2", false)),
+        Some("qwen3") => Ok(("qwen3", false)),
+        other => Err(Error::Gguf {
+            file: h.file.clone(),
+            message: format!(
+                "architecture `{}` is not one hubscope runs from GGUF (llama, qwen2, qwen3); \
+                 its header is shown by `hubscope inspect`",
+                other.unwrap_or("(none)")
+            ),
+        }),
+    }
+}
+
+/// The `config.json` (as transformers' GGUF loader builds it) that the metadata stands for.
+pub fn config_json(h: &GgufHeader) -> Result<Value> {
+    let (model_type, _) = family(h)?;
+    let arch = h.architecture().unwrap_or_default();
+    let get = |key: &str| h.get(&format!("{arch}.{key}"));
+    let need = |key: &str| {
+        get(key).cloned().ok_or_else(|| Error::Gguf {
+            file: h.file.clone(),
+            message: format!("metadata `{arch}.{key}` is missing"),
+        })
+    };
+    let mut c = Map::new();
+    c.insert("model_type".into(), json!(model_type));
+    c.insert("hidden_act".into(), json!("silu"));
+    c.insert("hidden_size".into(), need("embedding_length")?);
+    c.insert("intermediate_size".into(), need("feed_forward_length")?);
+    c.insert("num_hidden_layers".into(), need("block_count")?);
+    let heads = need("attention.head_count")?;
+    c.insert("num_attention_heads".into(), heads.clone());
+    c.insert(
+        "num_key_value_heads".into(),
+        get("attention.head_count_kv").cloned().unwrap_or(heads),
+    );
+    if let Some(v) = get("attention.key_length") {
+        c.insert("head_dim".into(), v.clone());
+    }
+    if let Some(v) = get("context_length") {
+        c.insert("max_position_embeddings".into(), v.clone());
+    }
+    if let Some(v) = get("attention.layer_norm_rms_epsilon") {
+        c.insert("rms_norm_eps".into(), v.clone());
+    }
+    if let Some(v) = get("rope.freq_base") {
+        c.insert("rope_theta".into(), v.clone());
+    }
+    match get("rope.scaling.type").and_then(Value::as_str) {
+        None | Some("none") => {}
+        Some("linear") => {
+            c.insert(
+                "rope_scaling".into(),
+                json!({"rope_type": "linear", "factor": need("rope.scaling.factor")?}),
+            );
+        }
+        Some(other) => {
+            return Err(Error::Gguf {
+                file: h.file.clone(),
+                message: format!("rope scaling `{other}` is not supported from GGUF yet"),
+            });
+        }
+    }
+    let tensor = |name: &str| h.tensors.iter().find(|t| t.name == name);
+    if tensor("rope_freqs.weight").is_some() {
+        return Err(Error::Gguf {
+            file: h.file.clone(),
+            message: "per-frequency rope factors (`rope_freqs.weight`, Llama 3.1's scaling) are \
+                      not supported from GGUF yet"
+                .into(),
+        });
+    }
+    let embed = tensor("token_embd.weight").ok_or_else(|| Error::Gguf {
+        file: h.file.clone(),
+        message: "no tensor `token_embd.weight`".into(),
+    })?;
+    let vocab = get("vocab_size")
+        .cloned()
+        .unwrap_or_else(|| json!(embed.shape[0]));
+    c.insert("vocab_size".into(), vocab);
+    c.insert(
+        "tie_word_embeddings".into(),
+        json!(tensor("output.weight").is_none()),
+    );
+    if model_type == "llama" {
+        c.insert(
+            "attention_bias".into(),
+            json!(tensor("blk.0.attn_q.bias").is_some()),
+        );
+    }
+    for (key, field) in [
+        ("tokenizer.ggml.bos_token_id", "bos_token_id"),
+        ("tokenizer.ggml.eos_token_id", "eos_token_id"),
+    ] {
+        if let Some(v) = h.get(key) {
+            c.insert(field.into(), v.clone());
+        }
+    }
+    Ok(Value::Object(c))
+}
+
+/// The files a Hugging Face folder would hold beside the weights, from a header read with
+/// [`crate::gguf::parse_whole`]: `config.json`'s bytes and the tokenizer's files.
+pub fn text_files(h: &GgufHeader) -> Result<(Vec<u8>, Option<TokenizerBytes>)> {
+    let config = serde_json::to_vec(&config_json(h)?).expect("JSON values serialize");
+    Ok((config, crate::gguf_tokenizer::tokenizer_files(h)?))
+}
+
+/// transformers' name for a llama.cpp tensor name (None: a tensor hubscope has no use for).
+pub fn hf_name(name: &str) -> Option<String> {
+    let top = match name {
+        "token_embd.weight" => Some("model.embed_tokens.weight"),
+        "output_norm.weight" => Some("model.norm.weight"),
+        "output.weight" => Some("lm_head.weight"),
+        _ => None,
+    };
+    if let Some(t) = top {
+        return Some(t.to_string());
+    }
+    let rest = name.strip_prefix("blk.")?;
+    let (layer, rest) = rest.split_once('.')?;
+    let layer: usize = layer.parse().ok()?;
+    let (module, param) = rest.rsplit_once('.')?;
+    let module = match module {
+        "attn_norm" => "input_layernorm",
+        "ffn_norm" => "post_attention_layernorm",
+        "attn_q" => "self_attn.q_proj",
+        "attn_k" => "self_attn.k_proj",
+        "attn_v" => "self_attn.v_proj",
+        "attn_output" => "self_attn.o_proj",
+        "attn_q_norm" => "self_attn.q_norm",
+        "attn_k_norm" => "self_attn.k_norm",
+        "ffn_gate" => "mlp.gate_proj",
+        "ffn_up" => "mlp.up_proj",
+        "ffn_down" => "mlp.down_proj",
+        _ => return None,
+    };
+    Some(format!("model.layers.{layer}.{module}.{param}"))
+}
+
+/// Rows of a q or k projection (weight or bias) back in transformers' order: llama.cpp stores
+/// row `h·d + 2i + j` of head `h` where transformers has row `h·d + j·d/2 + i`. Rows are whole
+/// (quantized rows too: blocks never cross a row), so this moves bytes, not values.
+fn unpermute_rows(bytes: &[u8], rows: usize, heads: usize) -> Vec<u8> {
+    let row = bytes.len() / rows;
+    let d = rows / heads;
+    let mut out = vec![0u8; bytes.len()];
+    for h in 0..heads {
+        for i in 0..d / 2 {
+            for j in 0..2 {
+                let from = h * d + 2 * i + j;
+                let to = h * d + j * (d / 2) + i;
+                out[to * row..(to + 1) * row].copy_from_slice(&bytes[from * row..(from + 1) * row]);
+            }
+        }
+    }
+    out
+}
+
+impl Model {
+    /// Load a GGUF file (`bytes`, all of it) of a family hubscope runs, dequantized to `dtype`.
+    pub fn from_gguf(
+        config: ModelConfig,
+        file: &str,
+        bytes: &[u8],
+        dtype: ComputeDtype,
+        device: &Device,
+    ) -> Result<Self> {
+        let h = match parse(file, bytes, Some(bytes.len() as u64))? {
+            Parsed::Header(h) => h,
+            Parsed::NeedBytes(_) => {
+                return Err(Error::Gguf {
+                    file: file.to_string(),
+                    message: "the file ends inside its header".into(),
+                });
+            }
+        };
+        let (_, permuted) = family(&h)?;
+        let mut by_name: HashMap<String, &GgufTensor> = HashMap::new();
+        let mut found = HashMap::new();
+        for t in &h.tensors {
+            let Some(name) = hf_name(&t.name) else {
+                return Err(Error::GgufTensor {
+                    file: file.to_string(),
+                    tensor: t.name.clone(),
+                    message: format!(
+                        "not a tensor of the {} architecture as hubscope knows it",
+                        h.architecture().unwrap_or_default()
+                    ),
+                });
+            };
+            if !ggml::readable(t.ggml_type) {
+                // Named by dequantize's error when read; checked here so nothing is built first.
+                ggml::dequantize(t.ggml_type, &[], file, &t.name)?;
+            }
+            found.insert(
+                name.clone(),
+                Found {
+                    file: file.to_string(),
+                    shape: t.shape.iter().map(|&d| d as usize).collect(),
+                    stored: StoredType::Ggml(t.ggml_type),
+                },
+            );
+            by_name.insert(name, t);
+        }
+        let report: LoadReport = match_tree(&config, found)?;
+        let mut tensors: HashMap<String, TensorData> = HashMap::new();
+        for e in report.loaded() {
+            let t = by_name[&e.tensor];
+            let start = (h.data_offset + t.offset) as usize;
+            let mut raw = std::borrow::Cow::Borrowed(&bytes[start..start + t.bytes as usize]);
+            if permuted {
+                let heads = if e.tensor.contains("self_attn.q_proj.") {
+                    Some(config.num_attention_heads)
+                } else if e.tensor.contains("self_attn.k_proj.") {
+                    Some(config.num_key_value_heads)
+                } else {
+                    None
+                };
+                if let Some(heads) = heads {
+                    raw = unpermute_rows(&raw, e.shape[0], heads).into();
+                }
+            }
+            let values = ggml::dequantize(t.ggml_type, &raw, file, &t.name)?;
+            let le: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            tensors.insert(
+                e.tensor.clone(),
+                convert(&le, StoredDtype::F32, dtype, e.shape.clone()),
+            );
+        }
+        let lm = build_model(&config, tensors, dtype, device)?;
+        Ok(Model::assemble(config, lm, dtype, device, report))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_map_to_transformers() {
+        assert_eq!(
+            hf_name("blk.3.attn_k.bias").as_deref(),
+            Some("model.layers.3.self_attn.k_proj.bias")
+        );
+        assert_eq!(hf_name("output.weight").as_deref(), Some("lm_head.weight"));
+        assert_eq!(hf_name("blk.x.attn_k.bias"), None);
+        assert_eq!(hf_name("rope_freqs.weight"), None);
+    }
+
+    #[test]
+    fn unpermute_inverts_llama_cpp_permute() {
+        // llama.cpp: w.reshape(heads, 2, d/2, …).swapaxes(1, 2): row h·d + 2i + j ← h·d + j·d/2 + i.
+        let (heads, d) = (2, 8);
+        let hf: Vec<u8> = (0..(heads * d) as u8).collect();
+        let mut stored = vec![0u8; hf.len()];
+        for h in 0..heads {
+            for i in 0..d / 2 {
+                for j in 0..2 {
+                    stored[h * d + 2 * i + j] = hf[h * d + j * (d / 2) + i];
+                }
+            }
+        }
+        assert_eq!(unpermute_rows(&stored, heads * d, heads), hf);
+    }
+}
