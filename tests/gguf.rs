@@ -501,6 +501,55 @@ fn generate_runs_a_gguf_file_its_folder_or_repo() {
     );
 }
 
+/// `export` turns a GGUF file into a Hugging Face folder (config.json, tokenizer files and
+/// safetensors from its header and dequantized tensors) that transformers loads and runs as it
+/// runs the GGUF file itself.
+#[test]
+fn export_writes_a_gguf_file_as_a_folder_transformers_loads() {
+    for name in ["tiny-llama-q8_0", "tiny-qwen2-q8_0"] {
+        let d = models_dir().join(name);
+        let out = tempfile::tempdir().unwrap();
+        let folder = out.path().join("hf");
+        json_of(&hubscope(&[
+            "export",
+            d.join("model.gguf").to_str().unwrap(),
+            "--out",
+            folder.to_str().unwrap(),
+            "--json",
+        ]));
+        for f in [
+            "config.json",
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "model.safetensors",
+        ] {
+            assert!(folder.join(f).is_file(), "{name}: {f}");
+        }
+        let reference: Value =
+            serde_json::from_slice(&std::fs::read(d.join("reference.json")).unwrap()).unwrap();
+        let p = &reference["prompts"][0];
+        let ids: Vec<u32> = p["input_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect();
+        let (top, values) = common::transformers_top16(&folder, &ids, None);
+        let raw = std::fs::read(d.join("reference.safetensors")).unwrap();
+        let st = SafeTensors::deserialize(&raw).unwrap();
+        let want = f32s(st.tensor("prompt0.last_logits").unwrap().data());
+        assert_eq!(top[0] as u64, p["argmax"].as_u64().unwrap(), "{name}");
+        for (i, v) in top.iter().zip(&values) {
+            let d = (want[*i as usize] - v).abs();
+            assert!(
+                d <= 1e-4,
+                "{name}: token {i}: {v} vs {} from the GGUF",
+                want[*i as usize]
+            );
+        }
+    }
+}
+
 /// Files hubscope cannot run say why, naming the file: another architecture, a tokenizer it
 /// does not build, a cut-off file.
 #[test]

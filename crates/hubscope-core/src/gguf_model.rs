@@ -19,13 +19,14 @@ use crate::model::Model;
 use crate::report::{LoadReport, StoredType};
 use crate::safetensors::{StoredDtype, convert};
 
-/// The GGUF architectures hubscope runs: transformers' `model_type`, and whether llama.cpp's
-/// converter permuted the q/k projection rows (it does for `llama`, for rotary in its layout).
-fn family(h: &GgufHeader) -> Result<(&'static str, bool)> {
+/// The GGUF architectures hubscope runs: transformers' `model_type` and class, and whether
+/// llama.cpp's converter permuted the q/k projection rows (it does for `llama`, for rotary in
+/// its layout).
+fn family(h: &GgufHeader) -> Result<(&'static str, &'static str, bool)> {
     match h.architecture() {
-        Some("llama") => Ok(("llama", true)),
-        Some("qwen2") => Ok(("qwen2", false)),
-        Some("qwen3") => Ok(("qwen3", false)),
+        Some("llama") => Ok(("llama", "LlamaForCausalLM", true)),
+        Some("qwen2") => Ok(("qwen2", "Qwen2ForCausalLM", false)),
+        Some("qwen3") => Ok(("qwen3", "Qwen3ForCausalLM", false)),
         other => Err(Error::Gguf {
             file: h.file.clone(),
             message: format!(
@@ -39,7 +40,7 @@ fn family(h: &GgufHeader) -> Result<(&'static str, bool)> {
 
 /// The `config.json` (as transformers' GGUF loader builds it) that the metadata stands for.
 pub fn config_json(h: &GgufHeader) -> Result<Value> {
-    let (model_type, _) = family(h)?;
+    let (model_type, class, _) = family(h)?;
     let arch = h.architecture().unwrap_or_default();
     let get = |key: &str| h.get(&format!("{arch}.{key}"));
     let need = |key: &str| {
@@ -49,6 +50,7 @@ pub fn config_json(h: &GgufHeader) -> Result<Value> {
         })
     };
     let mut c = Map::new();
+    c.insert("architectures".into(), json!([class]));
     c.insert("model_type".into(), json!(model_type));
     c.insert("hidden_act".into(), json!("silu"));
     c.insert("hidden_size".into(), need("embedding_length")?);
@@ -201,7 +203,7 @@ impl Model {
                 });
             }
         };
-        let (_, permuted) = family(&h)?;
+        let (_, _, permuted) = family(&h)?;
         let mut by_name: HashMap<String, &GgufTensor> = HashMap::new();
         let mut found = HashMap::new();
         for t in &h.tensors {

@@ -2,6 +2,7 @@
 //! generation_config.json, tokenizer files, model.safetensors or shards + index), or a GGUF
 //! file (which holds all of those in one).
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
 use std::path::PathBuf;
@@ -10,6 +11,7 @@ use anyhow::{Context, Result, bail};
 use hubscope_core::bundle::{TokenizerBytes, WeightBytes};
 use hubscope_core::burnpack::BURNPACK_FILE;
 use hubscope_core::gguf::{GgufHeader, Parsed, choose, is_gguf, parse, parse_whole};
+use hubscope_core::gguf_model;
 use hubscope_core::safetensors::{FileHeader, ShardIndex, header_len};
 use hubscope_core::text::TOKENIZER_FILES;
 
@@ -18,6 +20,10 @@ pub struct ModelFolder {
     /// The GGUF file the model is, when it is one (a `.gguf` path, or the one GGUF file of a
     /// folder without config.json): config, tokenizer and weights all come from it.
     pub gguf: Option<String>,
+    /// For a GGUF file, the files of a Hugging Face folder its header stands for
+    /// (`config.json`, `tokenizer.json`, `tokenizer_config.json`): read as if on disk, so every
+    /// command (and `export`, which writes them out) treats both layouts alike.
+    derived: HashMap<&'static str, Vec<u8>>,
 }
 
 impl ModelFolder {
@@ -26,7 +32,7 @@ impl ModelFolder {
         if p.is_file() && is_gguf(path) {
             let dir = p.parent().map(PathBuf::from).unwrap_or_default();
             let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
-            return Ok(ModelFolder { dir, gguf: name });
+            return Self::of_gguf(dir, name.unwrap_or_default());
         }
         let dir = p;
         if !dir.is_dir() {
@@ -38,18 +44,41 @@ impl ModelFolder {
                 names.push(e?.file_name().to_string_lossy().into_owned());
             }
             if let Some(g) = choose(&names, None, false, path)? {
-                return Ok(ModelFolder { dir, gguf: Some(g) });
+                return Self::of_gguf(dir, g);
             }
             bail!(
                 "{}: no config.json in this folder (and no .gguf file)",
                 dir.join("config.json").display()
             );
         }
-        Ok(ModelFolder { dir, gguf: None })
+        Ok(ModelFolder {
+            dir,
+            gguf: None,
+            derived: HashMap::new(),
+        })
+    }
+
+    /// The GGUF file `name` of `dir`, its Hugging Face files derived from its header.
+    fn of_gguf(dir: PathBuf, name: String) -> Result<Self> {
+        let mut f = ModelFolder {
+            dir,
+            gguf: Some(name.clone()),
+            derived: HashMap::new(),
+        };
+        let (config, tokenizer) = gguf_model::text_files(&f.gguf_header(&name)?)
+            .with_context(|| f.path(&name).display().to_string())?;
+        f.derived.insert("config.json", config);
+        if let Some(t) = tokenizer {
+            f.derived.insert("tokenizer.json", t.tokenizer_json);
+            if let Some(c) = t.tokenizer_config {
+                f.derived.insert("tokenizer_config.json", c);
+            }
+        }
+        Ok(f)
     }
 
     /// A GGUF model's header with its tokenizer arrays whole, read from the file's start alone.
-    pub fn gguf_header(&self, name: &str) -> Result<GgufHeader> {
+    fn gguf_header(&self, name: &str) -> Result<GgufHeader> {
         let p = self.path(name);
         let mut f = File::open(&p).with_context(|| format!("{}: cannot open", p.display()))?;
         let size = f.metadata()?.len();
@@ -73,18 +102,33 @@ impl ModelFolder {
         }
     }
 
+    /// The folder, or the GGUF file, for messages.
+    pub fn place(&self) -> String {
+        match &self.gguf {
+            Some(g) => self.path(g).display().to_string(),
+            None => self.dir.display().to_string(),
+        }
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
 
     pub fn read(&self, name: &str) -> Result<Vec<u8>> {
+        if let Some(b) = self.derived.get(name) {
+            return Ok(b.clone());
+        }
         let p = self.path(name);
         std::fs::read(&p).with_context(|| format!("{}: cannot read", p.display()))
     }
 
     pub fn read_optional(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        if self.gguf.is_some() && !self.derived.contains_key(name) {
+            // Only what the GGUF file stands for, never a stray file beside it.
+            return Ok(None);
+        }
         let p = self.path(name);
-        if p.is_file() {
+        if self.derived.contains_key(name) || p.is_file() {
             self.read(name).map(Some)
         } else {
             Ok(None)

@@ -8,7 +8,6 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use hubscope_core::bundle::{self, AdapterBytes, TextSide};
 use hubscope_core::burn::tensor::Device;
-use hubscope_core::gguf_model;
 use hubscope_core::lora::AdapterConfig;
 use hubscope_core::sampling::GenerationConfig;
 use hubscope_core::text::Tokenizer;
@@ -39,19 +38,12 @@ pub fn read_adapter(dir: &Path) -> Result<(AdapterConfig, Vec<u8>)> {
 
 /// Config, generation defaults and tokenizer (with the local clock for `strftime_now`).
 pub fn text_side(folder: &ModelFolder) -> Result<TextSide> {
-    let mut text = match &folder.gguf {
-        Some(g) => {
-            let (config, tokenizer) = gguf_model::text_files(&folder.gguf_header(g)?)?;
-            bundle::text_side(&config, None, tokenizer.as_ref())
-                .with_context(|| folder.path(g).display().to_string())?
-        }
-        None => bundle::text_side(
-            &folder.read("config.json")?,
-            folder.read_optional("generation_config.json")?.as_deref(),
-            folder.tokenizer_bytes()?.as_ref(),
-        )
-        .with_context(|| folder.dir.display().to_string())?,
-    };
+    let mut text = bundle::text_side(
+        &folder.read("config.json")?,
+        folder.read_optional("generation_config.json")?.as_deref(),
+        folder.tokenizer_bytes()?.as_ref(),
+    )
+    .with_context(|| folder.place())?;
     if let Some(t) = text.tokenizer.as_mut() {
         t.set_clock(|| chrono::Local::now().naive_local());
     }
