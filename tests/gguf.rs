@@ -324,14 +324,18 @@ fn dequantization_is_bit_exact_with_gguf_py() {
 /// GGUF files llama.cpp's converter made from tiny-qwen2 (Q8_0, F16) and tiny-llama (Q8_0, F32;
 /// q/k rows permuted): the tokenizer built from the metadata gives the fixture's own tokenizer's
 /// ids (the one the file was converted from) and renders its chat template; last-position
-/// logits within 1e-4 of transformers' `from_pretrained(gguf_file=...)` and its 8 greedy tokens.
+/// logits within 1e-4 of transformers' `from_pretrained(gguf_file=...)` and its 8 greedy tokens
+/// — with every weight dequantized on load, and with the Q8_0 linear weights kept in their
+/// blocks (the block kernel).
 #[test]
 fn gguf_models_run_as_transformers_runs_them() {
-    for name in [
-        "tiny-qwen2-q8_0",
-        "tiny-qwen2-f16",
-        "tiny-llama-q8_0",
-        "tiny-llama-f32",
+    for (name, keep_blocks) in [
+        ("tiny-qwen2-q8_0", false),
+        ("tiny-qwen2-q8_0", true),
+        ("tiny-qwen2-f16", false),
+        ("tiny-llama-q8_0", false),
+        ("tiny-llama-q8_0", true),
+        ("tiny-llama-f32", false),
     ] {
         let d = models_dir().join(name);
         let bytes = std::fs::read(d.join("model.gguf")).unwrap();
@@ -345,8 +349,14 @@ fn gguf_models_run_as_transformers_runs_them() {
             &bytes,
             ComputeDtype::F32,
             &Device::flex(),
+            keep_blocks,
         )
         .unwrap();
+        let layer = &model.lm.model.layers[1].self_attn;
+        let kept = [&layer.q_proj, &layer.k_proj, &layer.v_proj]
+            .iter()
+            .all(|l| l.as_ref().unwrap().blocks.is_some());
+        assert_eq!(kept, keep_blocks, "{name}: weights kept in blocks");
         let reference: Value =
             serde_json::from_slice(&std::fs::read(d.join("reference.json")).unwrap()).unwrap();
         let raw = std::fs::read(d.join("reference.safetensors")).unwrap();
@@ -359,7 +369,7 @@ fn gguf_models_run_as_transformers_runs_them() {
                 .collect()
         };
         for (i, p) in reference["prompts"].as_array().unwrap().iter().enumerate() {
-            let what = format!("{name}/{}", p["name"]);
+            let what = format!("{name} (blocks: {keep_blocks})/{}", p["name"]);
             let want_ids = ids_of(&p["input_ids"]);
             let ids = if p["kind"] == "chat_template" {
                 let messages: Vec<Message> = serde_json::from_value(p["messages"].clone()).unwrap();

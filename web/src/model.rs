@@ -94,7 +94,11 @@ async fn fetch_files(
                 config,
                 generation_config: None,
                 tokenizer,
-                weights: WeightBytes::Gguf(file.clone(), bytes),
+                weights: WeightBytes::Gguf {
+                    file: file.clone(),
+                    bytes,
+                    keep_blocks: false,
+                },
                 adapter: None,
             };
             return Ok((files, origin == Origin::Cache, not_kept));

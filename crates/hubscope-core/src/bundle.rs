@@ -39,8 +39,13 @@ pub enum WeightBytes {
     Safetensors(Vec<(String, Vec<u8>)>),
     /// A burnpack file (`model.bpk`).
     Burnpack(Vec<u8>),
-    /// A GGUF file: (file name, all its bytes).
-    Gguf(String, Vec<u8>),
+    /// A GGUF file, all its bytes; `keep_blocks`: linear weights may stay in their ggml blocks
+    /// (generation on the CPU), false where float weights are needed (export, training).
+    Gguf {
+        file: String,
+        bytes: Vec<u8>,
+        keep_blocks: bool,
+    },
 }
 
 /// A PEFT adapter folder's two files; `place` names where they came from, for errors.
@@ -98,7 +103,11 @@ pub fn load_model(
             Model::from_safetensors(config, &views, dtype, device)?
         }
         WeightBytes::Burnpack(bytes) => Model::from_burnpack(config, bytes, dtype, device)?,
-        WeightBytes::Gguf(file, bytes) => Model::from_gguf(config, &file, &bytes, dtype, device)?,
+        WeightBytes::Gguf {
+            file,
+            bytes,
+            keep_blocks,
+        } => Model::from_gguf(config, &file, &bytes, dtype, device, keep_blocks)?,
     };
     if let Some(a) = adapter {
         attach_adapter(&mut model, a)?;

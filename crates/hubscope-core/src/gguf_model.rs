@@ -14,7 +14,7 @@ use crate::dtype::ComputeDtype;
 use crate::error::{Error, Result};
 use crate::ggml;
 use crate::gguf::{GgufHeader, GgufTensor, Parsed, parse};
-use crate::load::{Found, build_model, match_tree};
+use crate::load::{Found, build_model_with_blocks, match_tree};
 use crate::model::Model;
 use crate::report::{LoadReport, StoredType};
 use crate::safetensors::{StoredDtype, convert};
@@ -185,15 +185,31 @@ fn unpermute_rows(bytes: &[u8], rows: usize, heads: usize) -> Vec<u8> {
     out
 }
 
+/// Whether `device` is burn's CPU device (Flex), where the block kernel runs.
+fn on_flex(device: &Device) -> bool {
+    burn::tensor::Tensor::<1>::zeros([1], device)
+        .try_into_primitive::<burn::backend::Flex>()
+        .is_ok()
+}
+
+/// A linear layer's weight (what the block kernel can multiply by).
+fn is_linear_weight(name: &str) -> bool {
+    name.ends_with("_proj.weight") || name == "lm_head.weight"
+}
+
 impl Model {
-    /// Load a GGUF file (`bytes`, all of it) of a family hubscope runs, dequantized to `dtype`.
+    /// Load a GGUF file (`bytes`, all of it) of a family hubscope runs. With `keep_blocks`, on
+    /// the CPU device in f32, linear weights of the types the block kernel reads stay in their
+    /// blocks (memory ≈ the file); everything else is dequantized to `dtype`.
     pub fn from_gguf(
         config: ModelConfig,
         file: &str,
         bytes: &[u8],
         dtype: ComputeDtype,
         device: &Device,
+        keep_blocks: bool,
     ) -> Result<Self> {
+        let keep_blocks = keep_blocks && dtype == ComputeDtype::F32 && on_flex(device);
         let h = match parse(file, bytes, Some(bytes.len() as u64))? {
             Parsed::Header(h) => h,
             Parsed::NeedBytes(_) => {
@@ -233,6 +249,7 @@ impl Model {
         }
         let report: LoadReport = match_tree(&config, found)?;
         let mut tensors: HashMap<String, TensorData> = HashMap::new();
+        let mut blocks = HashMap::new();
         for e in report.loaded() {
             let t = by_name[&e.tensor];
             let start = (h.data_offset + t.offset) as usize;
@@ -249,6 +266,20 @@ impl Model {
                     raw = unpermute_rows(&raw, e.shape[0], heads).into();
                 }
             }
+            if keep_blocks
+                && is_linear_weight(&e.tensor)
+                && e.shape.len() == 2
+                && crate::cpu::keeps(t.ggml_type, e.shape[1])
+            {
+                let m = crate::cpu::BlockMatrix {
+                    ggml_type: t.ggml_type,
+                    rows: e.shape[0],
+                    cols: e.shape[1],
+                    bytes: raw.into_owned(),
+                };
+                blocks.insert(e.tensor.clone(), std::sync::Arc::new(m));
+                continue;
+            }
             let values = ggml::dequantize(t.ggml_type, &raw, file, &t.name)?;
             let le: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
             tensors.insert(
@@ -256,7 +287,7 @@ impl Model {
                 convert(&le, StoredDtype::F32, dtype, e.shape.clone()),
             );
         }
-        let lm = build_model(&config, tensors, dtype, device)?;
+        let lm = build_model_with_blocks(&config, tensors, blocks, dtype, device)?;
         Ok(Model::assemble(config, lm, dtype, device, report))
     }
 }

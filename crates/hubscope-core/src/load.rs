@@ -9,6 +9,7 @@ use burn::tensor::{DType, Device, Tensor, TensorData};
 use safetensors::SafeTensors;
 
 use crate::config::ModelConfig;
+use crate::cpu::Blocks;
 use crate::dtype::ComputeDtype;
 use crate::error::{Error, Result};
 use crate::layout::layer_linears;
@@ -205,8 +206,20 @@ pub fn build_model(
     dtype: ComputeDtype,
     device: &Device,
 ) -> Result<CausalLm> {
+    build_model_with_blocks(config, tensors, HashMap::new(), dtype, device)
+}
+
+/// [`build_model`], with some linear weights kept in ggml blocks (named as in `tensors`).
+pub fn build_model_with_blocks(
+    config: &ModelConfig,
+    tensors: HashMap<String, TensorData>,
+    blocks: HashMap<String, Blocks>,
+    dtype: ComputeDtype,
+    device: &Device,
+) -> Result<CausalLm> {
     let mut l = Loader {
         tensors,
+        blocks,
         device,
         dtype: dtype.burn(),
         eps: config.rms_norm_eps,
@@ -316,6 +329,8 @@ fn missing(module: &str) -> Error {
 
 struct Loader<'a> {
     tensors: HashMap<String, TensorData>,
+    /// Linear weights kept in ggml blocks, by tensor name.
+    blocks: HashMap<String, Blocks>,
     device: &'a Device,
     dtype: DType,
     eps: f64,
@@ -338,8 +353,20 @@ impl Loader<'_> {
         )))
     }
     fn linear(&mut self, path: &str, bias: bool) -> Result<Linear> {
+        let name = format!("{path}.weight");
+        let (weight, blocks) = match self.blocks.remove(&name) {
+            // A placeholder of the weight's shape (a broadcast zero): the blocks are the values.
+            Some(b) => (
+                Param::from_tensor(
+                    Tensor::<2>::zeros([1, 1], (self.device, self.dtype)).expand([b.rows, b.cols]),
+                ),
+                Some(b),
+            ),
+            None => (self.param(&name)?, None),
+        };
         Ok(Linear {
-            weight: self.param(&format!("{path}.weight"))?,
+            weight,
+            blocks,
             bias: if bias {
                 Some(self.param(&format!("{path}.bias"))?)
             } else {

@@ -21,12 +21,16 @@ use crate::report::LoadReport;
 use crate::rope::{Rope, RopeSet, RopeTables};
 
 /// `nn.Linear`: `y = x Wᵀ + b`, `weight: [out, in]`, with an optional LoRA adapter
-/// (PEFT's `y += scale · (x Aᵀ) Bᵀ`).
+/// (PEFT's `y += scale · (x Aᵀ) Bᵀ`). A weight loaded from a GGUF file for generation on the
+/// CPU may stay in its ggml blocks (`blocks`); `weight` is then a placeholder of the right
+/// shape holding no values (a broadcast zero), and every product reads the blocks.
 #[derive(Module, Debug)]
 pub struct Linear {
     pub weight: Param<Tensor<2>>,
     pub bias: Option<Param<Tensor<1>>>,
     pub lora: Option<Lora>,
+    #[module(skip)]
+    pub blocks: Option<crate::cpu::Blocks>,
 }
 
 /// A LoRA adapter on one linear layer, named as PEFT names it: `lora_A: [r, in]`,
@@ -50,7 +54,10 @@ impl Linear {
         let rows: usize = dims[..D - 1].iter().product();
         // [rows, in] @ [in, out] -> [rows, out]
         let x = x.reshape([rows, in_features]);
-        let mut y = crate::cpu::matmul_t(x.clone(), self.weight.val());
+        let mut y = match &self.blocks {
+            Some(b) => crate::cpu::matmul_blocks(x.clone(), b),
+            None => crate::cpu::matmul_t(x.clone(), self.weight.val()),
+        };
         if let Some(b) = &self.bias {
             y = y + b.val().unsqueeze();
         }
@@ -832,6 +839,7 @@ mod tests {
             )),
             bias: None,
             lora: None,
+            blocks: None,
         }
     }
 

@@ -150,11 +150,17 @@ impl ModelFolder {
         }))
     }
 
-    /// The checkpoint's bytes: burnpack, or every safetensors file (each header checked
-    /// first, so a truncated or corrupt file is named before anything is read whole).
-    pub fn weights(&self) -> Result<WeightBytes> {
+    /// The checkpoint's bytes: a GGUF file, burnpack, or every safetensors file (each header
+    /// checked first, so a truncated or corrupt file is named before anything is read whole).
+    /// `keep_blocks`: a GGUF file's linear weights may stay in their ggml blocks (generation);
+    /// false where float weights are needed (export, training).
+    pub fn weights(&self, keep_blocks: bool) -> Result<WeightBytes> {
         if let Some(g) = &self.gguf {
-            return Ok(WeightBytes::Gguf(g.clone(), self.read(g)?));
+            return Ok(WeightBytes::Gguf {
+                file: g.clone(),
+                bytes: self.read(g)?,
+                keep_blocks,
+            });
         }
         if self.is_burnpack() {
             return Ok(WeightBytes::Burnpack(self.read(BURNPACK_FILE)?));

@@ -50,16 +50,25 @@ pub fn text_side(folder: &ModelFolder) -> Result<TextSide> {
     Ok(text)
 }
 
-/// The folder's weights (single file, shards or burnpack), and the adapter in `adapter` if
-/// given, onto `device` in `dtype`.
+/// What the weights are loaded for: generation may keep a GGUF file's linear weights in their
+/// blocks; export and training need float weights.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum WeightUse {
+    Generate,
+    FloatWeights,
+}
+
+/// The folder's weights (single file, shards, burnpack or GGUF), and the adapter in `adapter`
+/// if given, onto `device` in `dtype`.
 pub fn load_model(
     folder: &ModelFolder,
     config: ModelConfig,
     dtype: ComputeDtype,
     device: &Device,
     adapter: Option<&Path>,
+    use_: WeightUse,
 ) -> Result<Model> {
-    let weights = folder.weights()?;
+    let weights = folder.weights(use_ == WeightUse::Generate)?;
     let adapter = adapter.map(adapter_bytes).transpose()?;
     let model = bundle::load_model(config, weights, adapter, dtype, device)?;
     // The file buffers are gone; give their pages back rather than keep them resident.
@@ -91,7 +100,14 @@ pub fn load(
             folder.path("tokenizer.json").display()
         );
     }
-    let model = load_model(folder, text.config, dev.dtype()?, &dev.device()?, adapter)?;
+    let model = load_model(
+        folder,
+        text.config,
+        dev.dtype()?,
+        &dev.device()?,
+        adapter,
+        WeightUse::Generate,
+    )?;
     Ok(Loaded {
         model,
         tokenizer: text.tokenizer,

@@ -12,6 +12,8 @@
 
 mod act;
 mod attn;
+mod blocks;
+pub use blocks::{BlockMatrix, Blocks, keeps};
 mod par;
 pub use par::on_pool;
 mod x_wt;
@@ -40,6 +42,28 @@ static OWN_KERNELS: AtomicBool = AtomicBool::new(true);
 /// benchmarks that compare the two in one process).
 pub fn use_own_kernels(on: bool) {
     OWN_KERNELS.store(on, Ordering::Relaxed);
+}
+
+/// `x · Wᵀ` for a weight kept in ggml blocks: hubscope's block kernel for f32 rows on the Flex
+/// device (any number of rows); elsewhere the blocks dequantized onto `x`'s device and dtype.
+pub fn matmul_blocks(x: Tensor<2>, w: &BlockMatrix) -> Tensor<2> {
+    let [rows, _] = x.dims();
+    if x.dtype() == DType::F32 {
+        if let Some(xf) = contiguous(&x) {
+            if let Some(xs) = xf.as_slice::<f32>() {
+                let y = blocks::x_wt_blocks(xs, w, rows);
+                return Tensor::from_primitive::<Flex>(FlexTensor::from_data(TensorData::new(
+                    y,
+                    [rows, w.rows],
+                )));
+            }
+        }
+    }
+    let dense = Tensor::<2>::from_data(
+        TensorData::new(w.dequantize(), [w.rows, w.cols]),
+        (&x.device(), x.dtype()),
+    );
+    matmul_t(x, dense)
 }
 
 /// `x · wᵀ` for `x: [rows, k]` and `w: [n, k]` (a linear layer's weight as stored).

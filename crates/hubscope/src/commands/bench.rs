@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::device::DeviceArgs;
 use crate::folder::ModelFolder;
-use crate::load::load_model;
+use crate::load::{WeightUse, load_model};
 use crate::process::rss;
 
 /// Published configs of the shapes `--shape` builds with random weights (`shapes/`, the same
@@ -104,7 +104,14 @@ pub fn run(a: BenchArgs) -> Result<()> {
             let folder =
                 ModelFolder::open(&crate::hub::local_or_download(path, &a.hub)?.to_string_lossy())?;
             let config = ModelConfig::from_json(&folder.read("config.json")?)?;
-            let model = load_model(&folder, config, a.dev.dtype()?, &a.dev.device()?, None)?;
+            let model = load_model(
+                &folder,
+                config,
+                a.dev.dtype()?,
+                &a.dev.device()?,
+                None,
+                WeightUse::Generate,
+            )?;
             (model, path.clone())
         }
         (None, Some(shape)) => {

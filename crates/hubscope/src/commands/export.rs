@@ -13,7 +13,7 @@ use hubscope_core::{ComputeDtype, ModelConfig, OutFile};
 use serde_json::json;
 
 use crate::folder::ModelFolder;
-use crate::load::load_model;
+use crate::load::{WeightUse, load_model};
 use crate::output::{ensure_free_target, write_atomically};
 
 #[derive(Args)]
@@ -106,6 +106,7 @@ pub fn run(a: ExportArgs) -> Result<()> {
         dtype,
         &Device::flex(),
         a.adapter.as_deref(),
+        WeightUse::FloatWeights,
     )?;
     hubscope_core::lora::merge(&mut model);
     let tensors = pollster::block_on(named_tensors(&model.lm, dtype))?;

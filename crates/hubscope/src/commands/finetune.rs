@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::device::DeviceArgs;
 use crate::folder::ModelFolder;
 use crate::hub::{HubArgs, local_or_download};
-use crate::load::{load_model, read_adapter, text_side};
+use crate::load::{WeightUse, load_model, read_adapter, text_side};
 use crate::output::{ensure_free_target, write_atomically};
 
 #[derive(Args)]
@@ -101,7 +101,14 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
     crate::process::reset_peak();
     // Train on an autodiff device: gradients flow to the adapters only.
     let device = a.dev.device()?.autodiff();
-    let mut model = load_model(&folder, text.config, a.dev.dtype()?, &device, None)?;
+    let mut model = load_model(
+        &folder,
+        text.config,
+        a.dev.dtype()?,
+        &device,
+        None,
+        WeightUse::FloatWeights,
+    )?;
     let cfg = run
         .start(
             &mut model,

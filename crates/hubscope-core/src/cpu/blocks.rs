@@ -1,0 +1,374 @@
+//! A linear layer whose weight stays in ggml's blocks (Q8_0, Q5_0, Q4_K, Q6_K: what a Q4_K_M
+//! or Q8_0 GGUF file of the supported families holds): `x · Wᵀ` decodes each 32-value piece of
+//! a weight row into registers as it goes and multiplies it with every row of `x`, so memory
+//! holds the file's bytes, not f32 or f16 copies, and a decode step reads ~0.5–1 byte per
+//! weight. Decoded values are the dequantized ones ([`crate::ggml`]) up to one rounding of a
+//! fused multiply-add (the K-quants' `d·q − m`); sums are f32.
+
+use std::sync::Arc;
+
+use crate::gguf::GgmlType;
+
+use super::par::{Out, for_each, threads};
+
+/// A weight matrix `[rows, cols]` (out × in features) kept as ggml blocks, row after row.
+pub struct BlockMatrix {
+    pub ggml_type: GgmlType,
+    pub rows: usize,
+    pub cols: usize,
+    pub bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for BlockMatrix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "BlockMatrix({} [{}, {}])",
+            self.ggml_type.name(),
+            self.rows,
+            self.cols
+        )
+    }
+}
+
+/// Shared, cheap to clone (a module is cloned for each use of its weights).
+pub type Blocks = Arc<BlockMatrix>;
+
+const Q8_0: u32 = 8;
+const Q5_0: u32 = 6;
+const Q4_K: u32 = 12;
+const Q6_K: u32 = 14;
+
+/// Whether weights of type `t` with rows of `cols` values can stay in blocks on this CPU.
+pub fn keeps(t: GgmlType, cols: usize) -> bool {
+    let block = match t.0 {
+        Q8_0 | Q5_0 => 32,
+        Q4_K | Q6_K => 256,
+        _ => return false,
+    };
+    cols % block == 0 && kernel().is_some()
+}
+
+impl BlockMatrix {
+    fn row_bytes(&self) -> usize {
+        let (values, bytes) = self.ggml_type.block().expect("a kept type");
+        self.cols / values as usize * bytes as usize
+    }
+
+    /// Every value as f32 (for devices and paths without a block kernel).
+    pub fn dequantize(&self) -> Vec<f32> {
+        crate::ggml::dequantize(self.ggml_type, &self.bytes, "weights", "blocks")
+            .expect("blocks of a kept type")
+    }
+}
+
+/// `x · Wᵀ` for `x: [rows, cols]` (f32): `[rows, w.rows]`.
+pub fn x_wt_blocks(x: &[f32], w: &BlockMatrix, rows: usize) -> Vec<f32> {
+    let (k, n) = (w.cols, w.rows);
+    assert_eq!(x.len(), rows * k, "x is [rows, cols]");
+    let kernel = kernel().expect("checked by keeps");
+    let mut y: Vec<f32> = Vec::with_capacity(rows * n);
+    let out = Out::spare(&mut y);
+    let blocks = if rows * n * k < 1 << 18 {
+        1
+    } else {
+        threads() * 4
+    };
+    let per = n.div_ceil(blocks).max(1);
+    let starts: Vec<usize> = (0..n).step_by(per).collect();
+    let row_bytes = w.row_bytes();
+    for_each(&starts, |start| {
+        let end = (start + per).min(n);
+        // SAFETY: the kernel's features were detected; tasks write disjoint columns.
+        unsafe { kernel(x, w, row_bytes, rows, start..end, out.get()) }
+    });
+    // SAFETY: the column ranges cover 0..n, each writing its columns of every row.
+    unsafe { y.set_len(rows * n) };
+    y
+}
+
+type Kernel = unsafe fn(&[f32], &BlockMatrix, usize, usize, std::ops::Range<usize>, *mut f32);
+
+fn kernel() -> Option<Kernel> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        if has!("avx2") && has!("fma") && has!("f16c") {
+            return Some(avx2::columns);
+        }
+    }
+    None
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{BlockMatrix, Q4_K, Q5_0, Q6_K, Q8_0};
+
+    /// Rows of `x` per pass: their accumulators, four decoded weight vectors and one `x`
+    /// vector fit AVX2's 16 registers.
+    const MR: usize = 8;
+
+    /// Columns `cols` of `y` for every row of `x`.
+    ///
+    /// # Safety
+    /// AVX2, FMA and F16C are available; `y` holds `rows * w.rows` floats and no one else
+    /// writes columns `cols`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn columns(
+        x: &[f32],
+        w: &BlockMatrix,
+        row_bytes: usize,
+        rows: usize,
+        cols: std::ops::Range<usize>,
+        y: *mut f32,
+    ) {
+        // SAFETY: the caller's promise (features present; pointers in bounds).
+        unsafe {
+            let (k, n) = (w.cols, w.rows);
+            let decode: unsafe fn(*const u8, usize, &mut [__m256; 4]) = match w.ggml_type.0 {
+                Q8_0 => q8_0,
+                Q5_0 => q5_0,
+                Q4_K => q4_k,
+                Q6_K => q6_k,
+                _ => unreachable!("kept types only"),
+            };
+            let (values, bytes) = w.ggml_type.block().expect("kept type");
+            let (per_block, block_bytes) = (values as usize / 32, bytes as usize);
+            for j in cols {
+                let row = &w.bytes[j * row_bytes..(j + 1) * row_bytes];
+                let mut r0 = 0;
+                while r0 < rows {
+                    let r = MR.min(rows - r0);
+                    let mut acc = [_mm256_setzero_ps(); MR];
+                    let mut wv = [_mm256_setzero_ps(); 4];
+                    for piece in 0..k / 32 {
+                        let block = row.as_ptr().add(piece / per_block * block_bytes);
+                        decode(block, piece % per_block, &mut wv);
+                        let at = piece * 32;
+                        for (i, a) in acc.iter_mut().enumerate().take(r) {
+                            let xp = x.as_ptr().add((r0 + i) * k + at);
+                            for (q, v) in wv.iter().enumerate() {
+                                *a = _mm256_fmadd_ps(_mm256_loadu_ps(xp.add(8 * q)), *v, *a);
+                            }
+                        }
+                    }
+                    for (i, a) in acc.iter().enumerate().take(r) {
+                        *y.add((r0 + i) * n + j) = hsum(*a);
+                    }
+                    r0 += r;
+                }
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn hsum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+        _mm_cvtss_f32(s)
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn half(p: *const u8) -> f32 {
+        // SAFETY: the caller's promise (features present; pointers in bounds).
+        unsafe { half::f16::from_le_bytes([*p, *p.add(1)]).to_f32() }
+    }
+
+    /// 8 bytes at `p` as 8 u32 lanes.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn bytes8(p: *const u8) -> __m256i {
+        // SAFETY: the caller's promise (features present; pointers in bounds).
+        unsafe { _mm256_cvtepu8_epi32(_mm_loadl_epi64(p as *const __m128i)) }
+    }
+
+    /// Q8_0: `d`, 32 signed bytes.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn q8_0(b: *const u8, _piece: usize, out: &mut [__m256; 4]) {
+        // SAFETY: the caller's promise (features present; pointers in bounds).
+        unsafe {
+            let d = _mm256_set1_ps(half(b));
+            for (i, o) in out.iter_mut().enumerate() {
+                let q = _mm256_cvtepi8_epi32(_mm_loadl_epi64(b.add(2 + 8 * i) as *const __m128i));
+                *o = _mm256_mul_ps(_mm256_cvtepi32_ps(q), d);
+            }
+        }
+    }
+
+    /// Q5_0: `d`, 32 fifth bits, 16 bytes of nibbles (values `l` low, `16 + l` high); `q − 16`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn q5_0(b: *const u8, _piece: usize, out: &mut [__m256; 4]) {
+        // SAFETY: the caller's promise (features present; pointers in bounds).
+        unsafe {
+            let d = _mm256_set1_ps(half(b));
+            let qh =
+                _mm256_set1_epi32(
+                    u32::from_le_bytes([*b.add(2), *b.add(3), *b.add(4), *b.add(5)]) as i32,
+                );
+            let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            let (f, one, sixteen) = (
+                _mm256_set1_epi32(0xF),
+                _mm256_set1_epi32(1),
+                _mm256_set1_epi32(16),
+            );
+            for (i, o) in out.iter_mut().enumerate() {
+                // Values 8i..8i+8: bytes (8i mod 16).., low nibbles for i < 2, high ones after.
+                let raw = bytes8(b.add(6 + 8 * (i % 2)));
+                let nib = if i < 2 {
+                    _mm256_and_si256(raw, f)
+                } else {
+                    _mm256_srli_epi32::<4>(raw)
+                };
+                let bit = _mm256_and_si256(
+                    _mm256_srlv_epi32(qh, _mm256_add_epi32(lanes, _mm256_set1_epi32(8 * i as i32))),
+                    one,
+                );
+                let q =
+                    _mm256_sub_epi32(_mm256_or_si256(nib, _mm256_slli_epi32::<4>(bit)), sixteen);
+                *o = _mm256_mul_ps(_mm256_cvtepi32_ps(q), d);
+            }
+        }
+    }
+
+    /// Q4_K: piece `s` of 8 in a super-block: nibble `s % 2` of bytes `32(s / 2)..`, as
+    /// `d·sc·q − dmin·m`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn q4_k(b: *const u8, s: usize, out: &mut [__m256; 4]) {
+        // SAFETY: the caller's promise (features present; pointers in bounds).
+        unsafe {
+            let scales = std::slice::from_raw_parts(b.add(4), 12);
+            let (sc, m) = scale_min(scales, s);
+            let dl = _mm256_set1_ps(half(b) * sc as f32);
+            let ml = _mm256_set1_ps(half(b.add(2)) * m as f32);
+            let qs = b.add(16 + 32 * (s / 2));
+            let f = _mm256_set1_epi32(0xF);
+            for (i, o) in out.iter_mut().enumerate() {
+                let raw = bytes8(qs.add(8 * i));
+                let q = if s % 2 == 0 {
+                    _mm256_and_si256(raw, f)
+                } else {
+                    _mm256_srli_epi32::<4>(raw)
+                };
+                *o = _mm256_fmsub_ps(_mm256_cvtepi32_ps(q), dl, ml);
+            }
+        }
+    }
+
+    fn scale_min(s: &[u8], j: usize) -> (u8, u8) {
+        if j < 4 {
+            (s[j] & 63, s[j + 4] & 63)
+        } else {
+            (
+                (s[j + 4] & 0xF) | ((s[j - 4] >> 2) & 0x30),
+                (s[j + 4] >> 4) | ((s[j] >> 2) & 0x30),
+            )
+        }
+    }
+
+    /// Q6_K: piece `p` = (h, j) of a super-block: low nibble `j / 2` of `ql[64h + 32(j % 2)..]`,
+    /// bits `2j` of `qh[32h..]`, `q − 32`, scaled per 16 values.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn q6_k(b: *const u8, p: usize, out: &mut [__m256; 4]) {
+        // SAFETY: the caller's promise (features present; pointers in bounds).
+        unsafe {
+            let (h, j) = (p / 4, p % 4);
+            let d = half(b.add(208));
+            let scales = b.add(192);
+            let ql = b.add(64 * h + 32 * (j % 2));
+            let qh = b.add(128 + 32 * h);
+            let (f, three, off) = (
+                _mm256_set1_epi32(0xF),
+                _mm256_set1_epi32(3),
+                _mm256_set1_epi32(32),
+            );
+            for (i, o) in out.iter_mut().enumerate() {
+                let lo = bytes8(ql.add(8 * i));
+                let lo = if j < 2 {
+                    _mm256_and_si256(lo, f)
+                } else {
+                    _mm256_srli_epi32::<4>(lo)
+                };
+                let hi = _mm256_and_si256(
+                    _mm256_srlv_epi32(bytes8(qh.add(8 * i)), _mm256_set1_epi32(2 * j as i32)),
+                    three,
+                );
+                let q = _mm256_sub_epi32(_mm256_or_si256(lo, _mm256_slli_epi32::<4>(hi)), off);
+                // Values 128h + 32j + 8i..: scale index (32j + 8i) / 16 within the half.
+                let sc = *scales.add(8 * h + (32 * j + 8 * i) / 16) as i8;
+                *o = _mm256_mul_ps(_mm256_cvtepi32_ps(q), _mm256_set1_ps(d * sc as f32));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Random blocks of type `t` (finite f16 scales where ggml's structs put them).
+    fn random_blocks(t: u32, rows: usize, cols: usize, seed: u64) -> BlockMatrix {
+        let mut s = seed | 1;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        let (values, size) = GgmlType(t).block().unwrap();
+        let n = rows * cols / values as usize;
+        let halves: &[usize] = match t {
+            Q8_0 | Q5_0 => &[0],
+            Q4_K => &[0, 2],
+            Q6_K => &[208],
+            _ => unreachable!(),
+        };
+        let mut bytes = vec![];
+        for _ in 0..n {
+            let mut b: Vec<u8> = (0..size).map(|_| next() as u8).collect();
+            for &at in halves {
+                let h = half::f16::from_f32(((next() % 2000) as f32 - 1000.0) * 1e-4);
+                b[at..at + 2].copy_from_slice(&h.to_le_bytes());
+            }
+            bytes.extend(b);
+        }
+        BlockMatrix {
+            ggml_type: GgmlType(t),
+            rows,
+            cols,
+            bytes,
+        }
+    }
+
+    #[test]
+    fn block_products_match_dequantized_weights() {
+        for t in [Q8_0, Q5_0, Q4_K, Q6_K] {
+            let (n, k) = (7, 512);
+            let w = random_blocks(t, n, k, 11 + t as u64);
+            let dense = w.dequantize();
+            for rows in [1, 3, 8, 13] {
+                let x: Vec<f32> = (0..rows * k)
+                    .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
+                    .collect();
+                let y = x_wt_blocks(&x, &w, rows);
+                for r in 0..rows {
+                    for j in 0..n {
+                        let want: f64 = (0..k)
+                            .map(|i| x[r * k + i] as f64 * dense[j * k + i] as f64)
+                            .sum();
+                        let scale: f64 = (0..k)
+                            .map(|i| (x[r * k + i] as f64 * dense[j * k + i] as f64).abs())
+                            .sum();
+                        let got = y[r * n + j] as f64;
+                        assert!(
+                            (got - want).abs() <= 1e-6 * scale.max(1e-30),
+                            "{} rows {rows}: y[{r},{j}] = {got}, dequantized {want}",
+                            GgmlType(t).name()
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
