@@ -702,3 +702,44 @@ fn a_closed_stdout_pipe_is_not_a_panic() {
         assert!(!String::from_utf8_lossy(&o.stderr).contains("panicked"));
     }
 }
+
+/// `perplexity` scores a text one decode step at a time: the perplexity transformers computes
+/// in one forward pass over the same tokens (tests/data/transformers_perplexity.py), within
+/// 1e-4 relative, and the same top token at every position.
+#[test]
+fn perplexity_matches_transformers() {
+    let dir = common::fixtures().join("tiny-llama");
+    let tmp = tempfile::tempdir().unwrap();
+    let text = tmp.path().join("text.txt");
+    std::fs::write(
+        &text,
+        "The quick brown fox jumps over the lazy dog. In 1969, Apollo 11 landed on the Moon; \
+         the crew came home safely, and people everywhere watched it on television.",
+    )
+    .unwrap();
+    let o = hubscope(&[
+        "perplexity",
+        dir.to_str().unwrap(),
+        "--text",
+        text.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let want: serde_json::Value = serde_json::from_slice(&common::run_script(
+        "transformers_perplexity.py",
+        &[dir.to_str().unwrap(), text.to_str().unwrap(), "512"],
+        b"",
+    ))
+    .unwrap();
+    assert_eq!(got["tokens"], want["tokens"]);
+    assert_eq!(got["top"], want["top"]);
+    let (g, w) = (
+        got["perplexity"].as_f64().unwrap(),
+        want["perplexity"].as_f64().unwrap(),
+    );
+    assert!(
+        (g - w).abs() <= 1e-4 * w,
+        "perplexity {g} vs transformers {w}"
+    );
+}

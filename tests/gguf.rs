@@ -325,10 +325,13 @@ fn dequantization_is_bit_exact_with_gguf_py() {
 /// q/k rows permuted): the tokenizer built from the metadata gives the fixture's own tokenizer's
 /// ids (the one the file was converted from) and renders its chat template; last-position
 /// logits within 1e-4 of transformers' `from_pretrained(gguf_file=...)` and its 8 greedy tokens
-/// — with every weight dequantized on load, and with the Q8_0 linear weights kept in their
-/// blocks (the block kernel).
+/// — with every weight dequantized on load; and with the Q8_0 linear weights kept in their
+/// blocks: prompts (more than 8 rows) then take the f32 block kernel, held to the same 1e-4,
+/// and decode steps the integer kernel (8-bit activations), held to transformers' greedy
+/// choices fed back one step at a time.
 #[test]
 fn gguf_models_run_as_transformers_runs_them() {
+    let mut agreement = (0usize, 0usize);
     for (name, keep_blocks) in [
         ("tiny-qwen2-q8_0", false),
         ("tiny-qwen2-q8_0", true),
@@ -422,6 +425,22 @@ fn gguf_models_run_as_transformers_runs_them() {
                 .fold(0f32, f32::max);
             assert!(diff <= 1e-4, "{what}: last logits differ by {diff}");
 
+            let greedy = ids_of(&p["greedy_ids"]);
+            if keep_blocks {
+                // Decode steps take the integer kernel (8-bit activations, as llama.cpp's):
+                // transformers' greedy tokens fed one step at a time, how often its choice is
+                // ours.
+                let mut cache = model.new_cache();
+                let mut logits = model.step(&ids, &mut cache).unwrap();
+                for &t in &greedy {
+                    let row = pollster::block_on(read_f32(logits)).unwrap();
+                    let top = hubscope_core::sampling::argmax(&row);
+                    agreement.0 += usize::from(top == t);
+                    agreement.1 += 1;
+                    logits = model.step(&[t], &mut cache).unwrap();
+                }
+                continue;
+            }
             let mut cfg = text.generation.clone().with_temperature(0.0);
             cfg.max_new_tokens = 8;
             cfg.eos_token_ids.clear();
@@ -439,13 +458,19 @@ fn gguf_models_run_as_transformers_runs_them() {
                 |_| true,
             ))
             .unwrap();
-            assert_eq!(
-                out.tokens,
-                ids_of(&p["greedy_ids"]),
-                "{what}: greedy tokens"
-            );
+            assert_eq!(out.tokens, greedy, "{what}: greedy tokens");
         }
     }
+    // 61 of 64 here: these random tiny models' two best logits are often closer than 8-bit
+    // activations can tell apart; the issue's ≥ 99% (and perplexity within 1%) is measured on
+    // the real Qwen2.5-Coder-0.5B Q4_K_M by `hubscope perplexity` (docs/BENCHMARKS.md: 254 of
+    // 256, +0.35%). Here: the kernel follows transformers on 9 steps in 10 at least.
+    assert!(
+        agreement.0 * 10 >= agreement.1 * 9,
+        "top-1 agreement with transformers on decode steps: {} of {}",
+        agreement.0,
+        agreement.1
+    );
 }
 
 /// The binary runs a `.gguf` path, a folder holding one GGUF file, or the file `--file` names

@@ -47,6 +47,8 @@ enum Command {
     Export(commands::export::ExportArgs),
     /// Measure load time, prefill and decode speed, and peak memory.
     Bench(commands::bench::BenchArgs),
+    /// How well a model predicts a text: perplexity over decode steps (the generation path).
+    Perplexity(commands::perplexity::PerplexityArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +62,7 @@ fn main() -> ExitCode {
         Command::Inspect(a) => inspect::run(a),
         Command::Generate(a) => generate::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Perplexity(a) => perplexity::run(a),
         Command::Export(a) => export::run(a),
         Command::Finetune(a) => finetune::run(a),
         Command::Gpu(a) => gpu::run(a),

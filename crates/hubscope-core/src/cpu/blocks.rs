@@ -34,10 +34,26 @@ impl std::fmt::Debug for BlockMatrix {
 /// Shared, cheap to clone (a module is cloned for each use of its weights).
 pub type Blocks = Arc<BlockMatrix>;
 
-const Q8_0: u32 = 8;
-const Q5_0: u32 = 6;
-const Q4_K: u32 = 12;
-const Q6_K: u32 = 14;
+pub(super) const Q8_0: u32 = 8;
+pub(super) const Q5_0: u32 = 6;
+pub(super) const Q4_K: u32 = 12;
+pub(super) const Q6_K: u32 = 14;
+
+/// At most this many rows take the integer kernel (`q8dot`: decode steps); more decode the
+/// weights to f32 and keep the activations exact (prompts).
+const INT8_ROWS: usize = 8;
+
+/// Q4_K's (scale, min) pair `j` of 6 bits each, packed in 12 bytes.
+pub(super) fn scale_min(s: &[u8], j: usize) -> (u8, u8) {
+    if j < 4 {
+        (s[j] & 63, s[j + 4] & 63)
+    } else {
+        (
+            (s[j + 4] & 0xF) | ((s[j - 4] >> 2) & 0x30),
+            (s[j + 4] >> 4) | ((s[j] >> 2) & 0x30),
+        )
+    }
+}
 
 /// Whether weights of type `t` with rows of `cols` values can stay in blocks on this CPU.
 pub fn keeps(t: GgmlType, cols: usize) -> bool {
@@ -77,10 +93,20 @@ pub fn x_wt_blocks(x: &[f32], w: &BlockMatrix, rows: usize) -> Vec<f32> {
     let per = n.div_ceil(blocks).max(1);
     let starts: Vec<usize> = (0..n).step_by(per).collect();
     let row_bytes = w.row_bytes();
+    let quantized = (rows <= INT8_ROWS).then(|| super::q8dot::quantize_rows(x));
     for_each(&starts, |start| {
         let end = (start + per).min(n);
-        // SAFETY: the kernel's features were detected; tasks write disjoint columns.
-        unsafe { kernel(x, w, row_bytes, rows, start..end, out.get()) }
+        // SAFETY: the kernels' features were detected (`kernel` checks the same ones); tasks
+        // write disjoint columns.
+        unsafe {
+            match &quantized {
+                #[cfg(target_arch = "x86_64")]
+                Some(q) => {
+                    super::q8dot::avx2::columns(q, w, row_bytes, rows, start..end, out.get())
+                }
+                _ => kernel(x, w, row_bytes, rows, start..end, out.get()),
+            }
+        }
     });
     // SAFETY: the column ranges cover 0..n, each writing its columns of every row.
     unsafe { y.set_len(rows * n) };
@@ -239,7 +265,7 @@ mod avx2 {
         // SAFETY: the caller's promise (features present; pointers in bounds).
         unsafe {
             let scales = std::slice::from_raw_parts(b.add(4), 12);
-            let (sc, m) = scale_min(scales, s);
+            let (sc, m) = super::scale_min(scales, s);
             let dl = _mm256_set1_ps(half(b) * sc as f32);
             let ml = _mm256_set1_ps(half(b.add(2)) * m as f32);
             let qs = b.add(16 + 32 * (s / 2));
@@ -253,17 +279,6 @@ mod avx2 {
                 };
                 *o = _mm256_fmsub_ps(_mm256_cvtepi32_ps(q), dl, ml);
             }
-        }
-    }
-
-    fn scale_min(s: &[u8], j: usize) -> (u8, u8) {
-        if j < 4 {
-            (s[j] & 63, s[j + 4] & 63)
-        } else {
-            (
-                (s[j + 4] & 0xF) | ((s[j - 4] >> 2) & 0x30),
-                (s[j + 4] >> 4) | ((s[j] >> 2) & 0x30),
-            )
         }
     }
 
@@ -347,11 +362,20 @@ mod tests {
             let (n, k) = (7, 512);
             let w = random_blocks(t, n, k, 11 + t as u64);
             let dense = w.dequantize();
-            for rows in [1, 3, 8, 13] {
+            for rows in [1, 3, 8, 9, 13] {
                 let x: Vec<f32> = (0..rows * k)
                     .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
                     .collect();
                 let y = x_wt_blocks(&x, &w, rows);
+                // Up to INT8_ROWS rows, the product is that of the rows quantized to 8 bits.
+                let x: Vec<f32> = if rows <= INT8_ROWS {
+                    let q = super::super::q8dot::quantize_rows(&x);
+                    (0..x.len())
+                        .map(|i| q.q[i] as f32 * q.scale[i / 32])
+                        .collect()
+                } else {
+                    x
+                };
                 for r in 0..rows {
                     for j in 0..n {
                         let want: f64 = (0..k)

@@ -13,6 +13,7 @@
 mod act;
 mod attn;
 mod blocks;
+mod q8dot;
 pub use blocks::{BlockMatrix, Blocks, keeps};
 mod par;
 pub use par::on_pool;

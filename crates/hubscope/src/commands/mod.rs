@@ -11,4 +11,5 @@ pub mod generate;
 pub mod gpu;
 pub mod inspect;
 pub mod mem;
+pub mod perplexity;
 pub mod serve;
