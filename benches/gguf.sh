@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# One GGUF file run by `hubscope bench` (dequantized on load to f32 and to f16) and by llama.cpp's
-# `llama-server` (its own kernels on the stored types), one after the other on one machine:
-# prompt and decode tokens/s, load time and peak RSS. docs/BENCHMARKS.md records them.
+# One GGUF file run by `hubscope bench` (f32: linear weights kept in their ggml blocks, integer
+# decode kernel; f16: dequantized on load) and by llama.cpp's `llama-server` (its own kernels on
+# the stored types), one after the other on one machine: prompt and decode tokens/s, load time
+# and peak RSS. docs/BENCHMARKS.md records them.
 #   benches/gguf.sh LLAMA_SERVER FILE.gguf [PROMPT_LEN] [GEN]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +14,7 @@ echo "# $(date -u +%Y-%m-%dT%H:%MZ) $threads cores, $(grep -m1 'model name' /pro
 echo "# $(basename "$gguf"), $(stat -c %s "$gguf") bytes; prompt $P, decode $G"
 
 for dtype in f32 f16; do
-  echo "## hubscope bench --dtype $dtype (dequantized on load)"
+  echo "## hubscope bench --dtype $dtype"
   /usr/bin/time -f "peak RSS %M kB, wall %e s" "$hub" bench "$gguf" --dtype "$dtype" \
     --prompt-len "$P" --gen "$G" --runs 2 --json
 done

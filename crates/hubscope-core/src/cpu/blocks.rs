@@ -78,6 +78,30 @@ impl BlockMatrix {
     }
 }
 
+/// Every value of `w` as f32, its rows split over the threads.
+pub fn dequantize_parallel(w: &BlockMatrix) -> Vec<f32> {
+    let (n, k, row_bytes) = (w.rows, w.cols, w.row_bytes());
+    let mut y: Vec<f32> = Vec::with_capacity(n * k);
+    let out = Out::spare(&mut y);
+    let per = n.div_ceil(threads() * 4).max(1);
+    let starts: Vec<usize> = (0..n).step_by(per).collect();
+    for_each(&starts, |start| {
+        let end = (start + per).min(n);
+        let v = crate::ggml::dequantize(
+            w.ggml_type,
+            &w.bytes[start * row_bytes..end * row_bytes],
+            "weights",
+            "blocks",
+        )
+        .expect("blocks of a kept type");
+        // SAFETY: rows start..end of the output, written by this task alone.
+        unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), out.get().add(start * k), v.len()) };
+    });
+    // SAFETY: the row ranges cover 0..n.
+    unsafe { y.set_len(n * k) };
+    y
+}
+
 /// `x · Wᵀ` for `x: [rows, cols]` (f32): `[rows, w.rows]`.
 pub fn x_wt_blocks(x: &[f32], w: &BlockMatrix, rows: usize) -> Vec<f32> {
     let (k, n) = (w.cols, w.rows);

@@ -45,10 +45,23 @@ pub fn use_own_kernels(on: bool) {
     OWN_KERNELS.store(on, Ordering::Relaxed);
 }
 
-/// `x · Wᵀ` for a weight kept in ggml blocks: hubscope's block kernel for f32 rows on the Flex
-/// device (any number of rows); elsewhere the blocks dequantized onto `x`'s device and dtype.
+/// Up to this many rows multiply by a weight's blocks directly (decode steps, small batches);
+/// more decode the whole matrix to f32 once and take the f32 products (prompts: the decoding
+/// is paid once for all rows, and the products run at f32 speed).
+const BLOCK_ROWS: usize = 16;
+
+/// `x · Wᵀ` for a weight kept in ggml blocks: hubscope's block kernels for a few f32 rows on the
+/// Flex device; for more rows, and elsewhere, the blocks dequantized onto `x`'s device.
 pub fn matmul_blocks(x: Tensor<2>, w: &BlockMatrix) -> Tensor<2> {
     let [rows, _] = x.dims();
+    if rows > BLOCK_ROWS {
+        // A prompt: the weights decoded once for all its rows, then the f32 products.
+        let dense = Tensor::<2>::from_data(
+            TensorData::new(blocks::dequantize_parallel(w), [w.rows, w.cols]),
+            (&x.device(), DType::F32),
+        );
+        return matmul_t(x.clone(), dense.cast(x.dtype()));
+    }
     if x.dtype() == DType::F32 {
         if let Some(xf) = contiguous(&x) {
             if let Some(xs) = xf.as_slice::<f32>() {
