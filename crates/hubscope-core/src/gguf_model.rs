@@ -192,9 +192,12 @@ fn on_flex(device: &Device) -> bool {
         .is_ok()
 }
 
-/// A linear layer's weight (what the block kernel can multiply by).
-fn is_linear_weight(name: &str) -> bool {
-    name.ends_with("_proj.weight") || name == "lm_head.weight"
+/// A weight that may stay in blocks: a linear layer's (what the block kernel multiplies by) or
+/// the embedding table (rows decoded as looked up; a tied head multiplies by its blocks).
+fn may_keep(name: &str) -> bool {
+    name.ends_with("_proj.weight")
+        || name == "lm_head.weight"
+        || name == "model.embed_tokens.weight"
 }
 
 impl Model {
@@ -267,7 +270,7 @@ impl Model {
                 }
             }
             if keep_blocks
-                && is_linear_weight(&e.tensor)
+                && may_keep(&e.tensor)
                 && e.shape.len() == 2
                 && crate::cpu::keeps(t.ggml_type, e.shape[1])
             {

@@ -298,9 +298,7 @@ pub fn build_model_with_blocks(
         });
     }
     let model = DecoderModel {
-        embed_tokens: Embedding {
-            weight: l.param("model.embed_tokens.weight")?,
-        },
+        embed_tokens: l.embedding("model.embed_tokens.weight")?,
         layers,
         norm: l.norm("model.norm")?,
         embed_scale: config
@@ -352,18 +350,24 @@ impl Loader<'_> {
             (self.device, self.dtype),
         )))
     }
-    fn linear(&mut self, path: &str, bias: bool) -> Result<Linear> {
-        let name = format!("{path}.weight");
-        let (weight, blocks) = match self.blocks.remove(&name) {
-            // A placeholder of the weight's shape (a broadcast zero): the blocks are the values.
+    /// A weight, or the placeholder of its shape (a broadcast zero) with its blocks.
+    fn weight_or_blocks(&mut self, name: &str) -> Result<(Param<Tensor<2>>, Option<Blocks>)> {
+        Ok(match self.blocks.remove(name) {
             Some(b) => (
                 Param::from_tensor(
                     Tensor::<2>::zeros([1, 1], (self.device, self.dtype)).expand([b.rows, b.cols]),
                 ),
                 Some(b),
             ),
-            None => (self.param(&name)?, None),
-        };
+            None => (self.param(name)?, None),
+        })
+    }
+    fn embedding(&mut self, name: &str) -> Result<Embedding> {
+        let (weight, blocks) = self.weight_or_blocks(name)?;
+        Ok(Embedding { weight, blocks })
+    }
+    fn linear(&mut self, path: &str, bias: bool) -> Result<Linear> {
+        let (weight, blocks) = self.weight_or_blocks(&format!("{path}.weight"))?;
         Ok(Linear {
             weight,
             blocks,

@@ -80,16 +80,33 @@ impl Linear {
     }
 }
 
-/// `nn.Embedding`: `weight: [vocab, hidden]`.
+/// `nn.Embedding`: `weight: [vocab, hidden]`. Like [`Linear`]'s, a GGUF file's table may stay
+/// in its ggml blocks for generation on the CPU (`weight` a placeholder then); a lookup
+/// decodes the rows it needs.
 #[derive(Module, Debug)]
 pub struct Embedding {
     pub weight: Param<Tensor<2>>,
+    #[module(skip)]
+    pub blocks: Option<crate::cpu::Blocks>,
 }
 
 impl Embedding {
     /// `[batch, seq] -> [batch, seq, hidden]`
     pub fn forward(&self, ids: Tensor<2, Int>) -> Tensor<3> {
-        embedding(self.weight.val(), ids)
+        match &self.blocks {
+            Some(b) => {
+                let [batch, seq] = ids.dims();
+                let device = ids.device();
+                // Blocks live only on the CPU device, where reading the ids back is immediate.
+                let ids: Vec<i64> = ids.into_data().iter::<i64>().collect();
+                let rows = b.rows_f32(&ids);
+                Tensor::from_data(
+                    burn::tensor::TensorData::new(rows, [batch, seq, b.cols]),
+                    (&device, burn::tensor::DType::F32),
+                )
+            }
+            None => embedding(self.weight.val(), ids),
+        }
     }
 }
 
@@ -662,9 +679,14 @@ impl CausalLm {
             Some(head) => head.forward(hidden),
             None => {
                 let [b, s, d] = hidden.dims();
-                let w = self.model.embed_tokens.weight.val();
-                let vocab = w.dims()[0];
-                crate::cpu::matmul_t(hidden.reshape([b * s, d]), w).reshape([b, s, vocab])
+                let x = hidden.reshape([b * s, d]);
+                let e = &self.model.embed_tokens;
+                let y = match &e.blocks {
+                    Some(blocks) => crate::cpu::matmul_blocks(x, blocks),
+                    None => crate::cpu::matmul_t(x, e.weight.val()),
+                };
+                let vocab = y.dims()[1];
+                y.reshape([b, s, vocab])
             }
         }
     }

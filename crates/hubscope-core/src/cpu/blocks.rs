@@ -44,6 +44,7 @@ pub(super) const Q6_K: u32 = 14;
 const INT8_ROWS: usize = 8;
 
 /// Q4_K's (scale, min) pair `j` of 6 bits each, packed in 12 bytes.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(super) fn scale_min(s: &[u8], j: usize) -> (u8, u8) {
     if j < 4 {
         (s[j] & 63, s[j + 4] & 63)
@@ -69,6 +70,28 @@ impl BlockMatrix {
     fn row_bytes(&self) -> usize {
         let (values, bytes) = self.ggml_type.block().expect("a kept type");
         self.cols / values as usize * bytes as usize
+    }
+
+    /// Rows `ids` as f32, one after another (an embedding lookup); an id past the rows gives
+    /// zeros (the ids come from the tokenizer, checked against the vocabulary before).
+    pub fn rows_f32(&self, ids: &[i64]) -> Vec<f32> {
+        let rb = self.row_bytes();
+        let mut out = Vec::with_capacity(ids.len() * self.cols);
+        for &id in ids {
+            match usize::try_from(id).ok().filter(|&i| i < self.rows) {
+                Some(i) => out.extend(
+                    crate::ggml::dequantize(
+                        self.ggml_type,
+                        &self.bytes[i * rb..(i + 1) * rb],
+                        "weights",
+                        "blocks",
+                    )
+                    .expect("blocks of a kept type"),
+                ),
+                None => out.extend(std::iter::repeat_n(0.0, self.cols)),
+            }
+        }
+        out
     }
 
     /// Every value as f32 (for devices and paths without a block kernel).

@@ -28,6 +28,7 @@ mod tests {
 /// `x: [rows, k]` quantized per 32 values: the bytes, a scale per piece, and each piece's sum
 /// (of the quantized values, scaled: for the K-quants' minimums, so that the whole product is
 /// that of the quantized rows).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub struct QuantRows {
     pub q: Vec<i8>,
     pub scale: Vec<f32>,
