@@ -183,7 +183,7 @@ fn kernel() -> Option<Kernel> {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
+pub(super) mod avx2 {
     use std::arch::x86_64::*;
 
     use super::{BlockMatrix, Q4_K, Q5_0, Q6_K, Q8_0};
@@ -209,15 +209,7 @@ mod avx2 {
         // SAFETY: the caller's promise (features present; pointers in bounds).
         unsafe {
             let (k, n) = (w.cols, w.rows);
-            let decode: unsafe fn(*const u8, usize, &mut [__m256; 4]) = match w.ggml_type.0 {
-                Q8_0 => q8_0,
-                Q5_0 => q5_0,
-                Q4_K => q4_k,
-                Q6_K => q6_k,
-                _ => unreachable!("kept types only"),
-            };
-            let (values, bytes) = w.ggml_type.block().expect("kept type");
-            let (per_block, block_bytes) = (values as usize / 32, bytes as usize);
+            let (decode, per_block, block_bytes) = decoder(w);
             for j in cols {
                 let row = &w.bytes[j * row_bytes..(j + 1) * row_bytes];
                 let mut r0 = 0;
@@ -260,15 +252,7 @@ mod avx2 {
         // SAFETY: the caller's promise; pointers stay inside row j of `w.bytes` and of `out`.
         unsafe {
             let k = w.cols;
-            let decode: unsafe fn(*const u8, usize, &mut [__m256; 4]) = match w.ggml_type.0 {
-                Q8_0 => q8_0,
-                Q5_0 => q5_0,
-                Q4_K => q4_k,
-                Q6_K => q6_k,
-                _ => unreachable!("kept types only"),
-            };
-            let (values, bytes) = w.ggml_type.block().expect("kept type");
-            let (per_block, block_bytes) = (values as usize / 32, bytes as usize);
+            let (decode, per_block, block_bytes) = decoder(w);
             let mut wv = [_mm256_setzero_ps(); 4];
             for j in rows {
                 let row = w.bytes.as_ptr().add(j * row_bytes);
@@ -287,18 +271,42 @@ mod avx2 {
         }
     }
 
+    /// The sum of the 8 lanes (shared with the integer kernel).
     #[target_feature(enable = "avx2,fma,f16c")]
-    fn hsum(v: __m256) -> f32 {
+    #[inline]
+    pub(in crate::cpu) fn hsum(v: __m256) -> f32 {
         let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
         let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
         let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
         _mm_cvtss_f32(s)
     }
 
+    /// The f16 at `p` (F16C; shared with the integer kernel).
+    ///
+    /// # Safety
+    /// Two bytes are readable at `p`.
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn half(p: *const u8) -> f32 {
-        // SAFETY: the caller's promise (features present; pointers in bounds).
-        unsafe { half::f16::from_le_bytes([*p, *p.add(1)]).to_f32() }
+    #[inline]
+    pub(in crate::cpu) unsafe fn half(p: *const u8) -> f32 {
+        // SAFETY: the caller's promise.
+        unsafe {
+            let bits = (p as *const u16).read_unaligned();
+            _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
+        }
+    }
+
+    /// A type's f32 decoder of a 32-value piece, pieces per block and bytes per block.
+    type Decoder = unsafe fn(*const u8, usize, &mut [__m256; 4]);
+    fn decoder(w: &BlockMatrix) -> (Decoder, usize, usize) {
+        let decode: Decoder = match w.ggml_type.0 {
+            Q8_0 => q8_0,
+            Q5_0 => q5_0,
+            Q4_K => q4_k,
+            Q6_K => q6_k,
+            _ => unreachable!("kept types only"),
+        };
+        let (values, bytes) = w.ggml_type.block().expect("kept type");
+        (decode, values as usize / 32, bytes as usize)
     }
 
     /// 8 bytes at `p` as 8 u32 lanes.

@@ -62,6 +62,7 @@ pub mod avx2 {
     use std::arch::x86_64::*;
 
     use super::QuantRows;
+    use crate::cpu::blocks::avx2::{half, hsum};
     use crate::cpu::blocks::{BlockMatrix, Q4_K, Q5_0, Q6_K, Q8_0};
 
     /// A weight piece of 32 values as bytes, with how to combine its dot product: signed
@@ -167,28 +168,6 @@ pub mod avx2 {
                     r0 += r;
                 }
             }
-        }
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    fn hsum(v: __m256) -> f32 {
-        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-        _mm_cvtss_f32(s)
-    }
-
-    /// The f16 at `p` (F16C).
-    ///
-    /// # Safety
-    /// Two bytes are readable at `p`.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    #[inline]
-    unsafe fn half(p: *const u8) -> f32 {
-        // SAFETY: the caller's promise.
-        unsafe {
-            let bits = (p as *const u16).read_unaligned();
-            _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
         }
     }
 
