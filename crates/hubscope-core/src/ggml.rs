@@ -35,6 +35,22 @@ fn half(b: &[u8], at: usize) -> f32 {
     f16::from_le_bytes([b[at], b[at + 1]]).to_f32()
 }
 
+/// Ok when hubscope can dequantize tensors of type `t`; otherwise the error naming the tensor.
+pub fn check_readable(t: GgmlType, file: &str, tensor: &str) -> Result<()> {
+    if readable(t) {
+        return Ok(());
+    }
+    Err(Error::GgufTensor {
+        file: file.to_string(),
+        tensor: tensor.to_string(),
+        message: format!(
+            "tensors of type {} are not supported (hubscope reads F32, F16, BF16, Q8_0, Q4_0, \
+             Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K and Q6_K)",
+            t.name()
+        ),
+    })
+}
+
 /// `bytes` of type `t` (whole blocks) as f32 values; `file` and `tensor` name it in errors.
 pub fn dequantize(t: GgmlType, bytes: &[u8], file: &str, tensor: &str) -> Result<Vec<f32>> {
     let bad = |message: String| Error::GgufTensor {
@@ -42,13 +58,7 @@ pub fn dequantize(t: GgmlType, bytes: &[u8], file: &str, tensor: &str) -> Result
         tensor: tensor.to_string(),
         message,
     };
-    if !readable(t) {
-        return Err(bad(format!(
-            "tensors of type {} are not supported (hubscope reads F32, F16, BF16, Q8_0, Q4_0, \
-             Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K and Q6_K)",
-            t.name()
-        )));
-    }
+    check_readable(t, file, tensor)?;
     let (block_values, block_bytes) = t.block().expect("a readable type has a block size");
     let (block_values, block_bytes) = (block_values as usize, block_bytes as usize);
     if bytes.len() % block_bytes != 0 {

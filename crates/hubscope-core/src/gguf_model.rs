@@ -17,7 +17,6 @@ use crate::gguf::{GgufHeader, GgufTensor, Parsed, parse};
 use crate::load::{Found, build_model_with_blocks, match_tree};
 use crate::model::Model;
 use crate::report::{LoadReport, StoredType};
-use crate::safetensors::{StoredDtype, convert};
 
 /// The GGUF architectures hubscope runs: transformers' `model_type` and class, and whether
 /// llama.cpp's converter permuted the q/k projection rows (it does for `llama`, for rotary in
@@ -236,10 +235,8 @@ impl Model {
                     ),
                 });
             };
-            if !ggml::readable(t.ggml_type) {
-                // Named by dequantize's error when read; checked here so nothing is built first.
-                ggml::dequantize(t.ggml_type, &[], file, &t.name)?;
-            }
+            // Checked before anything is read or built.
+            ggml::check_readable(t.ggml_type, file, &t.name)?;
             found.insert(
                 name.clone(),
                 Found {
@@ -284,10 +281,9 @@ impl Model {
                 continue;
             }
             let values = ggml::dequantize(t.ggml_type, &raw, file, &t.name)?;
-            let le: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
             tensors.insert(
                 e.tensor.clone(),
-                convert(&le, StoredDtype::F32, dtype, e.shape.clone()),
+                TensorData::new(values, e.shape.clone()).convert_dtype(dtype.burn()),
             );
         }
         let lm = build_model_with_blocks(&config, tensors, blocks, dtype, device)?;
