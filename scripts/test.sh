@@ -27,11 +27,12 @@ bash scripts/build-web.sh
 # Python peers the tests talk to, in a venv of our own: safetensors and huggingface_hub (Hub
 # and export tests); torch, transformers and peft (they load hubscope's exports and adapters
 # and count parameters; the versions that made the fixtures); gguf, llama.cpp's own package,
-# writes and reads back the GGUF fixtures; openai, the official client, calls `serve --chat`).
+# writes and reads back the GGUF fixtures, with sentencepiece, which llama.cpp's converter imports
+# for every Qwen2 model; openai, the official client, calls `serve --chat`).
 py_env="$CARGO_TARGET_DIR/pyenv"
 [ -x "$py_env/bin/python" ] || python3 -m venv "$py_env"
 "$py_env/bin/pip" install -q --disable-pip-version-check safetensors numpy huggingface_hub \
-  torch==2.15.0 transformers==4.57.6 peft==0.21.2 gguf==0.19.0 openai==3.57.0
+  torch==2.15.0 transformers==4.57.6 peft==0.21.2 gguf==0.19.0 sentencepiece==0.2.3 openai==3.57.0
 export HUBSCOPE_PYTHON="$py_env/bin/python"
 
 # Reference fixtures for rope scaling, sliding windows, EOS, Llama 3.2's template and the other
