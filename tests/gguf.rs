@@ -617,3 +617,304 @@ fn gguf_models_it_cannot_run_are_one_line_errors() {
         "{err}"
     );
 }
+
+// ---- Writing GGUF: quantizing, `export --format gguf`, `--dtype q8_0|q4_0|q4_k` on load ----
+
+fn quant_refs() -> Vec<u8> {
+    std::fs::read(dir().with_file_name("quant").join("quant-refs.safetensors"))
+        .expect("quant-refs.safetensors (scripts/make-fixtures.sh)")
+}
+
+/// hubscope's quantizers write the bytes llama.cpp's reference quantizers write
+/// (`quantize_row_*_ref` of ggml-quants.c, compiled from the llama-cpp-python sdist:
+/// tests/data/make_quant_refs.py) for rows of every kind: normal at several scales, zeros,
+/// constants, outliers, tiny values, one sign only.
+#[test]
+fn quantizers_are_bit_exact_with_llama_cpp() {
+    use hubscope_core::quantize::{Q4_0, Q4_K, Q5_0, Q8_0, quantize, quantize_matrix};
+    let raw = quant_refs();
+    let st = SafeTensors::deserialize(&raw).unwrap();
+    let input = st.tensor("input").unwrap();
+    let cols = input.shape()[1];
+    let x = f32s(input.data());
+    for (name, t) in [
+        ("Q8_0", Q8_0),
+        ("Q4_0", Q4_0),
+        ("Q5_0", Q5_0),
+        ("Q4_K", Q4_K),
+    ] {
+        let want = st.tensor(name).unwrap().data();
+        let (_, block_bytes) = t.block().unwrap();
+        for got in [
+            quantize(t, &x).unwrap(),
+            quantize_matrix(t, &x, cols).unwrap(),
+        ] {
+            assert_eq!(got.len(), want.len(), "{name}: bytes");
+            if let Some(i) = (0..got.len()).find(|&i| got[i] != want[i]) {
+                let b = i / block_bytes as usize;
+                panic!(
+                    "{name}: block {b} (row {}) differs from llama.cpp's at byte {}: {:?} vs {:?}",
+                    b * t.block().unwrap().0 as usize / cols,
+                    i % block_bytes as usize,
+                    &got[b * block_bytes as usize..(b + 1) * block_bytes as usize],
+                    &want[b * block_bytes as usize..(b + 1) * block_bytes as usize]
+                );
+            }
+        }
+    }
+}
+
+/// gguf-py's reading of a GGUF file (tests/data/gguf_export_check.py read).
+fn gguf_py_read(path: &std::path::Path) -> Value {
+    serde_json::from_slice(&common::run_script(
+        "gguf_export_check.py",
+        &["read", path.to_str().unwrap()],
+        b"",
+    ))
+    .unwrap()
+}
+
+/// `hubscope export … --format gguf --dtype D --out FILE`: FILE.
+fn export_gguf(model: &std::path::Path, dtype: &str, out: &std::path::Path) -> PathBuf {
+    let name = model.file_name().unwrap().to_string_lossy();
+    let file = out.join(format!("{name}-{dtype}.gguf"));
+    json_of(&hubscope(&[
+        "export",
+        model.to_str().unwrap(),
+        "--format",
+        "gguf",
+        "--dtype",
+        dtype,
+        "--out",
+        file.to_str().unwrap(),
+        "--json",
+    ]));
+    file
+}
+
+/// `export --format gguf` writes what llama.cpp's own `convert_hf_to_gguf.py` writes from the
+/// same folder (tests/data/make_gguf_models.py made those files), as gguf-py reads both back:
+/// every tensor's name, shape, type and data bytes (Q8_0 blocks, f16 and f32 values, llama's
+/// permuted q/k rows) and every metadata value with its GGUF type, except the few naming keys
+/// listed below.
+#[test]
+fn gguf_export_writes_what_llama_cpp_converter_writes() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (fixture, dtype, converted) in [
+        ("tiny-qwen2", "q8_0", "tiny-qwen2-q8_0"),
+        ("tiny-qwen2", "f16", "tiny-qwen2-f16"),
+        ("tiny-llama", "q8_0", "tiny-llama-q8_0"),
+        ("tiny-llama", "f32", "tiny-llama-f32"),
+    ] {
+        let what = format!("{fixture} {dtype}");
+        let ours = gguf_py_read(&export_gguf(
+            &common::fixtures().join(fixture),
+            dtype,
+            tmp.path(),
+        ));
+        let theirs = gguf_py_read(&models_dir().join(converted).join("model.gguf"));
+        let (ot, tt) = (
+            ours["tensors"].as_object().unwrap(),
+            theirs["tensors"].as_object().unwrap(),
+        );
+        let mut names: Vec<&String> = ot.keys().chain(tt.keys()).collect();
+        names.sort();
+        names.dedup();
+        for n in names {
+            assert_eq!(
+                ot.get(n),
+                tt.get(n),
+                "{what}: tensor {n} (shape, type, data sha256)"
+            );
+        }
+        let (om, tm) = (
+            ours["metadata"].as_object().unwrap(),
+            theirs["metadata"].as_object().unwrap(),
+        );
+        let mut keys: Vec<&String> = om.keys().chain(tm.keys()).collect();
+        keys.sort();
+        keys.dedup();
+        for k in keys {
+            if NAMING_KEYS.contains(&k.as_str()) {
+                continue;
+            }
+            assert_eq!(om.get(k), tm.get(k), "{what}: metadata {k} ([type, value])");
+        }
+    }
+}
+
+/// Keys the converter derives from the folder's name ("tiny-qwen2" → "Tiny Qwen2") and a
+/// rounded parameter count ("4.9M"): labels, not what the model is.
+const NAMING_KEYS: [&str; 2] = ["general.name", "general.size_label"];
+
+/// The last-position logits of `ids` by `model` (f32).
+fn last_logits(model: &Model, ids: &[u32]) -> Vec<f32> {
+    let (logits, _) = model.forward_traced(ids).unwrap();
+    let all = pollster::block_on(read_f32(logits)).unwrap();
+    all[(ids.len() - 1) * model.config.vocab_size..].to_vec()
+}
+
+/// Quantized GGUF files hubscope writes (Q4_K, its Q5_0 fallback for rows not whole
+/// super-blocks, Q4_0, Q8_0) load in transformers (`from_pretrained(gguf_file=…)`, through
+/// gguf-py's dequantization), whose last-position logits are hubscope's on the same file within
+/// 1e-4. `--dtype q4_k|q4_0|q8_0` on the safetensors folder quantizes as the export does: the
+/// same blocks, so the same logits bit for bit, on prompts (f32 block kernel) and decode steps
+/// (integer kernel). Models: a llama whose rows are whole Q4_K super-blocks (random weights
+/// made by transformers: tests/data/gguf_export_check.py wide) and tiny-qwen2 (rows of 32 and
+/// 128: Q4_K falls back to Q5_0 as llama-quantize does).
+#[test]
+fn quantized_exports_run_as_transformers_runs_them_and_as_dtype_on_load() {
+    use hubscope_core::WeightDtype;
+    let tmp = tempfile::tempdir().unwrap();
+    let wide = tmp.path().join("wide");
+    common::run_script(
+        "gguf_export_check.py",
+        &[
+            "wide",
+            wide.to_str().unwrap(),
+            common::fixtures().join("tiny-llama").to_str().unwrap(),
+        ],
+        b"",
+    );
+    let qwen = common::fixtures().join("tiny-qwen2");
+    for (model_dir, dtype, kinds) in [
+        (&wide, "q4_k", &["Q4_K"][..]),
+        (&wide, "q4_0", &["Q4_0"]),
+        (&qwen, "q4_k", &["Q5_0"]),
+        (&qwen, "q8_0", &["Q8_0"]),
+    ] {
+        let what = format!(
+            "{} {dtype}",
+            model_dir.file_name().unwrap().to_string_lossy()
+        );
+        let file = export_gguf(model_dir, dtype, tmp.path());
+        let read = gguf_py_read(&file);
+        let types: std::collections::BTreeSet<&str> = read["tensors"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|t| t[1].as_str().unwrap())
+            .filter(|t| *t != "F32")
+            .collect();
+        assert_eq!(
+            types.into_iter().collect::<Vec<_>>(),
+            kinds,
+            "{what}: weight types"
+        );
+
+        let bytes = std::fs::read(&file).unwrap();
+        let h = parse_whole("model.gguf", &bytes, bytes.len() as u64).unwrap();
+        let (config_json, _) = gguf_model::text_files(&h).unwrap();
+        let config = hubscope_core::ModelConfig::from_json(&config_json).unwrap();
+        let load = |keep: bool| {
+            Model::from_gguf(
+                config.clone(),
+                "model.gguf",
+                &bytes,
+                ComputeDtype::F32,
+                &Device::flex(),
+                keep,
+            )
+            .unwrap()
+        };
+        let short: Vec<u32> = vec![1, 504, 3458, 282, 4649, 314];
+        let long: Vec<u32> = (0..24).map(|i| 100 + 37 * i).collect();
+
+        // transformers on the file vs hubscope dequantizing it.
+        let dense = load(false);
+        let ids = short
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let want: Vec<f32> = serde_json::from_slice(&common::run_script(
+            "gguf_export_check.py",
+            &["logits", file.to_str().unwrap(), &ids],
+            b"",
+        ))
+        .unwrap();
+        let got = last_logits(&dense, &short);
+        let diff = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            diff <= 1e-4,
+            "{what}: logits differ from transformers' by {diff}"
+        );
+
+        // Quantized on load = the file's blocks kept.
+        let st = std::fs::read(model_dir.join("model.safetensors")).unwrap();
+        let folder_config = hubscope_core::ModelConfig::from_json(
+            &std::fs::read(model_dir.join("config.json")).unwrap(),
+        )
+        .unwrap();
+        let on_load = Model::from_safetensors(
+            folder_config,
+            &[("model.safetensors".into(), &st)],
+            WeightDtype::parse(dtype).unwrap(),
+            &Device::flex(),
+        )
+        .unwrap();
+        let kept = load(true);
+        let q = on_load.lm.model.layers[0]
+            .self_attn
+            .q_proj
+            .as_ref()
+            .unwrap();
+        assert!(q.blocks.is_some(), "{what}: q_proj kept in blocks on load");
+        for ids in [&short, &long] {
+            let (a, b) = (last_logits(&on_load, ids), last_logits(&kept, ids));
+            assert!(
+                a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
+                "{what}: {} ids: --dtype {dtype} on load differs from the exported file",
+                ids.len()
+            );
+        }
+        let (mut c1, mut c2) = (on_load.new_cache(), kept.new_cache());
+        on_load.step(&short, &mut c1).unwrap();
+        kept.step(&short, &mut c2).unwrap();
+        let a = pollster::block_on(read_f32(on_load.step(&[42], &mut c1).unwrap())).unwrap();
+        let b = pollster::block_on(read_f32(kept.step(&[42], &mut c2).unwrap())).unwrap();
+        assert!(
+            a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{what}: a decode step on load differs from the exported file"
+        );
+    }
+
+    // The binary: quantized on load, one-line errors where it cannot be.
+    let out = hubscope(&[
+        "generate",
+        wide.to_str().unwrap(),
+        "--dtype",
+        "q4_k",
+        "--prompt",
+        "Hello",
+        "--max-new-tokens",
+        "4",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = one_line_error(&hubscope(&[
+        "generate",
+        wide.to_str().unwrap(),
+        "--dtype",
+        "q3_k",
+        "--prompt",
+        "Hello",
+    ]));
+    assert!(err.contains("q3_k") && err.contains("q4_k"), "{err}");
+    let err = one_line_error(&hubscope(&[
+        "export",
+        wide.to_str().unwrap(),
+        "--dtype",
+        "q4_0",
+        "--out",
+        tmp.path().join("x").to_str().unwrap(),
+    ]));
+    assert!(err.contains("--format gguf"), "{err}");
+}

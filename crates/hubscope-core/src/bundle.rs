@@ -6,7 +6,7 @@
 use burn::tensor::Device;
 
 use crate::config::ModelConfig;
-use crate::dtype::ComputeDtype;
+use crate::dtype::{ComputeDtype, WeightDtype};
 use crate::error::Result;
 use crate::lora::{AdapterConfig, attach};
 use crate::model::Model;
@@ -91,9 +91,10 @@ pub fn load_model(
     config: ModelConfig,
     weights: WeightBytes,
     adapter: Option<AdapterBytes>,
-    dtype: ComputeDtype,
+    dtype: impl Into<WeightDtype>,
     device: &Device,
 ) -> Result<Model> {
+    let dtype = dtype.into();
     let mut model = match weights {
         WeightBytes::Safetensors(files) => {
             let views: Vec<(String, &[u8])> = files

@@ -1,8 +1,10 @@
-//! The compute dtype a model is loaded in (f32, f16, bf16).
+//! The compute dtype a model is loaded in (f32, f16, bf16), and what `--dtype` names: that,
+//! or linear weights quantized to ggml blocks as they load (q8_0, q4_0, q4_k).
 
 use burn::tensor::DType;
 
 use crate::error::{Error, Result};
+use crate::quantize::Quant;
 
 /// Compute dtype of the loaded model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,5 +46,51 @@ impl ComputeDtype {
             Self::F16 => "f16",
             Self::BF16 => "bf16",
         }
+    }
+}
+
+/// What a model's weights are loaded as: all in a compute dtype, or the linear weights and the
+/// embedding table quantized to ggml blocks as they load (computing in f32; `--dtype q4_k`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightDtype {
+    Float(ComputeDtype),
+    Blocks(Quant),
+}
+
+impl WeightDtype {
+    pub fn parse(s: &str) -> Result<Self> {
+        if let Some(q) = Quant::parse(s) {
+            return Ok(Self::Blocks(q));
+        }
+        ComputeDtype::parse(s).map(Self::Float).map_err(|_| {
+            Error::Invalid(format!(
+                "unknown dtype `{s}` (f32, f16, bf16, or quantized: q8_0, q4_0, q4_k)"
+            ))
+        })
+    }
+    /// The dtype activations and float weights are computed in.
+    pub fn compute(self) -> ComputeDtype {
+        match self {
+            Self::Float(d) => d,
+            Self::Blocks(_) => ComputeDtype::F32,
+        }
+    }
+    pub fn quant(self) -> Option<Quant> {
+        match self {
+            Self::Float(_) => None,
+            Self::Blocks(q) => Some(q),
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Float(d) => d.name(),
+            Self::Blocks(q) => q.name(),
+        }
+    }
+}
+
+impl From<ComputeDtype> for WeightDtype {
+    fn from(d: ComputeDtype) -> Self {
+        Self::Float(d)
     }
 }

@@ -188,7 +188,7 @@ fn q3_k(b: &[u8], y: &mut [f32]) {
 }
 
 /// Q4_K's and Q5_K's 8 (scale, min) pairs of 6 bits packed in 12 bytes.
-fn scale_min_k4(s: &[u8], j: usize) -> (u8, u8) {
+pub fn scale_min_k4(s: &[u8], j: usize) -> (u8, u8) {
     if j < 4 {
         (s[j] & 63, s[j + 4] & 63)
     } else {

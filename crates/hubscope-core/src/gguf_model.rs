@@ -10,11 +10,11 @@ use serde_json::{Map, Value, json};
 
 use crate::bundle::TokenizerBytes;
 use crate::config::ModelConfig;
-use crate::dtype::ComputeDtype;
+use crate::dtype::WeightDtype;
 use crate::error::{Error, Result};
 use crate::ggml;
 use crate::gguf::{GgufHeader, GgufTensor, Parsed, parse};
-use crate::load::{Found, build_model_with_blocks, match_tree};
+use crate::load::{Found, match_tree, may_keep, on_flex};
 use crate::model::Model;
 use crate::report::{LoadReport, StoredType};
 
@@ -133,50 +133,69 @@ pub fn text_files(h: &GgufHeader) -> Result<(Vec<u8>, Option<TokenizerBytes>)> {
     Ok((config, crate::gguf_tokenizer::tokenizer_files(h)?))
 }
 
+/// Top-level tensors: llama.cpp's name and transformers'.
+const TOP_NAMES: [(&str, &str); 3] = [
+    ("token_embd.weight", "model.embed_tokens.weight"),
+    ("output_norm.weight", "model.norm.weight"),
+    ("output.weight", "lm_head.weight"),
+];
+
+/// A layer's modules: llama.cpp's name and transformers'.
+const LAYER_NAMES: [(&str, &str); 11] = [
+    ("attn_norm", "input_layernorm"),
+    ("ffn_norm", "post_attention_layernorm"),
+    ("attn_q", "self_attn.q_proj"),
+    ("attn_k", "self_attn.k_proj"),
+    ("attn_v", "self_attn.v_proj"),
+    ("attn_output", "self_attn.o_proj"),
+    ("attn_q_norm", "self_attn.q_norm"),
+    ("attn_k_norm", "self_attn.k_norm"),
+    ("ffn_gate", "mlp.gate_proj"),
+    ("ffn_up", "mlp.up_proj"),
+    ("ffn_down", "mlp.down_proj"),
+];
+
 /// transformers' name for a llama.cpp tensor name (None: a tensor hubscope has no use for).
 pub fn hf_name(name: &str) -> Option<String> {
-    let top = match name {
-        "token_embd.weight" => Some("model.embed_tokens.weight"),
-        "output_norm.weight" => Some("model.norm.weight"),
-        "output.weight" => Some("lm_head.weight"),
-        _ => None,
-    };
-    if let Some(t) = top {
-        return Some(t.to_string());
+    if let Some((_, hf)) = TOP_NAMES.iter().find(|(g, _)| *g == name) {
+        return Some(hf.to_string());
     }
     let rest = name.strip_prefix("blk.")?;
     let (layer, rest) = rest.split_once('.')?;
     let layer: usize = layer.parse().ok()?;
     let (module, param) = rest.rsplit_once('.')?;
-    let module = match module {
-        "attn_norm" => "input_layernorm",
-        "ffn_norm" => "post_attention_layernorm",
-        "attn_q" => "self_attn.q_proj",
-        "attn_k" => "self_attn.k_proj",
-        "attn_v" => "self_attn.v_proj",
-        "attn_output" => "self_attn.o_proj",
-        "attn_q_norm" => "self_attn.q_norm",
-        "attn_k_norm" => "self_attn.k_norm",
-        "ffn_gate" => "mlp.gate_proj",
-        "ffn_up" => "mlp.up_proj",
-        "ffn_down" => "mlp.down_proj",
-        _ => return None,
-    };
-    Some(format!("model.layers.{layer}.{module}.{param}"))
+    let (_, hf) = LAYER_NAMES.iter().find(|(g, _)| *g == module)?;
+    Some(format!("model.layers.{layer}.{hf}.{param}"))
 }
 
-/// Rows of a q or k projection (weight or bias) back in transformers' order: llama.cpp stores
-/// row `h·d + 2i + j` of head `h` where transformers has row `h·d + j·d/2 + i`. Rows are whole
-/// (quantized rows too: blocks never cross a row), so this moves bytes, not values.
-fn unpermute_rows(bytes: &[u8], rows: usize, heads: usize) -> Vec<u8> {
+/// llama.cpp's name for a transformers tensor name (None: not one of the families' tensors).
+pub fn gguf_name(name: &str) -> Option<String> {
+    if let Some((g, _)) = TOP_NAMES.iter().find(|(_, hf)| *hf == name) {
+        return Some(g.to_string());
+    }
+    let rest = name.strip_prefix("model.layers.")?;
+    let (layer, rest) = rest.split_once('.')?;
+    let layer: usize = layer.parse().ok()?;
+    let (module, param) = rest.rsplit_once('.')?;
+    let (g, _) = LAYER_NAMES.iter().find(|(_, hf)| *hf == module)?;
+    Some(format!("blk.{layer}.{g}.{param}"))
+}
+
+/// Rows of a q or k projection (weight or bias) between llama.cpp's order for llama-architecture
+/// files and transformers': llama.cpp stores row `h·d + 2i + j` of head `h` where transformers
+/// has row `h·d + j·d/2 + i`. `to_gguf` permutes into llama.cpp's order, otherwise back. Rows
+/// are whole (quantized rows too: blocks never cross a row), so this moves bytes, not values.
+pub fn permute_rows(bytes: &[u8], rows: usize, heads: usize, to_gguf: bool) -> Vec<u8> {
     let row = bytes.len() / rows;
     let d = rows / heads;
     let mut out = vec![0u8; bytes.len()];
     for h in 0..heads {
         for i in 0..d / 2 {
             for j in 0..2 {
-                let from = h * d + 2 * i + j;
-                let to = h * d + j * (d / 2) + i;
+                let (mut from, mut to) = (h * d + 2 * i + j, h * d + j * (d / 2) + i);
+                if to_gguf {
+                    (from, to) = (to, from);
+                }
                 out[to * row..(to + 1) * row].copy_from_slice(&bytes[from * row..(from + 1) * row]);
             }
         }
@@ -184,34 +203,34 @@ fn unpermute_rows(bytes: &[u8], rows: usize, heads: usize) -> Vec<u8> {
     out
 }
 
-/// Whether `device` is burn's CPU device (Flex), where the block kernel runs.
-fn on_flex(device: &Device) -> bool {
-    burn::tensor::Tensor::<1>::zeros([1], device)
-        .try_into_primitive::<burn::backend::Flex>()
-        .is_ok()
-}
-
-/// A weight that may stay in blocks: a linear layer's (what the block kernel multiplies by) or
-/// the embedding table (rows decoded as looked up; a tied head multiplies by its blocks).
-fn may_keep(name: &str) -> bool {
-    name.ends_with("_proj.weight")
-        || name == "lm_head.weight"
-        || name == "model.embed_tokens.weight"
+/// The heads of the projection a tensor belongs to, where llama.cpp permutes its rows for the
+/// llama architecture (q and k projections, weights and biases).
+pub fn permuted_heads(config: &ModelConfig, tensor: &str) -> Option<usize> {
+    if tensor.contains("self_attn.q_proj.") {
+        Some(config.num_attention_heads)
+    } else if tensor.contains("self_attn.k_proj.") {
+        Some(config.num_key_value_heads)
+    } else {
+        None
+    }
 }
 
 impl Model {
     /// Load a GGUF file (`bytes`, all of it) of a family hubscope runs. With `keep_blocks`, on
     /// the CPU device in f32, linear weights of the types the block kernel reads stay in their
-    /// blocks (memory ≈ the file); everything else is dequantized to `dtype`.
+    /// blocks (memory ≈ the file); everything else is dequantized to `dtype`'s compute dtype
+    /// (and, with a quantized `dtype`, float linear weights quantized to its blocks).
     pub fn from_gguf(
         config: ModelConfig,
         file: &str,
         bytes: &[u8],
-        dtype: ComputeDtype,
+        dtype: impl Into<WeightDtype>,
         device: &Device,
         keep_blocks: bool,
     ) -> Result<Self> {
-        let keep_blocks = keep_blocks && dtype == ComputeDtype::F32 && on_flex(device);
+        let dtype = dtype.into();
+        let compute = dtype.compute();
+        let keep_blocks = keep_blocks && compute == crate::ComputeDtype::F32 && on_flex(device);
         let h = match parse(file, bytes, Some(bytes.len() as u64))? {
             Parsed::Header(h) => h,
             Parsed::NeedBytes(_) => {
@@ -254,17 +273,8 @@ impl Model {
             let t = by_name[&e.tensor];
             let start = (h.data_offset + t.offset) as usize;
             let mut raw = std::borrow::Cow::Borrowed(&bytes[start..start + t.bytes as usize]);
-            if permuted {
-                let heads = if e.tensor.contains("self_attn.q_proj.") {
-                    Some(config.num_attention_heads)
-                } else if e.tensor.contains("self_attn.k_proj.") {
-                    Some(config.num_key_value_heads)
-                } else {
-                    None
-                };
-                if let Some(heads) = heads {
-                    raw = unpermute_rows(&raw, e.shape[0], heads).into();
-                }
+            if permuted && let Some(heads) = permuted_heads(&config, &e.tensor) {
+                raw = permute_rows(&raw, e.shape[0], heads, false).into();
             }
             if keep_blocks
                 && may_keep(&e.tensor)
@@ -283,11 +293,10 @@ impl Model {
             let values = ggml::dequantize(t.ggml_type, &raw, file, &t.name)?;
             tensors.insert(
                 e.tensor.clone(),
-                TensorData::new(values, e.shape.clone()).convert_dtype(dtype.burn()),
+                TensorData::new(values, e.shape.clone()).convert_dtype(compute.burn()),
             );
         }
-        let lm = build_model_with_blocks(&config, tensors, blocks, dtype, device)?;
-        Ok(Model::assemble(config, lm, dtype, device, report))
+        Model::from_tensors(config, tensors, blocks, dtype, device, report)
     }
 }
 
@@ -304,10 +313,17 @@ mod tests {
         assert_eq!(hf_name("output.weight").as_deref(), Some("lm_head.weight"));
         assert_eq!(hf_name("blk.x.attn_k.bias"), None);
         assert_eq!(hf_name("rope_freqs.weight"), None);
+        for g in [
+            "blk.3.attn_k.bias",
+            "output.weight",
+            "blk.11.ffn_down.weight",
+        ] {
+            assert_eq!(gguf_name(&hf_name(g).unwrap()).as_deref(), Some(g));
+        }
     }
 
     #[test]
-    fn unpermute_inverts_llama_cpp_permute() {
+    fn permute_rows_matches_llama_cpp_both_ways() {
         // llama.cpp: w.reshape(heads, 2, d/2, …).swapaxes(1, 2): row h·d + 2i + j ← h·d + j·d/2 + i.
         let (heads, d) = (2, 8);
         let hf: Vec<u8> = (0..(heads * d) as u8).collect();
@@ -319,6 +335,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(unpermute_rows(&stored, heads * d, heads), hf);
+        assert_eq!(permute_rows(&stored, heads * d, heads, false), hf);
+        assert_eq!(permute_rows(&hf, heads * d, heads, true), stored);
     }
 }

@@ -3,17 +3,26 @@
 //! and token types, the pre-tokenizer llama.cpp names (`tokenizer.ggml.pre`), BOS/EOS and the
 //! chat template. Byte-level BPE (`tokenizer.ggml.model = gpt2`) is what llama-, Qwen- and
 //! SmolLM-family GGUF files carry; SentencePiece vocabularies (`llama`) are refused by name.
+//! And the other way ([`metadata`], for GGUF export): those files as the metadata llama.cpp's
+//! converter writes, the pre-tokenizer named by which one tokenizes a check text as they do.
 
 use serde_json::{Value, json};
 
 use crate::bundle::TokenizerBytes;
+use crate::config::ModelConfig;
 use crate::error::{Error, Result};
 use crate::gguf::GgufHeader;
+use crate::gguf_write::Meta;
 
 /// llama.cpp's token types (`llama_token_type`): control tokens are special, user-defined ones
 /// are added tokens matched before BPE.
+const NORMAL: i64 = 1;
 const CONTROL: i64 = 3;
 const USER_DEFINED: i64 = 4;
+const UNUSED: i64 = 5;
+
+/// The pre-tokenizers hubscope builds, in the order export tries them.
+const PRE_NAMES: [&str; 4] = ["qwen2", "llama-bpe", "smollm", "gpt-2"];
 
 const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
@@ -167,6 +176,224 @@ pub fn tokenizer_files(h: &GgufHeader) -> Result<Option<TokenizerBytes>> {
         chat_template_jinja: None,
         chat_template_json: None,
     }))
+}
+
+/// Text on which pre-tokenizers differ: digit runs, contractions, spacing, newlines, scripts.
+const CHECK_TEXT: &str = "\n \n\n \t\t 3 33 333 3333 33333 3.14 I've 'RE you'll \
+    Hello, world!!  ...  ✅ 🦙🦙 我想在apple工作1314151天 нещо ```code``` \r\n  end";
+
+/// Whether llama.cpp's converter marks an added token as control although it is not special
+/// (`<|…|>`, `<｜…｜>`, `<unused…>`, a few literal names).
+fn looks_special(t: &str) -> bool {
+    matches!(t, "<pad>" | "<mask>" | "<2mass>" | "[@BOS@]")
+        || (t.starts_with("<|") && t.ends_with("|>"))
+        || (t.starts_with("<｜") && t.ends_with("｜>"))
+        || (t.starts_with("<unused") && t.ends_with('>'))
+}
+
+/// A tokenizer's files as the `tokenizer.*` metadata llama.cpp's converter writes for a
+/// byte-level BPE vocabulary: model, pre-tokenizer, tokens (padded to the config's vocabulary
+/// size), token types, merges, special token ids (`tokenizer_config.json`'s tokens, then
+/// `config.json`'s ids), whether BOS/EOS are added, the chat template.
+pub fn metadata(t: &TokenizerBytes, config: &ModelConfig) -> Result<Vec<(String, Meta)>> {
+    let bad = |m: String| Error::Invalid(format!("GGUF export: tokenizer.json: {m}"));
+    let tj: Value = serde_json::from_slice(&t.tokenizer_json).map_err(|e| bad(e.to_string()))?;
+    let tc: Value = match &t.tokenizer_config {
+        Some(b) => serde_json::from_slice(b)
+            .map_err(|e| Error::Invalid(format!("GGUF export: tokenizer_config.json: {e}")))?,
+        None => json!({}),
+    };
+    let model = &tj["model"];
+    let byte_level = tj["decoder"]["type"] == "ByteLevel";
+    if model["type"] != "BPE" || !byte_level {
+        return Err(bad(format!(
+            "a {} tokenizer{} is not written to GGUF yet (byte-level BPE is)",
+            model["type"].as_str().unwrap_or("(unknown)"),
+            if byte_level {
+                ""
+            } else {
+                " without byte-level decoding"
+            }
+        )));
+    }
+    let vocab = model["vocab"]
+        .as_object()
+        .ok_or_else(|| bad("`model.vocab` is not a map".into()))?;
+    let added: Vec<(usize, String, bool)> = tj["added_tokens"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| {
+                    Some((
+                        t["id"].as_u64()? as usize,
+                        t["content"].as_str()?.to_string(),
+                        t["special"].as_bool().unwrap_or(false),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let largest = vocab
+        .values()
+        .filter_map(Value::as_u64)
+        .map(|i| i as usize)
+        .chain(added.iter().map(|a| a.0))
+        .max()
+        .unwrap_or(0);
+    let n = config.vocab_size.max(largest + 1);
+    let mut tokens: Vec<Option<String>> = vec![None; n];
+    let mut types = vec![UNUSED as i32; n];
+    for (tok, id) in vocab {
+        let id = id.as_u64().ok_or_else(|| bad(format!("id of `{tok}`")))? as usize;
+        tokens[id] = Some(tok.clone());
+        types[id] = NORMAL as i32;
+    }
+    for (id, content, special) in &added {
+        tokens[*id] = Some(content.clone());
+        types[*id] = if *special || looks_special(content) {
+            CONTROL
+        } else {
+            USER_DEFINED
+        } as i32;
+    }
+    let tokens: Vec<String> = tokens
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| t.unwrap_or_else(|| format!("[PAD{i}]")))
+        .collect();
+    let merges: Vec<String> = model["merges"]
+        .as_array()
+        .ok_or_else(|| bad("`model.merges` is not a list".into()))?
+        .iter()
+        .map(|m| match m {
+            Value::String(s) => Ok(s.clone()),
+            Value::Array(p) if p.len() == 2 => {
+                // A space inside a part is written as U+0120 (a space moved up by 256), as the converter does.
+                let part = |v: &Value| {
+                    v.as_str()
+                        .map(|s| s.replace(' ', "\u{0120}"))
+                        .ok_or_else(|| bad("a merge part is not a string".into()))
+                };
+                Ok(format!("{} {}", part(&p[0])?, part(&p[1])?))
+            }
+            _ => Err(bad("a merge is neither `a b` nor [a, b]".into())),
+        })
+        .collect::<Result<_>>()?;
+
+    let mut meta: Vec<(String, Meta)> = vec![
+        ("tokenizer.ggml.model".into(), Meta::Str("gpt2".into())),
+        ("tokenizer.ggml.pre".into(), Meta::Str(String::new())),
+        ("tokenizer.ggml.tokens".into(), Meta::Strs(tokens)),
+        ("tokenizer.ggml.token_type".into(), Meta::I32s(types)),
+        ("tokenizer.ggml.merges".into(), Meta::Strs(merges)),
+    ];
+    // Special tokens: tokenizer_config.json's (matched among the added tokens), then
+    // config.json's ids, the first found winning.
+    let raw = &config.raw;
+    for (typ, key) in [
+        ("bos", "bos_token_id"),
+        ("eos", "eos_token_id"),
+        ("unk", "unknown_token_id"),
+        ("sep", "seperator_token_id"),
+        ("pad", "padding_token_id"),
+        ("cls", "cls_token_id"),
+        ("mask", "mask_token_id"),
+    ] {
+        let entry = &tc[format!("{typ}_token")];
+        let content = entry.as_str().or_else(|| entry["content"].as_str());
+        let from_tokenizer = content
+            .and_then(|c| added.iter().find(|a| a.1 == c))
+            .map(|a| a.0 as u64);
+        let from_config = raw[format!("{typ}_token_id")].as_u64();
+        if let Some(id) = from_tokenizer.or(from_config).filter(|&i| (i as usize) < n) {
+            meta.push((format!("tokenizer.ggml.{key}"), Meta::U32(id as u32)));
+        }
+    }
+    // Whether BOS/EOS are added: the post-processor's template, else tokenizer_config.json.
+    let mut add: Vec<(&str, bool)> = vec![];
+    let pp = &tj["post_processor"];
+    let processors = pp["processors"]
+        .as_array()
+        .cloned()
+        .unwrap_or_else(|| vec![pp.clone()]);
+    for p in &processors {
+        match p["type"].as_str() {
+            Some("ByteLevel") => {
+                add.push(("bos", false));
+                add.push(("eos", false));
+            }
+            Some("TemplateProcessing") => {
+                let single = p["single"].as_array().cloned().unwrap_or_default();
+                let special =
+                    |v: Option<&Value>| v.is_some_and(|v| v.get("SpecialToken").is_some());
+                if single.len() > 1 {
+                    add.push(("bos", special(single.first())));
+                    add.push(("eos", special(single.last())));
+                }
+            }
+            _ => {}
+        }
+    }
+    for typ in ["bos", "eos"] {
+        let set = add.iter().find(|(t, _)| *t == typ).map(|(_, v)| *v);
+        if let Some(v) = set.or_else(|| tc[format!("add_{typ}_token")].as_bool()) {
+            meta.push((format!("tokenizer.ggml.add_{typ}_token"), Meta::Bool(v)));
+        }
+    }
+    let template = tc["chat_template"]
+        .as_str()
+        .map(str::to_string)
+        .or_else(|| {
+            t.chat_template_jinja
+                .as_ref()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+        })
+        .or_else(|| {
+            let j: Value = serde_json::from_slice(t.chat_template_json.as_ref()?).ok()?;
+            j["chat_template"].as_str().map(str::to_string)
+        });
+    if let Some(template) = template {
+        meta.push(("tokenizer.chat_template".into(), Meta::Str(template)));
+    }
+    // The llama converter carries `add_prefix_space` over where the tokenizer config says it.
+    if config.model_type == "llama"
+        && let Some(b) = tc["add_prefix_space"].as_bool()
+    {
+        meta.push(("tokenizer.ggml.add_space_prefix".into(), Meta::Bool(b)));
+    }
+    meta[1].1 = Meta::Str(pre_name(&tj, &meta)?.into());
+    Ok(meta)
+}
+
+/// The llama.cpp pre-tokenizer whose tokenizer, built from this metadata, splits
+/// [`CHECK_TEXT`] into the same ids as the original.
+fn pre_name(original: &Value, meta: &[(String, Meta)]) -> Result<&'static str> {
+    let encode = |json: &[u8]| -> Option<Vec<u32>> {
+        let t = tokenizers::Tokenizer::from_bytes(json).ok()?;
+        Some(t.encode(CHECK_TEXT, false).ok()?.get_ids().to_vec())
+    };
+    let want = encode(&serde_json::to_vec(original).expect("JSON values serialize"))
+        .ok_or_else(|| Error::Invalid("GGUF export: tokenizer.json does not load".into()))?;
+    for pre in PRE_NAMES {
+        let mut metadata: Vec<(String, Value)> =
+            meta.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
+        metadata[1].1 = json!(pre);
+        let h = GgufHeader {
+            file: "export".into(),
+            version: 3,
+            metadata,
+            tensors: vec![],
+            data_offset: 0,
+        };
+        let files = tokenizer_files(&h)?.expect("the metadata names a tokenizer");
+        if encode(&files.tokenizer_json).as_ref() == Some(&want) {
+            return Ok(pre);
+        }
+    }
+    Err(Error::Invalid(format!(
+        "GGUF export: the tokenizer splits text unlike every pre-tokenizer hubscope writes ({})",
+        PRE_NAMES.join(", ")
+    )))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Loading: the checkpoint's tensors matched to the module tree by name (the load report,
 //! from headers alone), read and converted to the compute dtype, built into the burn modules;
-//! and the [`Model`] constructors (safetensors, burnpack, random weights).
+//! and the [`Model`] constructors (safetensors, burnpack, random weights), with linear weights
+//! quantized to ggml blocks on the way where `--dtype q8_0|q4_0|q4_k` asks.
 
 use std::collections::HashMap;
 
@@ -10,13 +11,14 @@ use safetensors::SafeTensors;
 
 use crate::config::ModelConfig;
 use crate::cpu::Blocks;
-use crate::dtype::ComputeDtype;
+use crate::dtype::{ComputeDtype, WeightDtype};
 use crate::error::{Error, Result};
 use crate::layout::layer_linears;
 use crate::model::{
     Attention, CausalLm, DecoderLayer, DecoderModel, Embedding, FeedForward, Linear, Mlp, Model,
     RmsNorm, SparseMoe,
 };
+use crate::quantize::{Quant, quantize_matrix};
 use crate::report::{LoadEntry, LoadReport, LoadStatus, StoredType};
 use crate::safetensors::{FileHeader, StoredDtype, convert, safetensors_err};
 use crate::structure::{ParamSpec, model_tree};
@@ -395,54 +397,121 @@ impl Loader<'_> {
     }
 }
 
+/// A weight that may stay in blocks: a linear layer's (what the block kernel multiplies by) or
+/// the embedding table (rows decoded as looked up; a tied head multiplies by its blocks).
+pub fn may_keep(name: &str) -> bool {
+    name.ends_with("_proj.weight")
+        || name == "lm_head.weight"
+        || name == "model.embed_tokens.weight"
+}
+
+/// Whether `device` is burn's CPU device (Flex), where the block kernels run.
+pub fn on_flex(device: &Device) -> bool {
+    Tensor::<1>::zeros([1], device)
+        .try_into_primitive::<burn::backend::Flex>()
+        .is_ok()
+}
+
+/// The linear weights and embedding table of `tensors` (f32) quantized to `quant`'s blocks as
+/// llama.cpp's reference quantizers make them (its fallback type where rows are not whole
+/// blocks), taken out of `tensors`; weights whose rows are not whole 32-value blocks stay.
+pub fn quantize_weights(
+    tensors: &mut HashMap<String, TensorData>,
+    quant: Quant,
+    device: &Device,
+) -> Result<HashMap<String, Blocks>> {
+    if !on_flex(device) || !crate::cpu::keeps(quant.ggml_type(), 256) {
+        return Err(Error::Invalid(format!(
+            "--dtype {}: quantized weights run on the CPU device (x86-64 with AVX2) for now; \
+             on this device use f16 or bf16",
+            quant.name()
+        )));
+    }
+    let mut names: Vec<String> = tensors.keys().filter(|n| may_keep(n)).cloned().collect();
+    names.sort();
+    let mut out = HashMap::new();
+    for name in names {
+        let shape = tensors[&name].shape().to_vec();
+        let [rows, cols] = shape[..] else { continue };
+        let Some(t) = quant.for_row(cols).filter(|&t| crate::cpu::keeps(t, cols)) else {
+            continue;
+        };
+        let data = tensors.remove(&name).expect("listed above");
+        let values = data
+            .as_slice::<f32>()
+            .map_err(|e| Error::Invalid(format!("{name}: {e:?}")))?;
+        let bytes = quantize_matrix(t, values, cols)?;
+        let m = crate::cpu::BlockMatrix {
+            ggml_type: t,
+            rows,
+            cols,
+            bytes,
+        };
+        out.insert(name, std::sync::Arc::new(m));
+    }
+    Ok(out)
+}
+
 impl Model {
+    /// The model from host tensors (in the compute dtype) and weights already in blocks; with
+    /// a quantized `dtype`, the remaining linear weights are quantized here.
+    pub(crate) fn from_tensors(
+        config: ModelConfig,
+        mut tensors: HashMap<String, TensorData>,
+        mut blocks: HashMap<String, Blocks>,
+        dtype: WeightDtype,
+        device: &Device,
+        report: LoadReport,
+    ) -> Result<Self> {
+        if let Some(q) = dtype.quant() {
+            blocks.extend(quantize_weights(&mut tensors, q, device)?);
+        }
+        let lm = build_model_with_blocks(&config, tensors, blocks, dtype.compute(), device)?;
+        Ok(Model::assemble(config, lm, dtype.compute(), device, report))
+    }
+
     /// Load from safetensors files given as (file name, bytes).
     pub fn from_safetensors(
         config: ModelConfig,
         files: &[(String, &[u8])],
-        dtype: ComputeDtype,
+        dtype: impl Into<WeightDtype>,
         device: &Device,
     ) -> Result<Self> {
-        let (tensors, report) = read_checkpoint(&config, files, dtype)?;
-        let lm = build_model(&config, tensors, dtype, device)?;
-        Ok(Model::assemble(config, lm, dtype, device, report))
+        let dtype = dtype.into();
+        let (tensors, report) = read_checkpoint(&config, files, dtype.compute())?;
+        Self::from_tensors(config, tensors, HashMap::new(), dtype, device, report)
     }
 
     /// Load from a burnpack file (what `hubscope export --format burnpack` writes).
     pub fn from_burnpack(
         config: ModelConfig,
         bytes: Vec<u8>,
-        dtype: ComputeDtype,
+        dtype: impl Into<WeightDtype>,
         device: &Device,
     ) -> Result<Self> {
+        let dtype = dtype.into();
         let (header, mut data) =
             crate::burnpack::read_burnpack(crate::burnpack::BURNPACK_FILE, bytes)?;
         let report = plan_load(&config, &[header])?;
         let mut tensors = std::collections::HashMap::new();
         for e in report.loaded() {
             if let Some(d) = data.remove(&e.tensor) {
-                tensors.insert(e.tensor.clone(), d.convert_dtype(dtype.burn()));
+                tensors.insert(e.tensor.clone(), d.convert_dtype(dtype.compute().burn()));
             }
         }
-        let lm = build_model(&config, tensors, dtype, device)?;
-        Ok(Model::assemble(config, lm, dtype, device, report))
+        Self::from_tensors(config, tensors, HashMap::new(), dtype, device, report)
     }
 
     /// A model of this config with random weights (benchmarks of a shape, no download).
     pub fn random(
         config: ModelConfig,
-        dtype: ComputeDtype,
+        dtype: impl Into<WeightDtype>,
         device: &Device,
         seed: u64,
     ) -> Result<Self> {
-        let tensors = random_weights(&config, dtype, seed);
-        let lm = build_model(&config, tensors, dtype, device)?;
-        Ok(Model::assemble(
-            config,
-            lm,
-            dtype,
-            device,
-            LoadReport::default(),
-        ))
+        let dtype = dtype.into();
+        let tensors = random_weights(&config, dtype.compute(), seed);
+        let report = LoadReport::default();
+        Self::from_tensors(config, tensors, HashMap::new(), dtype, device, report)
     }
 }

@@ -11,6 +11,17 @@ use crate::structure::model_tree;
 pub const WEBGPU_DEFAULT_BINDING: u64 = 128 << 20;
 pub const WEBGPU_DEFAULT_BUFFER: u64 = 256 << 20;
 
+impl From<crate::dtype::WeightDtype> for PlanDtype {
+    fn from(d: crate::dtype::WeightDtype) -> Self {
+        use crate::quantize::Quant;
+        match d {
+            crate::dtype::WeightDtype::Float(c) => c.into(),
+            crate::dtype::WeightDtype::Blocks(Quant::Q8_0) => PlanDtype::Int8,
+            crate::dtype::WeightDtype::Blocks(Quant::Q4_0 | Quant::Q4K) => PlanDtype::Int4,
+        }
+    }
+}
+
 impl From<crate::dtype::ComputeDtype> for PlanDtype {
     fn from(d: crate::dtype::ComputeDtype) -> Self {
         match d {
@@ -77,7 +88,7 @@ impl PlanDtype {
             "f16" | "float16" | "fp16" => Self::F16,
             "bf16" | "bfloat16" => Self::Bf16,
             "int8" | "q8" | "q8_0" => Self::Int8,
-            "int4" | "q4" | "q4_0" => Self::Int4,
+            "int4" | "q4" | "q4_0" | "q4_k" => Self::Int4,
             _ => return None,
         })
     }

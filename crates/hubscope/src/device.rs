@@ -3,7 +3,7 @@
 
 use anyhow::{Result, bail};
 use clap::Args;
-use hubscope_core::ComputeDtype;
+use hubscope_core::WeightDtype;
 use hubscope_core::burn::tensor::Device;
 
 #[derive(Args, Clone)]
@@ -11,7 +11,8 @@ pub struct DeviceArgs {
     /// cpu, wgpu or cuda[:N].
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// Compute dtype: f32, f16 or bf16.
+    /// Compute dtype: f32, f16 or bf16; or linear weights quantized to ggml blocks as they load
+    /// (q8_0, q4_0, q4_k; CPU, computing in f32).
     #[arg(long, default_value = "f32")]
     pub dtype: String,
 }
@@ -20,8 +21,8 @@ impl DeviceArgs {
     pub fn device(&self) -> Result<Device> {
         open_device(&self.device)
     }
-    pub fn dtype(&self) -> Result<ComputeDtype> {
-        Ok(ComputeDtype::parse(&self.dtype)?)
+    pub fn dtype(&self) -> Result<WeightDtype> {
+        Ok(WeightDtype::parse(&self.dtype)?)
     }
 }
 

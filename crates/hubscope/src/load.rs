@@ -11,7 +11,7 @@ use hubscope_core::burn::tensor::Device;
 use hubscope_core::lora::AdapterConfig;
 use hubscope_core::sampling::GenerationConfig;
 use hubscope_core::text::Tokenizer;
-use hubscope_core::{ComputeDtype, Model, ModelConfig};
+use hubscope_core::{Model, ModelConfig, WeightDtype};
 
 use crate::device::DeviceArgs;
 use crate::folder::ModelFolder;
@@ -63,7 +63,7 @@ pub enum WeightUse {
 pub fn load_model(
     folder: &ModelFolder,
     config: ModelConfig,
-    dtype: ComputeDtype,
+    dtype: WeightDtype,
     device: &Device,
     adapter: Option<&Path>,
     use_: WeightUse,

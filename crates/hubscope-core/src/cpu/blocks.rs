@@ -1,5 +1,5 @@
-//! A linear layer whose weight stays in ggml's blocks (Q8_0, Q5_0, Q4_K, Q6_K: what a Q4_K_M
-//! or Q8_0 GGUF file of the supported families holds): `x · Wᵀ` decodes each 32-value piece of
+//! A linear layer whose weight stays in ggml's blocks (Q8_0, Q5_0, Q4_0, Q4_K, Q6_K: what a
+//! Q4_K_M, Q4_0 or Q8_0 GGUF file of the supported families holds, and `--dtype q8_0|q4_0|q4_k`): `x · Wᵀ` decodes each 32-value piece of
 //! a weight row into registers as it goes and multiplies it with every row of `x`, so memory
 //! holds the file's bytes, not f32 or f16 copies, and a decode step reads ~0.5–1 byte per
 //! weight. Decoded values are the dequantized ones ([`crate::ggml`]) up to one rounding of a
@@ -35,6 +35,7 @@ impl std::fmt::Debug for BlockMatrix {
 pub type Blocks = Arc<BlockMatrix>;
 
 pub(super) const Q8_0: u32 = 8;
+pub(super) const Q4_0: u32 = 2;
 pub(super) const Q5_0: u32 = 6;
 pub(super) const Q4_K: u32 = 12;
 pub(super) const Q6_K: u32 = 14;
@@ -43,23 +44,10 @@ pub(super) const Q6_K: u32 = 14;
 /// weights to f32 and keep the activations exact (prompts).
 const INT8_ROWS: usize = 8;
 
-/// Q4_K's (scale, min) pair `j` of 6 bits each, packed in 12 bytes.
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-pub(super) fn scale_min(s: &[u8], j: usize) -> (u8, u8) {
-    if j < 4 {
-        (s[j] & 63, s[j + 4] & 63)
-    } else {
-        (
-            (s[j + 4] & 0xF) | ((s[j - 4] >> 2) & 0x30),
-            (s[j + 4] >> 4) | ((s[j] >> 2) & 0x30),
-        )
-    }
-}
-
 /// Whether weights of type `t` with rows of `cols` values can stay in blocks on this CPU.
 pub fn keeps(t: GgmlType, cols: usize) -> bool {
     let block = match t.0 {
-        Q8_0 | Q5_0 => 32,
+        Q8_0 | Q5_0 | Q4_0 => 32,
         Q4_K | Q6_K => 256,
         _ => return false,
     };
@@ -186,7 +174,7 @@ fn kernel() -> Option<Kernel> {
 pub(super) mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{BlockMatrix, Q4_K, Q5_0, Q6_K, Q8_0};
+    use super::{BlockMatrix, Q4_0, Q4_K, Q5_0, Q6_K, Q8_0};
 
     /// Rows of `x` per pass: their accumulators, four decoded weight vectors and one `x`
     /// vector fit AVX2's 16 registers.
@@ -301,6 +289,7 @@ pub(super) mod avx2 {
         let decode: Decoder = match w.ggml_type.0 {
             Q8_0 => q8_0,
             Q5_0 => q5_0,
+            Q4_0 => q4_0,
             Q4_K => q4_k,
             Q6_K => q6_k,
             _ => unreachable!("kept types only"),
@@ -325,6 +314,25 @@ pub(super) mod avx2 {
             for (i, o) in out.iter_mut().enumerate() {
                 let q = _mm256_cvtepi8_epi32(_mm_loadl_epi64(b.add(2 + 8 * i) as *const __m128i));
                 *o = _mm256_mul_ps(_mm256_cvtepi32_ps(q), d);
+            }
+        }
+    }
+
+    /// Q4_0: `d`, 16 bytes of nibbles (values `l` low, `16 + l` high); `q − 8`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn q4_0(b: *const u8, _piece: usize, out: &mut [__m256; 4]) {
+        // SAFETY: the caller's promise (features present; pointers in bounds).
+        unsafe {
+            let d = _mm256_set1_ps(half(b));
+            let (f, eight) = (_mm256_set1_epi32(0xF), _mm256_set1_epi32(8));
+            for (i, o) in out.iter_mut().enumerate() {
+                let raw = bytes8(b.add(2 + 8 * (i % 2)));
+                let nib = if i < 2 {
+                    _mm256_and_si256(raw, f)
+                } else {
+                    _mm256_srli_epi32::<4>(raw)
+                };
+                *o = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(nib, eight)), d);
             }
         }
     }
@@ -371,7 +379,7 @@ pub(super) mod avx2 {
         // SAFETY: the caller's promise (features present; pointers in bounds).
         unsafe {
             let scales = std::slice::from_raw_parts(b.add(4), 12);
-            let (sc, m) = super::scale_min(scales, s);
+            let (sc, m) = crate::ggml::scale_min_k4(scales, s);
             let dl = _mm256_set1_ps(half(b) * sc as f32);
             let ml = _mm256_set1_ps(half(b.add(2)) * m as f32);
             let qs = b.add(16 + 32 * (s / 2));
@@ -440,7 +448,7 @@ mod tests {
         let (values, size) = GgmlType(t).block().unwrap();
         let n = rows * cols / values as usize;
         let halves: &[usize] = match t {
-            Q8_0 | Q5_0 => &[0],
+            Q8_0 | Q5_0 | Q4_0 => &[0],
             Q4_K => &[0, 2],
             Q6_K => &[208],
             _ => unreachable!(),
@@ -464,7 +472,7 @@ mod tests {
 
     #[test]
     fn parallel_decoding_matches_dequantize() {
-        for t in [Q8_0, Q5_0, Q4_K, Q6_K] {
+        for t in [Q8_0, Q5_0, Q4_0, Q4_K, Q6_K] {
             let w = random_blocks(t, 9, 512, 5 + t as u64);
             let (got, want) = (dequantize_parallel(&w), w.dequantize());
             let top = want.iter().fold(0f32, |m, v| m.max(v.abs()));
@@ -482,7 +490,7 @@ mod tests {
 
     #[test]
     fn block_products_match_dequantized_weights() {
-        for t in [Q8_0, Q5_0, Q4_K, Q6_K] {
+        for t in [Q8_0, Q5_0, Q4_0, Q4_K, Q6_K] {
             let (n, k) = (7, 512);
             let w = random_blocks(t, n, k, 11 + t as u64);
             let dense = w.dequantize();

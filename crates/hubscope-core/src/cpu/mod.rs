@@ -15,7 +15,7 @@ mod attn;
 mod blocks;
 mod q8dot;
 pub use blocks::{BlockMatrix, Blocks, keeps};
-mod par;
+pub(crate) mod par;
 pub use par::on_pool;
 mod x_wt;
 

@@ -30,6 +30,18 @@ pub fn for_each(starts: &[usize], task: impl Fn(usize)) {
     }
 }
 
+/// `f(i)` for every `i` in `0..n`, in parallel where there are threads, results in order.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn map<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync + Send) -> Vec<T> {
+    use rayon::prelude::*;
+    (0..n).into_par_iter().map(f).collect()
+}
+
+#[cfg(target_arch = "wasm32")]
+pub fn map<T>(n: usize, f: impl Fn(usize) -> T) -> Vec<T> {
+    (0..n).map(f).collect()
+}
+
 /// `f()` on one of the pool's threads (natively; in place in WebAssembly), so that the
 /// kernels it calls split their work between that thread and the others instead of waking
 /// them all from outside and waiting.

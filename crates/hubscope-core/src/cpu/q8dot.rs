@@ -63,7 +63,7 @@ pub mod avx2 {
 
     use super::QuantRows;
     use crate::cpu::blocks::avx2::{half, hsum};
-    use crate::cpu::blocks::{BlockMatrix, Q4_K, Q5_0, Q6_K, Q8_0};
+    use crate::cpu::blocks::{BlockMatrix, Q4_0, Q4_K, Q5_0, Q6_K, Q8_0};
 
     /// A weight piece of 32 values as bytes, with how to combine its dot product: signed
     /// values and one scale, or (Q4_K) unsigned nibbles, a scale and a minimum, or (Q6_K)
@@ -96,6 +96,7 @@ pub mod avx2 {
             match w.ggml_type.0 {
                 Q8_0 => typed::<Q8_0>(x, w, row_bytes, rows, cols, y),
                 Q5_0 => typed::<Q5_0>(x, w, row_bytes, rows, cols, y),
+                Q4_0 => typed::<Q4_0>(x, w, row_bytes, rows, cols, y),
                 Q4_K => typed::<Q4_K>(x, w, row_bytes, rows, cols, y),
                 Q6_K => typed::<Q6_K>(x, w, row_bytes, rows, cols, y),
                 _ => unreachable!("kept types only"),
@@ -125,6 +126,7 @@ pub mod avx2 {
                 match T {
                     Q8_0 => q8_0(b, p),
                     Q5_0 => q5_0(b, p),
+                    Q4_0 => q4_0(b, p),
                     Q4_K => q4_k(b, p),
                     _ => q6_k(b, p),
                 }
@@ -215,6 +217,21 @@ pub mod avx2 {
         }
     }
 
+    /// Q4_0: nibbles less 8, as signed bytes.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn q4_0(b: *const u8, _piece: usize) -> Piece {
+        // SAFETY: a whole block (18 bytes) at `b`.
+        unsafe {
+            Piece {
+                q: _mm256_sub_epi8(nibbles(b.add(2)), _mm256_set1_epi8(8)),
+                unsigned: false,
+                scale: _mm256_set1_ps(half(b)),
+                min: 0.0,
+            }
+        }
+    }
+
     /// Q5_0: nibbles, the fifth bit clear making them `q − 16` as signed bytes.
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
@@ -239,7 +256,7 @@ pub mod avx2 {
         // SAFETY: a whole super-block (144 bytes) at `b`.
         unsafe {
             let scales = std::slice::from_raw_parts(b.add(4), 12);
-            let (sc, m) = super::super::blocks::scale_min(scales, s);
+            let (sc, m) = crate::ggml::scale_min_k4(scales, s);
             let raw = _mm256_loadu_si256(b.add(16 + 32 * (s / 2)) as *const __m256i);
             let q = if s % 2 == 0 {
                 raw

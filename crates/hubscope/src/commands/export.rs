@@ -1,5 +1,6 @@
 //! `hubscope export`: save a model as a Hugging Face safetensors folder (dtype conversion,
-//! sharding) or as burnpack. Written under a temporary name and renamed when complete.
+//! sharding), as burnpack, or as one GGUF file (f32/f16/bf16 or quantized: q8_0, q4_0, q4_k)
+//! for llama.cpp. Written under a temporary name and renamed when complete.
 
 use std::path::PathBuf;
 
@@ -8,8 +9,9 @@ use clap::Args;
 use hubscope_core::burn::tensor::Device;
 use hubscope_core::burnpack::{BURNPACK_FILE, to_burnpack};
 use hubscope_core::export::{export_config, named_tensors};
+use hubscope_core::gguf_write::{GgufModel, to_gguf};
 use hubscope_core::safetensors::to_safetensors;
-use hubscope_core::{ComputeDtype, ModelConfig, OutFile};
+use hubscope_core::{ComputeDtype, ModelConfig, OutFile, WeightDtype};
 use serde_json::json;
 
 use crate::folder::ModelFolder;
@@ -22,13 +24,15 @@ pub struct ExportArgs {
     pub model: String,
     #[command(flatten)]
     pub hub: crate::hub::HubArgs,
-    /// Output folder (must not exist, or be empty).
+    /// Output folder (must not exist, or be empty); with --format gguf, the `.gguf` file (must
+    /// not exist).
     #[arg(long)]
     pub out: PathBuf,
-    /// Weight dtype to write: f32, f16 or bf16 (default: the checkpoint's own).
+    /// Weight dtype to write: f32, f16 or bf16 (default: the checkpoint's own); with
+    /// --format gguf also q8_0, q4_0 or q4_k.
     #[arg(long)]
     pub dtype: Option<String>,
-    /// safetensors (Hugging Face folder) or burnpack.
+    /// safetensors (Hugging Face folder), burnpack, or gguf (one file for llama.cpp).
     #[arg(long, default_value = "safetensors")]
     pub format: String,
     /// Largest shard, e.g. 2GB, 500MB, 5GiB (safetensors only).
@@ -85,25 +89,34 @@ pub fn run(a: ExportArgs) -> Result<()> {
     let folder =
         ModelFolder::open(&crate::hub::local_or_download(&a.model, &a.hub)?.to_string_lossy())?;
     let config = ModelConfig::from_json(&folder.read("config.json")?)?;
-    let dtype = match &a.dtype {
-        Some(d) => ComputeDtype::parse(d)?,
-        None => config
-            .torch_dtype
-            .as_deref()
-            .and_then(|d| ComputeDtype::parse(d).ok())
-            .unwrap_or(ComputeDtype::F32),
+    let written = match &a.dtype {
+        Some(d) => WeightDtype::parse(d)?,
+        None => WeightDtype::Float(
+            config
+                .torch_dtype
+                .as_deref()
+                .and_then(|d| ComputeDtype::parse(d).ok())
+                .unwrap_or(ComputeDtype::F32),
+        ),
     };
     let burnpack = match a.format.as_str() {
         "safetensors" => false,
         "burnpack" => true,
-        other => bail!("--format {other}: unknown format (safetensors, burnpack)"),
+        "gguf" => return run_gguf(&a, &folder, config, written),
+        other => bail!("--format {other}: unknown format (safetensors, burnpack, gguf)"),
+    };
+    let WeightDtype::Float(dtype) = written else {
+        bail!(
+            "--dtype {}: quantized weights are written with --format gguf",
+            written.name()
+        );
     };
     let max_shard = parse_size(&a.max_shard_size)?;
     ensure_free_target(&a.out)?;
     let mut model = load_model(
         &folder,
         config.clone(),
-        dtype,
+        dtype.into(),
         &Device::flex(),
         a.adapter.as_deref(),
         WeightUse::FloatWeights,
@@ -147,6 +160,72 @@ pub fn run(a: ExportArgs) -> Result<()> {
             println!("{:>14}  {}", f.bytes.len(), f.name);
         }
         println!("{}", a.out.display());
+    }
+    Ok(())
+}
+
+/// `--format gguf`: the weights in f32 (an adapter merged), then written as `written` says.
+fn run_gguf(
+    a: &ExportArgs,
+    folder: &ModelFolder,
+    config: ModelConfig,
+    written: WeightDtype,
+) -> Result<()> {
+    if a.out.extension().and_then(|e| e.to_str()) != Some("gguf") {
+        bail!(
+            "--out {}: with --format gguf, name the file to write (…/model.gguf)",
+            a.out.display()
+        );
+    }
+    if a.out.exists() {
+        bail!("{}: already exists", a.out.display());
+    }
+    let mut model = load_model(
+        folder,
+        config.clone(),
+        ComputeDtype::F32.into(),
+        &Device::flex(),
+        a.adapter.as_deref(),
+        WeightUse::FloatWeights,
+    )?;
+    hubscope_core::lora::merge(&mut model);
+    let tensors = pollster::block_on(named_tensors(&model.lm, ComputeDtype::F32))?;
+    drop(model);
+    let tokenizer = folder.tokenizer_bytes()?;
+    let name = a
+        .model
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or(&a.model);
+    let bytes = to_gguf(GgufModel {
+        config: &config,
+        name,
+        tokenizer: tokenizer.as_ref(),
+        tensors,
+        dtype: written,
+    })
+    .with_context(|| folder.place())?;
+    let tmp = a
+        .out
+        .with_extension(format!("gguf.partial-{}", std::process::id()));
+    let written_ok = std::fs::write(&tmp, &bytes)
+        .with_context(|| format!("{}: cannot write", tmp.display()))
+        .and_then(|_| {
+            std::fs::rename(&tmp, &a.out)
+                .with_context(|| format!("{}: cannot move into place", a.out.display()))
+        });
+    if written_ok.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written_ok?;
+    if a.json {
+        println!(
+            "{}",
+            json!({"out": a.out, "format": "gguf", "dtype": written.name(), "total_bytes": bytes.len()})
+        );
+    } else {
+        println!("{:>14}  {}", bytes.len(), a.out.display());
     }
     Ok(())
 }

@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use hubscope_core::lora::{FineTuneSettings, adapter_files, check, trainable_params};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -101,10 +101,17 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
     crate::process::reset_peak();
     // Train on an autodiff device: gradients flow to the adapters only.
     let device = a.dev.device()?.autodiff();
+    let dtype = a.dev.dtype()?;
+    if dtype.quant().is_some() {
+        bail!(
+            "--dtype {}: training on a quantized base (QLoRA) is not built yet; use f32, f16 or bf16",
+            dtype.name()
+        );
+    }
     let mut model = load_model(
         &folder,
         text.config,
-        a.dev.dtype()?,
+        dtype,
         &device,
         None,
         WeightUse::FloatWeights,
