@@ -49,24 +49,7 @@ print(f"{sys.argv[1].split('/')[-1]} vs {sys.argv[2].split('/')[-1]}: {len(same)
 EOF
 done
 
-wait_up() { for _ in $(seq 600); do curl -sf "$1" >/dev/null && return 0; sleep 0.5; done; return 1; }
-ids=$(seq 1000 $((1000 + P - 1)) | paste -sd, -)
-# llama-server on FILE: load time, prompt/decode tokens/s (the second of two runs), peak RSS.
-llama_run() {
-  local t0 pid out
-  t0=$(date +%s.%N)
-  "$bin/llama-server" -m "$1" --port 18804 -t "$threads" -c 2048 --no-webui >/dev/null 2>&1 &
-  pid=$!
-  wait_up http://127.0.0.1:18804/health
-  echo "load $(echo "$(date +%s.%N) - $t0" | bc) s"
-  for _ in 1 2; do
-    out=$(curl -s http://127.0.0.1:18804/completion -d "{\"prompt\": [$ids], \"n_predict\": $G,
-      \"temperature\": 0, \"ignore_eos\": true, \"cache_prompt\": false}")
-  done
-  echo "$out" | python3 -c "import json,sys; t=json.load(sys.stdin)['timings']; print(json.dumps({k: round(t[k], 2) for k in ('prompt_per_second','predicted_per_second')}))"
-  echo "peak RSS $(grep VmHWM /proc/$pid/status | awk '{print $2}') kB"
-  kill $pid; wait $pid 2>/dev/null || true
-}
+. benches/llama-server.sh
 hub_run() {
   "$hub" bench "$@" --prompt-len "$P" --gen "$G" --runs 2 --json | python3 -c "
 import json, sys
@@ -78,7 +61,7 @@ print(json.dumps({'load_s': round(j['load_s'], 2), 'prefill': j['prefill_tok_s']
 echo "## speed and memory"
 for t in f32 f16 q8_0 q4_0 q4_k_s; do
   echo "### $t: llama-server"
-  llama_run "$work/llama-$t.gguf"
+  llama_run "$bin/llama-server" "$work/llama-$t.gguf" "$threads" "$P" "$G"
   echo "### $t: hubscope bench (same file)"
   case $t in f16) d=f16 ;; *) d=f32 ;; esac
   hub_run "$work/llama-$t.gguf" --dtype "$d"

@@ -17,7 +17,7 @@ max=${C##*,}
 threads=$(nproc)
 echo "# $(date -u +%Y-%m-%dT%H:%MZ) $threads cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 
-wait_up() { for _ in $(seq 600); do curl -sf "$1" >/dev/null && return 0; sleep 0.5; done; return 1; }
+. benches/llama-server.sh  # wait_up
 peak() { grep VmHWM "/proc/$1/status" | awk '{print $2 " kB"}'; }
 
 echo "## hubscope serve --chat (f32, cpu, --max-batch $max)"

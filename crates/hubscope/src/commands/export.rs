@@ -16,7 +16,7 @@ use serde_json::json;
 
 use crate::folder::ModelFolder;
 use crate::load::{WeightUse, load_model};
-use crate::output::{ensure_free_target, write_atomically};
+use crate::output::{ensure_free_target, write_atomically, write_file_atomically};
 
 #[derive(Args)]
 pub struct ExportArgs {
@@ -206,19 +206,7 @@ fn run_gguf(
         dtype: written,
     })
     .with_context(|| folder.place())?;
-    let tmp = a
-        .out
-        .with_extension(format!("gguf.partial-{}", std::process::id()));
-    let written_ok = std::fs::write(&tmp, &bytes)
-        .with_context(|| format!("{}: cannot write", tmp.display()))
-        .and_then(|_| {
-            std::fs::rename(&tmp, &a.out)
-                .with_context(|| format!("{}: cannot move into place", a.out.display()))
-        });
-    if written_ok.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written_ok?;
+    write_file_atomically(&a.out, &bytes)?;
     if a.json {
         println!(
             "{}",
