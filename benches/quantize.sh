@@ -11,6 +11,7 @@
 #     perplexity of each quantization by `hubscope perplexity` (benches/perplexity-text.txt).
 # docs/BENCHMARKS.md records the results.
 #   benches/quantize.sh LLAMA_CPP_DIR (sources, built in build/) HF_FOLDER [PROMPT_LEN] [GEN]
+# WORK=DIR keeps the GGUF files there (made only where missing) instead of a temporary folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 llama=$1 folder=$2 P=${3:-128} G=${4:-64}
@@ -19,20 +20,27 @@ python="${HUBSCOPE_PYTHON:-$CARGO_TARGET_DIR/pyenv/bin/python}"
 hub="$CARGO_TARGET_DIR/release/hubscope"
 bin="$llama/build/bin"
 threads=${THREADS:-$(nproc)}
-work=$(mktemp -d /tmp/hubscope-quant.XXXX)
-trap 'rm -rf "$work"' EXIT
+if [ -n "${WORK:-}" ]; then
+  work=$WORK
+  mkdir -p "$work"
+else
+  work=$(mktemp -d /tmp/hubscope-quant.XXXX)
+  trap 'rm -rf "$work"' EXIT
+fi
 echo "# $(date -u +%Y-%m-%dT%H:%MZ) $threads threads, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "# $folder; prompt $P, decode $G"
 
 echo "## files"
 for t in f32 f16 q8_0; do
-  "$python" "$llama/convert_hf_to_gguf.py" "$folder" --outtype "$t" --outfile "$work/llama-$t.gguf" >/dev/null 2>&1
+  [ -f "$work/llama-$t.gguf" ] ||
+    "$python" "$llama/convert_hf_to_gguf.py" "$folder" --outtype "$t" --outfile "$work/llama-$t.gguf" >/dev/null 2>&1
 done
-for t in Q4_0 Q4_K_S; do
-  "$bin/llama-quantize" "$work/llama-f32.gguf" "$work/llama-${t,,}.gguf" "$t" >/dev/null 2>&1
+for t in Q4_0 Q4_K_S Q4_K_M; do
+  [ -f "$work/llama-${t,,}.gguf" ] ||
+    "$bin/llama-quantize" "$work/llama-f32.gguf" "$work/llama-${t,,}.gguf" "$t" >/dev/null 2>&1
 done
 for t in q8_0 q4_0 q4_k; do
-  /usr/bin/time -f "hubscope export $t: wall %e s, peak RSS %M kB" \
+  [ -f "$work/hubscope-$t.gguf" ] || /usr/bin/time -f "hubscope export $t: wall %e s, peak RSS %M kB" \
     "$hub" export "$folder" --format gguf --dtype "$t" --out "$work/hubscope-$t.gguf" >/dev/null
 done
 ls -l "$work" | awk 'NR>1 {print $5, $9}'
@@ -59,7 +67,7 @@ print(json.dumps({'load_s': round(j['load_s'], 2), 'prefill': j['prefill_tok_s']
 }
 
 echo "## speed and memory"
-for t in f32 f16 q8_0 q4_0 q4_k_s; do
+for t in f32 f16 q8_0 q4_0 q4_k_s q4_k_m; do
   echo "### $t: llama-server"
   llama_run "$bin/llama-server" "$work/llama-$t.gguf" "$threads" "$P" "$G"
   echo "### $t: hubscope bench (same file)"

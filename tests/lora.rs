@@ -660,3 +660,85 @@ fn default_targets_per_family_load_in_peft() {
         "{err}"
     );
 }
+
+/// QLoRA: LoRA training on a base that stays in 4-bit blocks — a GGUF file (q4_0, written by
+/// `export --format gguf`, whose quantizer is bit-exact with llama.cpp's: tests/gguf.rs) and the
+/// f32 folder with `--dtype q4_0` (quantized as it loads) — follows PEFT training on what
+/// transformers loads from the same file (`from_pretrained(gguf_file=…)` dequantizes to f32;
+/// tests/data/peft_gguf_reference.py): every step's loss within 1e-4. The two ways give the same
+/// losses bit for bit, and both keep blocks (training without gradient checkpointing, which
+/// would hold every layer's decoded weights, is refused for a quantized base only).
+#[test]
+fn qlora_follows_peft_on_the_dequantized_base() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = common::fixtures();
+    let base = f.join("tiny-qwen2");
+    let gguf = tmp.path().join("gguf").join("tiny-qwen2-q4_0.gguf");
+    std::fs::create_dir(gguf.parent().unwrap()).unwrap();
+    let o = hubscope(&[
+        "export",
+        base.to_str().unwrap(),
+        "--format",
+        "gguf",
+        "--dtype",
+        "q4_0",
+        "--out",
+        gguf.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let peft: Value = serde_json::from_slice(&common::run_script(
+        "peft_gguf_reference.py",
+        &[f.to_str().unwrap(), gguf.to_str().unwrap()],
+        b"",
+    ))
+    .unwrap();
+    let want: Vec<f64> = peft["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let from_file = common::finetune_reference_on(&gguf, &tmp.path().join("a"), &[]);
+    let on_load = common::finetune_reference_on(&base, &tmp.path().join("b"), &["--dtype", "q4_0"]);
+    assert_eq!(from_file, on_load, "GGUF file vs --dtype q4_0");
+    assert_eq!(
+        from_file.len(),
+        want.len(),
+        "{from_file:?} vs PEFT {want:?}"
+    );
+    for (k, (g, w)) in from_file.iter().zip(&want).enumerate() {
+        assert!((g - w).abs() <= 1e-4, "step {k}: {g} vs PEFT {w}");
+    }
+    // PEFT on the quantized base is not PEFT on the f32 one: the test tells them apart.
+    let f32_steps: Vec<f64> = reference()["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["loss"].as_f64().unwrap())
+        .collect();
+    assert!(
+        f32_steps
+            .iter()
+            .zip(&want)
+            .any(|(a, b)| (a - b).abs() > 1e-3),
+        "{f32_steps:?} vs {want:?}"
+    );
+    let data = lora_dir().join("data.jsonl");
+    let never = tmp.path().join("never");
+    for (model, extra) in [(&gguf, vec![]), (&base, vec!["--dtype", "q4_0"])] {
+        let mut args = vec![
+            "finetune",
+            model.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            never.to_str().unwrap(),
+            "--no-gradient-checkpointing",
+        ];
+        args.extend(extra);
+        let o = hubscope(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(err.contains("quantized base"), "{err}");
+    }
+}

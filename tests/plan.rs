@@ -89,7 +89,11 @@ fn kv_cache_weights_and_lora_counts() {
     assert_eq!(lora_params(&c, 8), 4_399_104);
     let lora = &p.fine_tuning[1];
     assert_eq!(lora.trainable_params, 4_399_104);
-    assert!(lora.total < p.fine_tuning[0].total && p.fine_tuning[2].total < lora.total);
+    assert!(lora.total < p.fine_tuning[0].total);
+    // QLoRA's base (4 bits, one layer or the head decoded to f32 at a time) is smaller than
+    // LoRA's bf16 one; its activations are f32 (hubscope computes on a quantized base in f32).
+    let qlora = &p.fine_tuning[2];
+    assert!(qlora.weights < lora.weights && qlora.activations > lora.activations);
     // The 151936 × 896 embedding is 272 MB in f16: over both default WebGPU limits.
     assert_eq!(p.webgpu_big_tensors.len(), 1);
     let t = &p.webgpu_big_tensors[0];
@@ -209,7 +213,7 @@ fn within(planned: u64, measured: u64, pct: f64, what: &str) {
 /// checkpointing as `finetune` runs by default) vs the peak RSS growth of its training within
 /// ±15%, for tiny-qwen2 on the PEFT fixture data and for
 /// the Qwen2.5-0.5B shape (random weights from benches/make_shape.py, tiny-qwen2's tokenizer)
-/// on one 512-token chat example.
+/// on one 512-token chat example; the QLoRA row likewise for that shape with `--dtype q4_0`.
 #[test]
 fn planner_totals_follow_the_measured_peaks() {
     let f = common::fixtures();
@@ -245,9 +249,15 @@ fn planner_totals_follow_the_measured_peaks() {
     inference(&["--shape", "qwen2.5-0.5b"], "Qwen2.5-0.5B shape inference");
 
     let targets = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj";
-    let lora = |model: &std::path::Path, data: &std::path::Path, context: usize, what: &str| {
+    // `row`: the planner's row ("LoRA", or "QLoRA" with `--dtype q4_0` in `extra`).
+    let train = |model: &std::path::Path,
+                 data: &std::path::Path,
+                 context: usize,
+                 row: &str,
+                 extra: &[&str],
+                 what: &str| {
         let out = tempfile::tempdir().unwrap();
-        let v = hubscope_json(&[
+        let mut args = vec![
             "finetune",
             model.to_str().unwrap(),
             "--data",
@@ -262,8 +272,11 @@ fn planner_totals_follow_the_measured_peaks() {
             targets,
             "--json",
             "--out",
-            out.path().join("a").to_str().unwrap(),
-        ]);
+        ];
+        let a = out.path().join("a");
+        args.push(a.to_str().unwrap());
+        args.extend_from_slice(extra);
+        let v = hubscope_json(&args);
         // Training's own peak (from after loading, which holds the file's bytes and the built
         // tensors at once for a moment) over the RSS before loading, as the inference check
         // counts load growth plus generation's peak.
@@ -274,7 +287,7 @@ fn planner_totals_follow_the_measured_peaks() {
         let row = p
             .fine_tuning
             .iter()
-            .find(|r| r.method.starts_with("LoRA"))
+            .find(|r| r.method.starts_with(row))
             .unwrap();
         assert_eq!(
             v["trainable_params"].as_u64().unwrap(),
@@ -294,10 +307,12 @@ fn planner_totals_follow_the_measured_peaks() {
         .map(|e| e["input_ids"].as_array().unwrap().len())
         .max()
         .unwrap();
-    lora(
+    train(
         &f.join("tiny-qwen2"),
         &f.join("lora-tiny-qwen2/data.jsonl"),
         longest,
+        "LoRA",
+        &[],
         "tiny-qwen2 LoRA",
     );
 
@@ -334,7 +349,15 @@ fn planner_totals_follow_the_measured_peaks() {
     assert_eq!(len, 512);
     let data = tmp.path().join("data.jsonl");
     std::fs::write(&data, serde_json::json!({"messages": messages}).to_string()).unwrap();
-    lora(&shape, &data, 512, "Qwen2.5-0.5B shape LoRA");
+    train(&shape, &data, 512, "LoRA", &[], "Qwen2.5-0.5B shape LoRA");
+    train(
+        &shape,
+        &data,
+        512,
+        "QLoRA",
+        &["--dtype", "q4_0"],
+        "Qwen2.5-0.5B shape QLoRA (q4_0)",
+    );
 }
 
 /// The page's `dtype=auto`: Qwen2.5-0.5B's 494M parameters take 1.98 GB in f32, over the

@@ -218,11 +218,20 @@ pub fn assert_peft_steps(got: &[f64], what: &str) {
 /// `hubscope finetune` on tiny-qwen2 with PEFT's reference schedule (adapter_init, its data,
 /// lr 1e-3, 2 epochs, batch 1) writing to `out`, plus `extra` arguments; the step losses.
 pub fn finetune_reference(out: &std::path::Path, extra: &[&str]) -> Vec<f64> {
+    finetune_reference_on(&fixtures().join("tiny-qwen2"), out, extra)
+}
+
+/// `finetune_reference` on `model` (tiny-qwen2 in another form: a GGUF file of it).
+pub fn finetune_reference_on(
+    model: &std::path::Path,
+    out: &std::path::Path,
+    extra: &[&str],
+) -> Vec<f64> {
     let f = fixtures();
     let lora = f.join("lora-tiny-qwen2");
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_hubscope"))
         .arg("finetune")
-        .arg(f.join("tiny-qwen2"))
+        .arg(model)
         .arg("--data")
         .arg(lora.join("data.jsonl"))
         .arg("--init-adapter")

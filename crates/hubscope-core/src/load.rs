@@ -405,9 +405,10 @@ pub fn may_keep(name: &str) -> bool {
         || name == "model.embed_tokens.weight"
 }
 
-/// Whether `device` is burn's CPU device (Flex), where the block kernels run.
+/// Whether `device` is burn's CPU device (Flex), where the block kernels run, with or without
+/// autodiff (training on a quantized base decodes the blocks for its tracked products).
 pub fn on_flex(device: &Device) -> bool {
-    Tensor::<1>::zeros([1], device)
+    Tensor::<1>::zeros([1], &device.clone().inner())
         .try_into_primitive::<burn::backend::Flex>()
         .is_ok()
 }

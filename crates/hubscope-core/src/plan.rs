@@ -260,8 +260,12 @@ pub struct Training {
     /// LoRA's trainable parameters at `lora_rank`.
     pub lora: u64,
     pub lora_rank: usize,
-    /// Weights in int4 (QLoRA's base).
+    /// Weights in int4 (QLoRA's base, embedding table included).
     pub int4_weights: u64,
+    /// Bytes QLoRA decodes to f32 at once: hubscope's tracked products read a 4-bit weight
+    /// decoded (kept by the graph until the backward pass has used it), one decoder layer's
+    /// linear weights at a time (gradient checkpointing) or the head, whichever is larger.
+    pub decoded: u64,
     /// The bf16 inference total (the rule of thumb is 4 × it).
     pub bf16_inference: u64,
     /// Bytes per frozen base weight in LoRA (2, or 4 where f32 was asked for).
@@ -321,14 +325,16 @@ pub fn fine_tuning_rows(t: &Training) -> Vec<FineTune> {
             0,
             acts(t.base_bytes),
         ),
+        // QLoRA as hubscope runs it: 4-bit base, one layer (or the head) decoded to f32 at a
+        // time, f32 compute.
         ft(
             &format!("QLoRA r={r} (4-bit base)"),
             lora,
-            t.int4_weights + lora * 4,
+            t.int4_weights + t.decoded + lora * 4,
             lora * 4,
             lora * 8,
             0,
-            acts(2),
+            acts(4),
         ),
     ]
 }
@@ -433,6 +439,13 @@ pub fn header_fine_tuning(
         lora: crate::checkpoint::lora_parameters(headers, run.lora_rank),
         lora_rank: run.lora_rank,
         int4_weights: row(PlanDtype::Int4)?.weights,
+        // From headers alone: the largest tensor (the head or the embedding table, usually).
+        decoded: headers
+            .iter()
+            .flat_map(|h| h.tensors.values())
+            .map(|t| t.shape.iter().product::<usize>() as u64 * 4)
+            .max()
+            .unwrap_or(0),
         bf16_inference: row(PlanDtype::Bf16)?.total,
         base_bytes: run.base_bytes,
         activations: [acts(2)?, acts(4)?],
@@ -569,16 +582,26 @@ pub fn plan(
         .iter()
         .find(|i| i.dtype == PlanDtype::Bf16)
         .map_or(0, |i| i.total);
-    let int4_weights = inference
-        .iter()
-        .find(|i| i.dtype == PlanDtype::Int4)
-        .map_or(0, |i| i.weights);
+    // QLoRA's base as hubscope trains it (`--dtype q4_0`, or a 4-bit GGUF file): the embedding
+    // table in blocks too.
+    let int4_weights = (params as f64 * PlanDtype::Int4.weight_bits() / 8.0) as u64;
     let base_bytes = if webgpu_dtype == PlanDtype::F32 { 4 } else { 2 };
+    let layer_weights = (0..c.num_hidden_layers)
+        .map(|l| {
+            crate::layout::layer_linears(c, l)
+                .iter()
+                .map(|s| (s.in_features * s.out_features) as u64)
+                .sum::<u64>()
+        })
+        .max()
+        .unwrap_or(0);
+    let head = (c.vocab_size * c.hidden_size) as u64;
     let fine_tuning = fine_tuning_rows(&Training {
         parameters: params,
         lora: lora_params(c, lora_rank),
         lora_rank,
         int4_weights,
+        decoded: layer_weights.max(head) * 4,
         bf16_inference,
         base_bytes,
         activations: [train_acts(2), train_acts(4)],

@@ -50,11 +50,11 @@ pub fn text_side(folder: &ModelFolder) -> Result<TextSide> {
     Ok(text)
 }
 
-/// What the weights are loaded for: generation may keep a GGUF file's linear weights in their
-/// blocks; export and training need float weights.
+/// What the weights are loaded for: generation and training (QLoRA) may keep a GGUF file's
+/// linear weights in their blocks; export needs float weights.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum WeightUse {
-    Generate,
+    KeepBlocks,
     FloatWeights,
 }
 
@@ -68,7 +68,7 @@ pub fn load_model(
     adapter: Option<&Path>,
     use_: WeightUse,
 ) -> Result<Model> {
-    let weights = folder.weights(use_ == WeightUse::Generate)?;
+    let weights = folder.weights(use_ == WeightUse::KeepBlocks)?;
     let adapter = adapter.map(adapter_bytes).transpose()?;
     let model = bundle::load_model(config, weights, adapter, dtype, device)?;
     // The file buffers are gone; give their pages back rather than keep them resident.
@@ -106,7 +106,7 @@ pub fn load(
         dev.dtype()?,
         &dev.device()?,
         adapter,
-        WeightUse::Generate,
+        WeightUse::KeepBlocks,
     )?;
     Ok(Loaded {
         model,

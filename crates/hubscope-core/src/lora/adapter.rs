@@ -262,6 +262,11 @@ pub fn put_adapters(model: &mut Model, adapters: &Adapters) {
     }
 }
 
+/// Whether some linear weight of the decoder stays in ggml blocks (a QLoRA base).
+pub fn quantized_base(model: &mut Model) -> bool {
+    linears(model).iter().any(|(_, l)| l.blocks.is_some())
+}
+
 /// Fold every attached adapter into its base weight (`W + scale · B A`) and drop it.
 pub fn merge(model: &mut Model) {
     for (_, lin) in linears(model) {

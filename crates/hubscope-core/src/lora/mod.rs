@@ -9,7 +9,7 @@ pub mod train;
 
 pub use adapter::{
     AdapterConfig, adapter_files, adapter_safetensors, adapter_tensors, attach, freeze,
-    init_adapter, make_trainable, merge, peft_key, trainable_params,
+    init_adapter, make_trainable, merge, peft_key, quantized_base, trainable_params,
 };
 pub use backward::Activations;
 pub use data::{parse_jsonl, render_example};

@@ -110,7 +110,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
                 a.dev.dtype()?,
                 &a.dev.device()?,
                 None,
-                WeightUse::Generate,
+                WeightUse::KeepBlocks,
             )?;
             (model, path.clone())
         }

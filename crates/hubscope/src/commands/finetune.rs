@@ -6,7 +6,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use hubscope_core::lora::{FineTuneSettings, adapter_files, check, trainable_params};
+use hubscope_core::lora::{
+    FineTuneSettings, adapter_files, check, quantized_base, trainable_params,
+};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 
@@ -102,20 +104,21 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
     // Train on an autodiff device: gradients flow to the adapters only.
     let device = a.dev.device()?.autodiff();
     let dtype = a.dev.dtype()?;
-    if dtype.quant().is_some() {
-        bail!(
-            "--dtype {}: training on a quantized base (QLoRA) is not built yet; use f32, f16 or bf16",
-            dtype.name()
-        );
-    }
+    // A GGUF file's blocks (or --dtype q8_0|q4_0|q4_k) stay quantized: QLoRA.
     let mut model = load_model(
         &folder,
         text.config,
         dtype,
         &device,
         None,
-        WeightUse::FloatWeights,
+        WeightUse::KeepBlocks,
     )?;
+    if a.no_gradient_checkpointing && quantized_base(&mut model) {
+        bail!(
+            "--no-gradient-checkpointing: a quantized base (QLoRA) trains with gradient \
+             checkpointing only; without it every layer's decoded weights would stay in memory"
+        );
+    }
     let cfg = run
         .start(
             &mut model,
