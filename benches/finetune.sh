@@ -7,7 +7,8 @@
 # MODEL_DIR: an HF-layout folder with tokenizer (e.g. ../shared/tools/get-qwen-coder.py OUT
 # --dtype f32). CONTEXTS: tokens per example, comma-separated (default 512,2048); STEPS:
 # examples (optimizer steps) per run (default 2). LoRA r=8, alpha 16 on all seven projections,
-# batch 1, f32, CPU, all cores.
+# batch 1, f32, CPU, all cores. DTYPES="f32 q4_k" adds hubscope runs on a base quantized as it
+# loads (QLoRA; gradient checkpointing only); PEFT=0 leaves out the PEFT runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=$1 contexts=${2:-512,2048} steps=${3:-2}
@@ -38,18 +39,22 @@ for _ in range(steps):
 EOF
   echo "## context $ctx"
   "$hub" mem "$model" --context "$ctx" --lora-rank 8 --dtype f32 2>/dev/null | grep -E "LoRA|Fine-tuning" || true
-  for ck in on off; do
-    flag=()
-    [ "$ck" = off ] && flag=(--no-gradient-checkpointing)
-    rm -rf "$work/out"
-    # A run the kernel kills for memory is a result too: say so and go on.
-    if out=$("$hub" finetune "$model" --data "$work/data.jsonl" --lora-rank 8 --lora-alpha 16 \
-      --out "$work/out" --json "${flag[@]}" 2>/dev/null); then
-      echo "$out" | tail -1 | sed "s/^{/{\"peer\":\"hubscope\",\"checkpointing\":\"$ck\",/"
-    else
-      echo "{\"peer\":\"hubscope\",\"checkpointing\":\"$ck\",\"failed\":\"exit $?\"}"
-    fi
+  for dtype in ${DTYPES:-f32}; do
+    for ck in on off; do
+      flag=()
+      [ "$ck" = off ] && flag=(--no-gradient-checkpointing)
+      [ "$ck" = off ] && [ "$dtype" != f32 ] && [ "$dtype" != f16 ] && [ "$dtype" != bf16 ] && continue
+      rm -rf "$work/out"
+      # A run the kernel kills for memory is a result too: say so and go on.
+      if out=$("$hub" finetune "$model" --data "$work/data.jsonl" --lora-rank 8 --lora-alpha 16 \
+        --dtype "$dtype" --out "$work/out" --json "${flag[@]}" 2>/dev/null); then
+        echo "$out" | tail -1 | sed "s/^{/{\"peer\":\"hubscope\",\"dtype\":\"$dtype\",\"checkpointing\":\"$ck\",/"
+      else
+        echo "{\"peer\":\"hubscope\",\"dtype\":\"$dtype\",\"checkpointing\":\"$ck\",\"failed\":\"exit $?\"}"
+      fi
+    done
   done
+  [ "${PEFT:-1}" = 1 ] || continue
   for ck in on off; do
     flag=()
     [ "$ck" = on ] && flag=(--checkpointing)

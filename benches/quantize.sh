@@ -11,7 +11,8 @@
 #     perplexity of each quantization by `hubscope perplexity` (benches/perplexity-text.txt).
 # docs/BENCHMARKS.md records the results.
 #   benches/quantize.sh LLAMA_CPP_DIR (sources, built in build/) HF_FOLDER [PROMPT_LEN] [GEN]
-# WORK=DIR keeps the GGUF files there (made only where missing) instead of a temporary folder.
+# WORK=DIR keeps the GGUF files there (made only where missing) instead of a temporary folder;
+# PERPLEXITY=0 leaves out step 3's perplexities.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 llama=$1 folder=$2 P=${3:-128} G=${4:-64}
@@ -89,6 +90,7 @@ for t in q8_0 q4_0 q4_k; do
   kill $pid; wait $pid 2>/dev/null || true
 done
 
+[ "${PERPLEXITY:-1}" = 1 ] || exit 0
 echo "## perplexity (hubscope perplexity, benches/perplexity-text.txt)"
 text=benches/perplexity-text.txt
 echo "f32 folder: $("$hub" perplexity "$folder" --text "$text" --max-tokens 256 --json | python3 -c "import json,sys; print(json.load(sys.stdin)['perplexity'])")"

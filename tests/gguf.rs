@@ -631,7 +631,7 @@ fn quant_refs() -> Vec<u8> {
 /// constants, outliers, tiny values, one sign only.
 #[test]
 fn quantizers_are_bit_exact_with_llama_cpp() {
-    use hubscope_core::quantize::{Q4_0, Q4_K, Q5_0, Q8_0, quantize, quantize_matrix};
+    use hubscope_core::quantize::{Q4_0, Q4_K, Q5_0, Q6_K, Q8_0, quantize, quantize_matrix};
     let raw = quant_refs();
     let st = SafeTensors::deserialize(&raw).unwrap();
     let input = st.tensor("input").unwrap();
@@ -642,6 +642,7 @@ fn quantizers_are_bit_exact_with_llama_cpp() {
         ("Q4_0", Q4_0),
         ("Q5_0", Q5_0),
         ("Q4_K", Q4_K),
+        ("Q6_K", Q6_K),
     ] {
         let want = st.tensor(name).unwrap().data();
         let (_, block_bytes) = t.block().unwrap();
@@ -761,7 +762,8 @@ fn last_logits(model: &Model, ids: &[u32]) -> Vec<f32> {
 /// same blocks, so the same logits bit for bit, on prompts (f32 block kernel) and decode steps
 /// (integer kernel). Models: a llama whose rows are whole Q4_K super-blocks (random weights
 /// made by transformers: tests/data/gguf_export_check.py wide) and tiny-qwen2 (rows of 32 and
-/// 128: Q4_K falls back to Q5_0 as llama-quantize does).
+/// 128: Q4_K falls back to Q5_0 as llama-quantize does); the head of the 4-bit ones in Q6_K or
+/// Q8_0.
 #[test]
 fn quantized_exports_run_as_transformers_runs_them_and_as_dtype_on_load() {
     use hubscope_core::WeightDtype;
@@ -778,9 +780,11 @@ fn quantized_exports_run_as_transformers_runs_them_and_as_dtype_on_load() {
     );
     let qwen = common::fixtures().join("tiny-qwen2");
     for (model_dir, dtype, kinds) in [
-        (&wide, "q4_k", &["Q4_K"][..]),
-        (&wide, "q4_0", &["Q4_0"]),
-        (&qwen, "q4_k", &["Q5_0"]),
+        // The head (tiny-qwen2: the tied embedding table) in Q6_K, or Q8_0 where its rows are
+        // not whole super-blocks, as llama-quantize keeps it.
+        (&wide, "q4_k", &["Q4_K", "Q6_K"][..]),
+        (&wide, "q4_0", &["Q4_0", "Q6_K"]),
+        (&qwen, "q4_k", &["Q5_0", "Q8_0"]),
         (&qwen, "q8_0", &["Q8_0"]),
     ] {
         let what = format!(

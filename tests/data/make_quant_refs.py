@@ -6,8 +6,8 @@ arithmetic, no fused multiply-adds) into a shared library, called here through c
 
 OUT_DIR/quant-refs.safetensors: `input` (f32, [rows, 512]: seeded normal rows at several
 scales, rows of zeros, of one constant (positive and negative), one outlier among small values,
-values near f16's smallest normal, and alternating signs), and for each of Q8_0, Q4_0, Q5_0 and
-Q4_K the bytes `quantize_row_<type>_ref` (what llama-quantize runs without an importance matrix)
+values near f16's smallest normal, and alternating signs), and for each of Q8_0, Q4_0, Q5_0,
+Q4_K and Q6_K the bytes `quantize_row_<type>_ref` (what llama-quantize runs without an importance matrix)
 writes for all of `input` (u8, one row of blocks after another).
 """
 
@@ -37,7 +37,7 @@ rows.append(np.abs(rng.standard_normal(COLS)))
 rows.append(-np.abs(rng.standard_normal(COLS)) - 0.5)
 x = np.ascontiguousarray(np.stack(rows).astype(np.float32))
 
-SIZES = {"Q8_0": (32, 34), "Q4_0": (32, 18), "Q5_0": (32, 22), "Q4_K": (256, 144)}
+SIZES = {"Q8_0": (32, 34), "Q4_0": (32, 18), "Q5_0": (32, 22), "Q4_K": (256, 144), "Q6_K": (256, 210)}
 tensors = {"input": x}
 for name, (block, size) in SIZES.items():
     out = np.zeros(x.size // block * size, dtype=np.uint8)

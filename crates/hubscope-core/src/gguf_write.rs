@@ -150,8 +150,9 @@ fn model_metadata(config: &ModelConfig, arch: &str) -> Result<Vec<(String, Meta)
 
 /// The type a tensor is written as, by llama.cpp's converter's rules: 1-D tensors, norms and
 /// anything not named `.weight` in f32; weights in `dtype` (its fallback where rows are not
-/// whole blocks, and f16 where no block type fits).
-fn tensor_type(name: &str, shape: &[usize], dtype: WeightDtype) -> GgmlType {
+/// whole blocks, the head wider as `llama-quantize` keeps it, and f16 where no block type
+/// fits).
+fn tensor_type(name: &str, shape: &[usize], dtype: WeightDtype, tied: bool) -> GgmlType {
     if shape.len() <= 1 || name.ends_with("_norm.weight") || !name.ends_with(".weight") {
         return F32;
     }
@@ -159,7 +160,9 @@ fn tensor_type(name: &str, shape: &[usize], dtype: WeightDtype) -> GgmlType {
         WeightDtype::Float(ComputeDtype::F32) => F32,
         WeightDtype::Float(ComputeDtype::F16) => F16,
         WeightDtype::Float(ComputeDtype::BF16) => BF16,
-        WeightDtype::Blocks(q) => q.for_row(shape[shape.len() - 1]).unwrap_or(F16),
+        WeightDtype::Blocks(q) => q
+            .for_weight(name, shape[shape.len() - 1], tied)
+            .unwrap_or(F16),
     }
 }
 
@@ -211,7 +214,7 @@ pub fn to_gguf(m: GgufModel) -> Result<Vec<u8>> {
         let values = t
             .as_slice::<f32>()
             .map_err(|e| Error::Invalid(format!("GGUF export: {name}: {e:?}")))?;
-        let ty = tensor_type(&name, &shape, m.dtype);
+        let ty = tensor_type(&name, &shape, m.dtype, m.config.tie_word_embeddings);
         let cols = *shape.last().unwrap_or(&1);
         let mut bytes = quantize::quantize_matrix(ty, values, cols.max(1))?;
         if arch == "llama"

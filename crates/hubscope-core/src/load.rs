@@ -415,10 +415,12 @@ pub fn on_flex(device: &Device) -> bool {
 
 /// The linear weights and embedding table of `tensors` (f32) quantized to `quant`'s blocks as
 /// llama.cpp's reference quantizers make them (its fallback type where rows are not whole
-/// blocks), taken out of `tensors`; weights whose rows are not whole 32-value blocks stay.
+/// blocks, its wider type for the head — the embedding table where `tied`), taken out of
+/// `tensors`; weights whose rows are not whole 32-value blocks stay.
 pub fn quantize_weights(
     tensors: &mut HashMap<String, TensorData>,
     quant: Quant,
+    tied: bool,
     device: &Device,
 ) -> Result<HashMap<String, Blocks>> {
     if !on_flex(device) || !crate::cpu::keeps(quant.ggml_type(), 256) {
@@ -434,7 +436,10 @@ pub fn quantize_weights(
     for name in names {
         let shape = tensors[&name].shape().to_vec();
         let [rows, cols] = shape[..] else { continue };
-        let Some(t) = quant.for_row(cols).filter(|&t| crate::cpu::keeps(t, cols)) else {
+        let Some(t) = quant
+            .for_weight(&name, cols, tied)
+            .filter(|&t| crate::cpu::keeps(t, cols))
+        else {
             continue;
         };
         let data = tensors.remove(&name).expect("listed above");
@@ -465,7 +470,8 @@ impl Model {
         report: LoadReport,
     ) -> Result<Self> {
         if let Some(q) = dtype.quant() {
-            blocks.extend(quantize_weights(&mut tensors, q, device)?);
+            let tied = config.tie_word_embeddings;
+            blocks.extend(quantize_weights(&mut tensors, q, tied, device)?);
         }
         let lm = build_model_with_blocks(&config, tensors, blocks, dtype.compute(), device)?;
         Ok(Model::assemble(config, lm, dtype.compute(), device, report))

@@ -1,8 +1,8 @@
 //! f32 values to ggml blocks, as llama.cpp's reference quantizers (`quantize_row_*_ref` in
 //! ggml-quants.c, what `llama-quantize` runs without an importance matrix) compute them — the
 //! same f32 operations in the same order, so the bytes are identical: Q8_0, Q4_0, Q5_0, Q4_K,
-//! F16 and BF16. [`Quant`] is what `--dtype q8_0|q4_0|q4_k` names, with llama.cpp's fallback
-//! for rows that are not whole blocks of the chosen type.
+//! Q6_K, F16 and BF16. [`Quant`] is what `--dtype q8_0|q4_0|q4_k` names, with llama.cpp's
+//! fallback for rows that are not whole blocks of the chosen type and its wider output head.
 
 use half::{bf16, f16};
 
@@ -15,6 +15,7 @@ pub const Q4_0: GgmlType = GgmlType(2);
 pub const Q5_0: GgmlType = GgmlType(6);
 pub const Q8_0: GgmlType = GgmlType(8);
 pub const Q4_K: GgmlType = GgmlType(12);
+pub const Q6_K: GgmlType = GgmlType(14);
 pub const BF16: GgmlType = GgmlType(30);
 
 /// A block quantization a user can ask for.
@@ -60,6 +61,19 @@ impl Quant {
             _ => None,
         }
     }
+    /// The type `llama-quantize` gives the weight `name` (a checkpoint name) with rows of `cols`
+    /// values: the output head — or the embedding table, where the head is tied to it — in
+    /// Q6_K for the 4-bit types (Q8_0 where rows are not whole super-blocks), as llama.cpp
+    /// keeps the head wider; every other weight [`Quant::for_row`].
+    pub fn for_weight(self, name: &str, cols: usize, tied: bool) -> Option<GgmlType> {
+        let head = name == "lm_head.weight" || (tied && name == "model.embed_tokens.weight");
+        match self {
+            Self::Q4_0 | Self::Q4K if head && cols % 256 == 0 => Some(Q6_K),
+            Self::Q4_0 | Self::Q4K if head && cols % 32 == 0 => Some(Q8_0),
+            _ => self.for_row(cols),
+        }
+    }
+
     /// `general.file_type` for a file of this quantization (llama.cpp's `llama_ftype`:
     /// MOSTLY_Q8_0, MOSTLY_Q4_0, MOSTLY_Q4_K_S — the K-quant type without Q6_K mixtures).
     pub fn file_type(self) -> u32 {
@@ -96,6 +110,7 @@ pub fn quantize(t: GgmlType, values: &[f32]) -> Result<Vec<u8>> {
         Q4_0 => chunks.for_each(|x| q4_0(x, &mut out)),
         Q5_0 => chunks.for_each(|x| q5_0(x, &mut out)),
         Q4_K => chunks.for_each(|x| q4_k(x, &mut out)),
+        Q6_K => chunks.for_each(|x| q6_k(x, &mut out)),
         _ => {
             return Err(Error::Invalid(format!(
                 "hubscope does not quantize to {}",
@@ -335,6 +350,104 @@ fn q4_k(x: &[f32], out: &mut Vec<u8>) {
     }
 }
 
+/// ggml's `GROUP_MAX_EPS`: a group whose largest magnitude is below it is all zeros.
+const GROUP_MAX_EPS: f32 = 1e-15;
+
+/// ggml's `make_qx_quants` with `rmse_type` 1 (squared values as weights, no importance
+/// matrix): levels `l + nmax` (`l` in `-nmax..nmax`) into `levels`, returns the scale. The
+/// scale `max / -nmax` is refined by weighted least squares, then 18 nearby ones are tried.
+fn make_qx_quants(x: &[f32], nmax: i32, levels: &mut [i8]) -> f32 {
+    let (mut max, mut amax) = (0f32, 0f32);
+    for &v in x {
+        if v.abs() > amax {
+            (amax, max) = (v.abs(), v);
+        }
+    }
+    if amax < GROUP_MAX_EPS {
+        levels.fill(0);
+        return 0.0;
+    }
+    let level = |iscale: f32, v: f32| nearest_int(iscale * v).clamp(-nmax, nmax - 1);
+    let sums = |iscale: f32| {
+        let (mut sumlx, mut suml2) = (0f32, 0f32);
+        for &v in x {
+            let (l, w) = (level(iscale, v) as f32, v * v);
+            sumlx += w * v * l;
+            suml2 += w * l * l;
+        }
+        (sumlx, suml2)
+    };
+    let set = |iscale: f32, levels: &mut [i8]| {
+        for (q, &v) in levels.iter_mut().zip(x) {
+            *q = (level(iscale, v) + nmax) as i8;
+        }
+    };
+    let iscale = -(nmax as f32) / max;
+    set(iscale, levels);
+    let (sumlx, suml2) = sums(iscale);
+    let mut scale = if suml2 != 0.0 { sumlx / suml2 } else { 0.0 };
+    let mut best = scale * sumlx;
+    for is in (-9..=9).filter(|&is| is != 0) {
+        let iscale = -(nmax as f32 + 0.1 * is as f32) / max;
+        let (sumlx, suml2) = sums(iscale);
+        if suml2 > 0.0 && sumlx * sumlx > best * suml2 {
+            set(iscale, levels);
+            scale = sumlx / suml2;
+            best = scale * sumlx;
+        }
+    }
+    scale
+}
+
+/// Q6_K: a super-block of 256 values in 16 pieces of 16, each with an 8-bit signed scale
+/// (relative to the super-block's f16 `d`), values as 6-bit levels (low 4 bits in `ql`, high 2
+/// in `qh`, interleaved as ggml packs them).
+fn q6_k(x: &[f32], out: &mut Vec<u8>) {
+    let mut levels = [0i8; 256];
+    let mut scales = [0f32; 16];
+    let (mut max_scale, mut max_abs_scale) = (0f32, 0f32);
+    for (ib, s) in scales.iter_mut().enumerate() {
+        *s = make_qx_quants(
+            &x[16 * ib..16 * ib + 16],
+            32,
+            &mut levels[16 * ib..16 * ib + 16],
+        );
+        if s.abs() > max_abs_scale {
+            (max_abs_scale, max_scale) = (s.abs(), *s);
+        }
+    }
+    if max_abs_scale < GROUP_MAX_EPS {
+        out.extend([0u8; 210]);
+        return;
+    }
+    let iscale = -128.0 / max_scale;
+    let d = f16::from_f32(1.0 / iscale);
+    let sc: [i8; 16] = std::array::from_fn(|ib| nearest_int(iscale * scales[ib]).min(127) as i8);
+    for j in 0..16 {
+        let dj = d.to_f32() * sc[j] as f32;
+        if dj == 0.0 {
+            continue;
+        }
+        for i in 16 * j..16 * j + 16 {
+            levels[i] = (nearest_int(x[i] / dj).clamp(-32, 31) + 32) as i8;
+        }
+    }
+    let (mut ql, mut qh) = ([0u8; 128], [0u8; 64]);
+    for half in 0..2 {
+        let (j, ql, qh) = (128 * half, &mut ql[64 * half..], &mut qh[32 * half..]);
+        for l in 0..32 {
+            let q = |o: usize| levels[j + l + o] as u8;
+            ql[l] = (q(0) & 0xF) | ((q(64) & 0xF) << 4);
+            ql[l + 32] = (q(32) & 0xF) | ((q(96) & 0xF) << 4);
+            qh[l] = (q(0) >> 4) | ((q(32) >> 4) << 2) | ((q(64) >> 4) << 4) | ((q(96) >> 4) << 6);
+        }
+    }
+    out.extend(ql);
+    out.extend(qh);
+    out.extend(sc.map(|s| s as u8));
+    out.extend(d.to_le_bytes());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -402,6 +515,22 @@ mod tests {
         assert_eq!(Quant::Q4K.for_row(4864), Some(Q4_K));
         assert_eq!(Quant::Q4K.for_row(512), Some(Q4_K));
         assert_eq!(Quant::Q8_0.for_row(48), None);
+        // The head (or a tied embedding table) wider, as llama-quantize keeps it.
+        assert_eq!(
+            Quant::Q4_0.for_weight("lm_head.weight", 512, false),
+            Some(Q6_K)
+        );
+        assert_eq!(
+            Quant::Q4K.for_weight("lm_head.weight", 896, false),
+            Some(Q8_0)
+        );
+        assert_eq!(
+            Quant::Q8_0.for_weight("lm_head.weight", 512, false),
+            Some(Q8_0)
+        );
+        let embed = "model.embed_tokens.weight";
+        assert_eq!(Quant::Q4_0.for_weight(embed, 512, false), Some(Q4_0));
+        assert_eq!(Quant::Q4_0.for_weight(embed, 512, true), Some(Q6_K));
         assert_eq!(Quant::parse("Q4_K"), Some(Quant::Q4K));
         assert!(quantize(Q8_0, &[1.0; 33]).is_err());
     }
