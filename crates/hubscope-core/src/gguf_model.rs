@@ -157,28 +157,33 @@ const LAYER_NAMES: [(&str, &str); 11] = [
 
 /// transformers' name for a llama.cpp tensor name (None: a tensor hubscope has no use for).
 pub fn hf_name(name: &str) -> Option<String> {
-    if let Some((_, hf)) = TOP_NAMES.iter().find(|(g, _)| *g == name) {
-        return Some(hf.to_string());
-    }
-    let rest = name.strip_prefix("blk.")?;
-    let (layer, rest) = rest.split_once('.')?;
-    let layer: usize = layer.parse().ok()?;
-    let (module, param) = rest.rsplit_once('.')?;
-    let (_, hf) = LAYER_NAMES.iter().find(|(g, _)| *g == module)?;
-    Some(format!("model.layers.{layer}.{hf}.{param}"))
+    rename(name, false)
 }
 
 /// llama.cpp's name for a transformers tensor name (None: not one of the families' tensors).
 pub fn gguf_name(name: &str) -> Option<String> {
-    if let Some((g, _)) = TOP_NAMES.iter().find(|(_, hf)| *hf == name) {
-        return Some(g.to_string());
+    rename(name, true)
+}
+
+/// A tensor name through the name tables, from llama.cpp's to transformers' or (`to_gguf`) back.
+fn rename(name: &str, to_gguf: bool) -> Option<String> {
+    let pair = |&(g, hf): &(&'static str, &'static str)| if to_gguf { (hf, g) } else { (g, hf) };
+    if let Some((_, to)) = TOP_NAMES.iter().map(pair).find(|(from, _)| *from == name) {
+        return Some(to.to_string());
     }
-    let rest = name.strip_prefix("model.layers.")?;
-    let (layer, rest) = rest.split_once('.')?;
+    let (from_layers, to_layers) = if to_gguf {
+        ("model.layers.", "blk.")
+    } else {
+        ("blk.", "model.layers.")
+    };
+    let (layer, rest) = name.strip_prefix(from_layers)?.split_once('.')?;
     let layer: usize = layer.parse().ok()?;
     let (module, param) = rest.rsplit_once('.')?;
-    let (g, _) = LAYER_NAMES.iter().find(|(_, hf)| *hf == module)?;
-    Some(format!("blk.{layer}.{g}.{param}"))
+    let (_, to) = LAYER_NAMES
+        .iter()
+        .map(pair)
+        .find(|(from, _)| *from == module)?;
+    Some(format!("{to_layers}{layer}.{to}.{param}"))
 }
 
 /// Rows of a q or k projection (weight or bias) between llama.cpp's order for llama-architecture

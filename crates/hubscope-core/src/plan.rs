@@ -595,13 +595,13 @@ pub fn plan(
         })
         .max()
         .unwrap_or(0);
-    let head = (c.vocab_size * c.hidden_size) as u64;
     let fine_tuning = fine_tuning_rows(&Training {
         parameters: params,
         lora: lora_params(c, lora_rank),
         lora_rank,
         int4_weights,
-        decoded: layer_weights.max(head) * 4,
+        // The head is as large as the embedding table (tied or not).
+        decoded: layer_weights.max(embed) * 4,
         bf16_inference,
         base_bytes,
         activations: [train_acts(2), train_acts(4)],

@@ -1,8 +1,8 @@
 //! A linear layer whose weight stays in ggml's blocks (Q8_0, Q5_0, Q4_0, Q4_K, Q6_K: what a
-//! Q4_K_M, Q4_0 or Q8_0 GGUF file of the supported families holds, and `--dtype q8_0|q4_0|q4_k`): `x · Wᵀ` decodes each 32-value piece of
-//! a weight row into registers as it goes and multiplies it with every row of `x`, so memory
-//! holds the file's bytes, not f32 or f16 copies, and a decode step reads ~0.5–1 byte per
-//! weight. Decoded values are the dequantized ones ([`crate::ggml`]) up to one rounding of a
+//! Q4_K_M, Q4_0 or Q8_0 GGUF file of the supported families holds, and what `--dtype
+//! q8_0|q4_0|q4_k` makes): `x · Wᵀ` decodes each 32-value piece of a weight row into
+//! registers as it goes and multiplies it with every row of `x`, so memory holds the file's
+//! bytes, not f32 or f16 copies, and a decode step reads ~0.5–1 byte per weight. Decoded values are the dequantized ones ([`crate::ggml`]) up to one rounding of a
 //! fused multiply-add (the K-quants' `d·q − m`); sums are f32.
 
 use std::sync::Arc;
@@ -82,7 +82,8 @@ impl BlockMatrix {
         out
     }
 
-    /// Every value as f32 (for devices and paths without a block kernel).
+    /// Every value as f32 by ggml's own arithmetic: what the kernels' tests compare with.
+    #[cfg(test)]
     pub fn dequantize(&self) -> Vec<f32> {
         crate::ggml::dequantize(self.ggml_type, &self.bytes, "weights", "blocks")
             .expect("blocks of a kept type")

@@ -51,20 +51,13 @@ pub fn use_own_kernels(on: bool) {
 const BLOCK_ROWS: usize = 16;
 
 /// `x · Wᵀ` for a weight kept in ggml blocks: hubscope's block kernels for a few f32 rows on the
-/// Flex device; for more rows, and elsewhere, the blocks dequantized onto `x`'s device.
+/// Flex device; otherwise (prompts, autodiff, other dtypes) the blocks decoded once onto `x`'s
+/// device and the dense products.
 pub fn matmul_blocks(x: Tensor<2>, w: &BlockMatrix) -> Tensor<2> {
     let [rows, _] = x.dims();
-    if rows > BLOCK_ROWS {
-        // A prompt: the weights decoded once for all its rows, then the f32 products.
-        let dense = Tensor::<2>::from_data(
-            TensorData::new(blocks::dequantize_parallel(w), [w.rows, w.cols]),
-            (&x.device(), DType::F32),
-        );
-        return matmul_t(x.clone(), dense.cast(x.dtype()));
-    }
-    if x.dtype() == DType::F32 {
-        if let Some(xf) = contiguous(&x) {
-            if let Some(xs) = xf.as_slice::<f32>() {
+    if rows <= BLOCK_ROWS && x.dtype() == DType::F32 {
+        if let Some(xs) = contiguous(&x) {
+            if let Some(xs) = xs.as_slice::<f32>() {
                 let y = blocks::x_wt_blocks(xs, w, rows);
                 return Tensor::from_primitive::<Flex>(FlexTensor::from_data(TensorData::new(
                     y,
@@ -74,10 +67,11 @@ pub fn matmul_blocks(x: Tensor<2>, w: &BlockMatrix) -> Tensor<2> {
         }
     }
     let dense = Tensor::<2>::from_data(
-        TensorData::new(w.dequantize(), [w.rows, w.cols]),
-        (&x.device(), x.dtype()),
+        TensorData::new(blocks::dequantize_parallel(w), [w.rows, w.cols]),
+        (&x.device(), DType::F32),
     );
-    matmul_t(x, dense)
+    let dtype = x.dtype();
+    matmul_t(x, dense.cast(dtype))
 }
 
 /// `x · wᵀ` for `x: [rows, k]` and `w: [n, k]` (a linear layer's weight as stored).
