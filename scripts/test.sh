@@ -33,6 +33,13 @@ py_env="$CARGO_TARGET_DIR/pyenv"
 [ -x "$py_env/bin/python" ] || python3 -m venv "$py_env"
 "$py_env/bin/pip" install -q --disable-pip-version-check safetensors numpy huggingface_hub \
   torch==2.15.0 transformers==4.57.6 peft==0.21.2 gguf==0.19.0 sentencepiece==0.2.3 openai==3.57.0
+# The engines `finetune --emit` hands runs to (tests/handoff.rs): TRL with datasets, DeepSpeed
+# (its estimator and the config transformers reads), and LLaMA-Factory's argument parser —
+# without its extras, which pin an older peft and import torchaudio (no build for this torch).
+"$py_env/bin/pip" install -q --disable-pip-version-check trl==0.24.0 datasets==4.0.0 \
+  omegaconf==2.4.0 setuptools wheel
+"$py_env/bin/pip" install -q --disable-pip-version-check --no-build-isolation deepspeed==0.19.8
+"$py_env/bin/pip" install -q --disable-pip-version-check --no-deps llamafactory==0.9.5
 export HUBSCOPE_PYTHON="$py_env/bin/python"
 
 # Reference fixtures for rope scaling, sliding windows, EOS, Llama 3.2's template and the other

@@ -586,15 +586,7 @@ pub fn plan(
     // table in blocks too.
     let int4_weights = (params as f64 * PlanDtype::Int4.weight_bits() / 8.0) as u64;
     let base_bytes = if webgpu_dtype == PlanDtype::F32 { 4 } else { 2 };
-    let layer_weights = (0..c.num_hidden_layers)
-        .map(|l| {
-            crate::layout::layer_linears(c, l)
-                .iter()
-                .map(|s| (s.in_features * s.out_features) as u64)
-                .sum::<u64>()
-        })
-        .max()
-        .unwrap_or(0);
+    let layer_weights = largest_layer_weights(c);
     let fine_tuning = fine_tuning_rows(&Training {
         parameters: params,
         lora: lora_params(c, lora_rank),
@@ -622,6 +614,19 @@ pub fn plan(
         webgpu_dtype,
         webgpu_big_tensors: big,
     }
+}
+
+/// Weights of the decoder layer with the most (its linear layers).
+pub fn largest_layer_weights(c: &ModelConfig) -> u64 {
+    (0..c.num_hidden_layers)
+        .map(|l| {
+            crate::layout::layer_linears(c, l)
+                .iter()
+                .map(|s| (s.in_features * s.out_features) as u64)
+                .sum::<u64>()
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 /// Fits or not on a device with `capacity` bytes (e.g. free GPU memory), with the headroom.

@@ -29,6 +29,10 @@ pub fn write_atomically(out: &Path, files: &[OutFile]) -> Result<()> {
     let result = (|| -> Result<()> {
         for f in files {
             let p = tmp.join(&f.name);
+            if let Some(dir) = p.parent() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("{}: cannot create", dir.display()))?;
+            }
             std::fs::write(&p, &f.bytes)
                 .with_context(|| format!("{}: cannot write", p.display()))?;
         }

@@ -60,6 +60,11 @@ pub fn check(data: &str, s: &FineTuneSettings) -> Result<Checked> {
 }
 
 impl Checked {
+    /// The examples as parsed, each a conversation ending in the answer trained on.
+    pub fn conversations(&self) -> &[Vec<Message>] {
+        &self.conversations
+    }
+
     /// Check the targets against the model's config, render every example with
     /// `tokenizer`'s chat template and build the trainer.
     pub fn render(self, config: &ModelConfig, tokenizer: &Tokenizer) -> Result<Prepared> {

@@ -86,23 +86,49 @@ pub fn local_or_download(model: &str, hub: &HubArgs) -> Result<PathBuf> {
     if let Some(g) = &chosen {
         include = vec![g.clone()];
     }
-    let show = std::io::stderr().is_terminal();
+    let folder = into_cache(&client, &repo, hub, &include)?;
+    Ok(match chosen {
+        Some(g) => folder.join(g),
+        None => folder,
+    })
+}
+
+/// The files that say what a model is and how it reads text (config, tokenizer, chat
+/// template): what a plan of a run needs, never the weights.
+pub const TEXT_FILES: [&str; 5] = ["*.json", "tokenizer*", "*.jinja", "*.txt", "*.model"];
+
+/// A local folder as it is; of a repo id only its [`TEXT_FILES`] are downloaded.
+pub fn local_or_download_text(model: &str, hub: &HubArgs) -> Result<PathBuf> {
+    if Path::new(model).exists() {
+        return Ok(PathBuf::from(model));
+    }
+    let repo = RepoRef::parse(model, hub.revision.as_deref())
+        .with_context(|| format!("{model}: neither a folder nor a Hub repo id"))?;
+    let client = HubClient::new(hub.endpoint.clone(), hub.token.clone())?;
+    let include: Vec<String> = TEXT_FILES.iter().map(|s| s.to_string()).collect();
+    into_cache(&client, &repo, hub, &include)
+}
+
+/// The repo's files that pass `include`, downloaded (resumably) into the cache: its folder.
+fn into_cache(
+    client: &HubClient,
+    repo: &RepoRef,
+    hub: &HubArgs,
+    include: &[String],
+) -> Result<PathBuf> {
     let snap = download::snapshot(
-        &client,
+        client,
         download::SnapshotRequest {
-            repo: &repo,
+            repo,
             cache: &cache_dir(hub.cache_dir.as_deref()),
             local_dir: None,
-            include: &include,
+            include,
             exclude: &[],
             dry_run: false,
-            show_progress: show,
+            show_progress: std::io::stderr().is_terminal(),
         },
     )?;
-    Ok(match chosen {
-        Some(g) => snap.folder.join(g),
-        None => snap.folder,
-    })
+    Ok(snap.folder)
 }
 
 /// What `inspect` and the planner read: config.json and the checkpoint's headers, never the

@@ -1,4 +1,7 @@
-//! `hubscope finetune`: LoRA training on the same model, written as a PEFT adapter folder.
+//! `hubscope finetune`: LoRA training on the same model, written as a PEFT adapter folder
+//! (or, with `--emit`, the run handed to LLaMA-Factory or TRL: `emit.rs`).
+
+mod emit;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -66,6 +69,8 @@ pub struct FinetuneArgs {
     /// Print every step's loss as JSON lines, then a summary.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub emit: emit::EmitArgs,
 }
 
 pub fn run(a: FinetuneArgs) -> Result<()> {
@@ -86,6 +91,9 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
     let data = std::fs::read_to_string(&a.data)
         .with_context(|| format!("{}: cannot read", a.data.display()))?;
     let checked = check(&data, &settings).with_context(|| a.data.display().to_string())?;
+    if let Some(framework) = a.emit.emit {
+        return emit::run(&a, framework, checked, &settings);
+    }
     let init = a.init_adapter.as_deref().map(read_adapter).transpose()?;
     let dir = local_or_download(&a.model, &a.hub)?;
     let folder = ModelFolder::open(&dir.to_string_lossy())?;
