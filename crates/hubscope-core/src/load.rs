@@ -117,12 +117,23 @@ pub fn match_tree(config: &ModelConfig, mut tensors: HashMap<String, Found>) -> 
     Ok(report)
 }
 /// Take every parameter of the tree from the given safetensors files (name, full bytes),
-/// converted to the compute dtype, with the load report.
+/// converted to the compute dtype, with the load report. With a quantized `dtype` each linear
+/// weight (and the embedding table) is quantized as it is read, so no more than one of them is
+/// ever held in f32: those come back as blocks.
 pub fn read_checkpoint(
     config: &ModelConfig,
     files: &[(String, &[u8])],
-    dtype: ComputeDtype,
-) -> Result<(HashMap<String, TensorData>, LoadReport)> {
+    dtype: WeightDtype,
+    device: &Device,
+) -> Result<(
+    HashMap<String, TensorData>,
+    HashMap<String, Blocks>,
+    LoadReport,
+)> {
+    let quant = dtype.quant();
+    if let Some(q) = quant {
+        check_quantizable(q, device)?;
+    }
     let headers = files
         .iter()
         .map(|(file, bytes)| FileHeader::parse(file, bytes, Some(bytes.len() as u64)))
@@ -137,17 +148,28 @@ pub fn read_checkpoint(
         }
     }
     let mut out = HashMap::new();
+    let mut blocks = HashMap::new();
     for e in report.loaded() {
         let view = views
             .remove(&e.tensor)
             .ok_or_else(|| safetensors_err(&e.file, format!("tensor `{}` vanished", e.tensor)))?;
         let sd = StoredDtype::of(&e.file, &e.tensor, view.dtype())?;
-        out.insert(
-            e.tensor.clone(),
-            convert(view.data(), sd, dtype, e.shape.clone()),
-        );
+        let data = convert(view.data(), sd, dtype.compute(), e.shape.clone());
+        match quant {
+            Some(q) => match quantize_one(&e.tensor, &data, q, config.tie_word_embeddings)? {
+                Some(b) => {
+                    blocks.insert(e.tensor.clone(), b);
+                }
+                None => {
+                    out.insert(e.tensor.clone(), data);
+                }
+            },
+            None => {
+                out.insert(e.tensor.clone(), data);
+            }
+        }
     }
-    Ok((out, report))
+    Ok((out, blocks, report))
 }
 
 fn check_shape(file: &str, spec: &ParamSpec, found: &[usize]) -> Result<()> {
@@ -423,6 +445,21 @@ pub fn quantize_weights(
     tied: bool,
     device: &Device,
 ) -> Result<HashMap<String, Blocks>> {
+    check_quantizable(quant, device)?;
+    let mut names: Vec<String> = tensors.keys().filter(|n| may_keep(n)).cloned().collect();
+    names.sort();
+    let mut out = HashMap::new();
+    for name in names {
+        if let Some(b) = quantize_one(&name, &tensors[&name], quant, tied)? {
+            tensors.remove(&name);
+            out.insert(name, b);
+        }
+    }
+    Ok(out)
+}
+
+/// Quantized weights run where the block kernels do.
+fn check_quantizable(quant: Quant, device: &Device) -> Result<()> {
     if !on_flex(device) || !crate::cpu::keeps(quant.ggml_type(), 256) {
         return Err(Error::Invalid(format!(
             "--dtype {}: quantized weights run on the CPU device (x86-64 with AVX2) for now; \
@@ -430,32 +467,35 @@ pub fn quantize_weights(
             quant.name()
         )));
     }
-    let mut names: Vec<String> = tensors.keys().filter(|n| may_keep(n)).cloned().collect();
-    names.sort();
-    let mut out = HashMap::new();
-    for name in names {
-        let shape = tensors[&name].shape().to_vec();
-        let [rows, cols] = shape[..] else { continue };
-        let Some(t) = quant
-            .for_weight(&name, cols, tied)
-            .filter(|&t| crate::cpu::keeps(t, cols))
-        else {
-            continue;
-        };
-        let data = tensors.remove(&name).expect("listed above");
-        let values = data
-            .as_slice::<f32>()
-            .map_err(|e| Error::Invalid(format!("{name}: {e:?}")))?;
-        let bytes = quantize_matrix(t, values, cols)?;
-        let m = crate::cpu::BlockMatrix {
-            ggml_type: t,
-            rows,
-            cols,
-            bytes,
-        };
-        out.insert(name, std::sync::Arc::new(m));
+    Ok(())
+}
+
+/// One tensor (f32) as `quant`'s blocks, or None where it stays as it is: not a weight that
+/// may be kept in blocks, not a matrix, or rows that are not whole blocks of any type the
+/// kernels read.
+fn quantize_one(name: &str, data: &TensorData, quant: Quant, tied: bool) -> Result<Option<Blocks>> {
+    if !may_keep(name) {
+        return Ok(None);
     }
-    Ok(out)
+    let [rows, cols] = data.shape()[..] else {
+        return Ok(None);
+    };
+    let Some(t) = quant
+        .for_weight(name, cols, tied)
+        .filter(|&t| crate::cpu::keeps(t, cols))
+    else {
+        return Ok(None);
+    };
+    let values = data
+        .as_slice::<f32>()
+        .map_err(|e| Error::Invalid(format!("{name}: {e:?}")))?;
+    let bytes = quantize_matrix(t, values, cols)?;
+    Ok(Some(std::sync::Arc::new(crate::cpu::BlockMatrix {
+        ggml_type: t,
+        rows,
+        cols,
+        bytes,
+    })))
 }
 
 impl Model {
@@ -485,8 +525,9 @@ impl Model {
         device: &Device,
     ) -> Result<Self> {
         let dtype = dtype.into();
-        let (tensors, report) = read_checkpoint(&config, files, dtype.compute())?;
-        Self::from_tensors(config, tensors, HashMap::new(), dtype, device, report)
+        // Linear weights come back in blocks already where `dtype` is quantized.
+        let (tensors, blocks, report) = read_checkpoint(&config, files, dtype, device)?;
+        Self::from_tensors(config, tensors, blocks, dtype, device, report)
     }
 
     /// Load from a burnpack file (what `hubscope export --format burnpack` writes).
