@@ -497,3 +497,41 @@ fn a_repo_id_is_handed_off_without_downloading_weights() {
         "{yaml}"
     );
 }
+
+#[test]
+fn a_run_this_machine_cannot_hold_points_to_the_hand_off() {
+    // Qwen2.5-72B's shape (config.json and tokenizer only): LoRA on its f32 base needs far more
+    // than any machine these tests run on. finetune says so before reading weights (then
+    // fails for want of them: exit 1).
+    let tmp = tempfile::tempdir().unwrap();
+    let m = qwen_1_5b(tmp.path());
+    let mut c: Value =
+        serde_json::from_slice(&std::fs::read(m.join("config.json")).unwrap()).unwrap();
+    for (k, v) in [
+        ("hidden_size", 8192),
+        ("intermediate_size", 29568),
+        ("num_hidden_layers", 80),
+        ("num_attention_heads", 64),
+        ("num_key_value_heads", 8),
+        ("vocab_size", 152064),
+    ] {
+        c[k] = v.into();
+    }
+    c["tie_word_embeddings"] = false.into();
+    std::fs::write(m.join("config.json"), c.to_string()).unwrap();
+    let o = hubscope(&[
+        "finetune",
+        m.to_str().unwrap(),
+        "--data",
+        data().to_str().unwrap(),
+        "--out",
+        tmp.path().join("out").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("warning: the planner puts this run (LoRA r=8 (f32 base))")
+            && err.contains("--emit llamafactory"),
+        "{err}"
+    );
+}

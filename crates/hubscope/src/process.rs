@@ -1,5 +1,5 @@
-//! Facts and settings of this process: resident memory (for `bench` and `finetune`) and the
-//! glibc allocator's handling of freed memory.
+//! Facts and settings of this process: resident memory (for `bench` and `finetune`), the
+//! machine's available memory, and the glibc allocator's handling of freed memory.
 
 /// Peak and current resident set size of this process, in bytes (Linux).
 pub fn rss() -> (u64, u64) {
@@ -13,6 +13,19 @@ pub fn rss() -> (u64, u64) {
             .map_or(0, |kb| kb * 1024)
     };
     (field("VmHWM:"), field("VmRSS:"))
+}
+
+/// Memory the kernel says a new allocation can take without swapping (`MemAvailable`, Linux).
+pub fn available_memory() -> Option<u64> {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("MemAvailable:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse::<u64>()
+        .ok()
+        .map(|kb| kb * 1024)
 }
 
 /// Start a new peak: the next `rss().0` is the highest resident set from now on (Linux ≥ 4.0;

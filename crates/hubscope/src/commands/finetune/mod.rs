@@ -105,6 +105,7 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
         )
     })?;
     let mut run = checked.render(&text.config, tok)?;
+    warn_if_it_does_not_fit(&a, &text.config, &run)?;
     // The training's own peak: from here (the tokenizer's parsing peak is not the model's).
     crate::process::release_freed_memory();
     let rss_before = crate::process::rss().1;
@@ -196,6 +197,46 @@ pub fn run(a: FinetuneArgs) -> Result<()> {
             tokens as f64 / secs
         );
         println!("{}", a.out.display());
+    }
+    Ok(())
+}
+
+/// Where the planner's row for this run (LoRA, or QLoRA on a quantized base; the longest
+/// example's tokens) needs more than this machine has available, say so before loading, and
+/// how to hand the run to a GPU cluster instead. Only for the CPU device, whose memory is the
+/// machine's.
+fn warn_if_it_does_not_fit(
+    a: &FinetuneArgs,
+    config: &hubscope_core::ModelConfig,
+    run: &hubscope_core::lora::Prepared,
+) -> Result<()> {
+    use hubscope_core::plan::{PlanDtype, plan};
+    if a.dev.device != "cpu" {
+        return Ok(());
+    }
+    let dtype = a.dev.dtype()?;
+    let p = plan(
+        config,
+        run.longest,
+        a.batch_size,
+        a.lora_rank,
+        PlanDtype::from(dtype),
+    );
+    let row = if dtype.quant().is_some() { 2 } else { 1 };
+    let (Some(need), Some(have)) = (
+        p.fine_tuning.get(row).map(|r| r.total),
+        crate::process::available_memory(),
+    ) else {
+        return Ok(());
+    };
+    if need > have {
+        eprintln!(
+            "warning: the planner puts this run ({}) at {}, and this machine has {} available; \
+             `--emit llamafactory` or `--emit trl` writes the same run for GPUs instead",
+            p.fine_tuning[row].method,
+            hubscope_core::units::human_bytes(need),
+            hubscope_core::units::human_bytes(have)
+        );
     }
     Ok(())
 }
