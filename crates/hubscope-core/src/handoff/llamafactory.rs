@@ -3,7 +3,7 @@
 
 use super::launch::{deepspeed_json, deepspeed_name};
 use super::yaml::Doc;
-use super::{Method, Run, messages_jsonl};
+use super::{Method, Run, messages_jsonl, training_arguments};
 use crate::OutFile;
 use crate::error::{Error, Result};
 
@@ -76,30 +76,10 @@ pub fn files(run: &Run) -> Result<Vec<OutFile>> {
                 "saves/lora"
             },
         )
-        .set("logging_steps", 1usize)
-        .set("save_strategy", "epoch")
-        .set("report_to", "none")
         .blank()
-        .comment("train")
-        .comment(&format!(
-            "Per GPU as planned; the global batch is {} ({} per GPU x {} GPU(s); hubscope's: {}).",
-            s.batch_size * p.gpus as usize,
-            s.batch_size,
-            p.gpus,
-            s.batch_size
-        ))
-        .set("per_device_train_batch_size", s.batch_size)
-        .set("gradient_accumulation_steps", 1usize)
-        .set("learning_rate", s.lr)
-        .set("num_train_epochs", s.epochs as f64)
-        .comment("hubscope's AdamW: constant learning rate, no warm-up, no gradient clipping")
-        .set("lr_scheduler_type", "constant")
-        .set("warmup_ratio", 0.0)
-        .set("max_grad_norm", 0.0)
-        .set("weight_decay", s.weight_decay)
-        .set("seed", s.seed)
-        .set("bf16", true)
-        .set("ddp_timeout", 180000000usize);
+        .comment("train");
+    training_arguments(&mut d, run);
+    d.set("ddp_timeout", 180000000usize);
     let info = serde_json::json!({
         DATASET: {
             "file_name": "data.jsonl",

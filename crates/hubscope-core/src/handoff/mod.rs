@@ -132,6 +132,33 @@ pub fn emit(run: &Run, framework: Framework) -> Result<Vec<OutFile>> {
     Ok(files)
 }
 
+/// transformers' `TrainingArguments` both engines take: logging, the batch per GPU as planned,
+/// and hubscope's schedule (AdamW at a constant rate, no warm-up, no clipping) in bf16.
+fn training_arguments(d: &mut yaml::Doc, run: &Run) {
+    let (s, p) = (run.settings, &run.placement);
+    d.set("logging_steps", 1usize)
+        .set("save_strategy", "epoch")
+        .set("report_to", "none")
+        .comment(&format!(
+            "Per GPU as planned; the global batch is {} ({} per GPU x {} GPU(s); hubscope's: {}).",
+            s.batch_size * p.gpus as usize,
+            s.batch_size,
+            p.gpus,
+            s.batch_size
+        ))
+        .set("per_device_train_batch_size", s.batch_size)
+        .set("gradient_accumulation_steps", 1usize)
+        .set("learning_rate", s.lr)
+        .set("num_train_epochs", s.epochs as f64)
+        .comment("hubscope's AdamW: constant learning rate, no warm-up, no gradient clipping")
+        .set("lr_scheduler_type", "constant")
+        .set("warmup_ratio", 0.0)
+        .set("max_grad_norm", 0.0)
+        .set("weight_decay", s.weight_decay)
+        .set("seed", s.seed)
+        .set("bf16", true);
+}
+
 /// One JSON line per example: `{"messages": [...]}` (role, content).
 fn messages_jsonl(conversations: &[Vec<Message>]) -> Vec<u8> {
     let mut out = String::new();

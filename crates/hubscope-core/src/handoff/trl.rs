@@ -5,7 +5,7 @@
 
 use super::launch::accelerate_yaml;
 use super::yaml::Doc;
-use super::{Method, Run};
+use super::{Method, Run, training_arguments};
 use crate::OutFile;
 use crate::error::Result;
 
@@ -55,29 +55,9 @@ pub fn files(run: &Run) -> Result<Vec<OutFile>> {
             } else {
                 "output-lora"
             },
-        )
-        .set("logging_steps", 1usize)
-        .set("save_strategy", "epoch")
-        .set("report_to", "none")
-        .comment(&format!(
-            "Per GPU as planned; the global batch is {} ({} per GPU x {} GPU(s); hubscope's: {}).",
-            s.batch_size * p.gpus as usize,
-            s.batch_size,
-            p.gpus,
-            s.batch_size
-        ))
-        .set("per_device_train_batch_size", s.batch_size)
-        .set("gradient_accumulation_steps", 1usize)
-        .set("learning_rate", s.lr)
-        .set("num_train_epochs", s.epochs as f64)
-        .comment("hubscope's AdamW: constant learning rate, no warm-up, no gradient clipping")
-        .set("lr_scheduler_type", "constant")
-        .set("warmup_ratio", 0.0)
-        .set("max_grad_norm", 0.0)
-        .set("weight_decay", s.weight_decay)
-        .set("seed", s.seed)
-        .set("bf16", true)
-        .set("gradient_checkpointing", s.gradient_checkpointing);
+        );
+    training_arguments(&mut d, run);
+    d.set("gradient_checkpointing", s.gradient_checkpointing);
     let mut data = String::new();
     for c in run.conversations {
         let (last, prompt) = c.split_last().unwrap_or((&c[0], &[]));
