@@ -535,3 +535,22 @@ fn a_run_this_machine_cannot_hold_points_to_the_hand_off() {
         "{err}"
     );
 }
+
+#[test]
+fn mem_places_the_runs_as_the_hand_off_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = qwen_1_5b(tmp.path());
+    let full = emit_model(&m, &tmp.path().join("full"), &["--emit", "trl", "--full"]);
+    let lora = emit_model(&m, &tmp.path().join("lora"), &["--emit", "trl"]);
+    let context = full["max_length"].to_string();
+    let o = hubscope(&["mem", m.to_str().unwrap(), "--context", &context, "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rows = &v["gpu_plan"]["rows"];
+    assert_eq!(v["gpu_plan"]["gpu_bytes"], 80_000_000_000u64);
+    assert_eq!(rows[0]["method"], "full fine-tuning");
+    assert_eq!(rows[0]["placement"], full["placement"]);
+    assert_eq!(rows[1]["method"], "LoRA");
+    assert_eq!(rows[1]["placement"], lora["placement"]);
+    assert_eq!(rows[2]["method"], "QLoRA");
+}

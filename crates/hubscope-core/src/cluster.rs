@@ -9,6 +9,9 @@
 
 use serde::Serialize;
 
+use crate::config::ModelConfig;
+use crate::plan::PlanDtype;
+
 /// How the training states are spread over the GPUs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -42,6 +45,62 @@ pub struct TrainingMemory {
     pub largest_layer: u64,
     /// Activations one GPU keeps for its micro-batch.
     pub activations: u64,
+}
+
+/// What is trained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    Lora,
+    /// LoRA on a 4-bit base (bitsandbytes NF4 in the engines runs are handed to).
+    Qlora,
+    Full,
+}
+
+impl Method {
+    pub const ALL: [Method; 3] = [Method::Full, Method::Lora, Method::Qlora];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Lora => "LoRA",
+            Self::Qlora => "QLoRA",
+            Self::Full => "full fine-tuning",
+        }
+    }
+}
+
+/// What a run of `method` holds on GPUs in bf16 mixed precision, with gradient checkpointing,
+/// for `context` tokens × `batch` per GPU; LoRA of `rank` on `targets` (PEFT's last names).
+/// The frozen base is bf16, or for QLoRA 4-bit with the embedding table and an untied head in
+/// 16 bits (as bitsandbytes keeps them: the planner's int4 inference weights).
+pub fn training_memory(
+    c: &ModelConfig,
+    method: Method,
+    rank: usize,
+    targets: &[String],
+    context: usize,
+    batch: usize,
+) -> TrainingMemory {
+    let p = crate::plan::plan(c, context, batch, rank, PlanDtype::Bf16);
+    let embed = (c.vocab_size * c.hidden_size) as u64;
+    TrainingMemory {
+        trainable: match method {
+            Method::Full => p.parameters,
+            _ => crate::plan::lora_params_for(c, rank, targets),
+        },
+        frozen_bytes: match method {
+            Method::Full => 0,
+            Method::Lora => p.parameters * 2,
+            Method::Qlora => p
+                .inference
+                .iter()
+                .find(|r| r.dtype == PlanDtype::Int4)
+                .map_or(p.parameters, |r| r.weights),
+        },
+        largest_layer: crate::plan::largest_layer_weights(c).max(embed),
+        // The full fine-tuning row's: bf16 activations, checkpointed.
+        activations: p.fine_tuning.first().map_or(0, |r| r.activations),
+    }
 }
 
 /// Bytes per trainable parameter besides its 16-bit copy (DeepSpeed's 18).

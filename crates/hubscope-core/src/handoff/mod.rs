@@ -11,6 +11,7 @@ mod trl;
 mod yaml;
 
 use crate::OutFile;
+pub use crate::cluster::Method;
 use crate::cluster::{Placement, TrainingMemory};
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
@@ -36,25 +37,6 @@ impl Framework {
         match self {
             Self::LlamaFactory => "LLaMA-Factory",
             Self::Trl => "TRL",
-        }
-    }
-}
-
-/// What is trained.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
-    Lora,
-    /// LoRA on a 4-bit base (bitsandbytes NF4 in both engines).
-    Qlora,
-    Full,
-}
-
-impl Method {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Lora => "LoRA",
-            Self::Qlora => "QLoRA",
-            Self::Full => "full fine-tuning",
         }
     }
 }

@@ -6,6 +6,7 @@
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use hubscope_core::ModelConfig;
+use hubscope_core::cluster::{Gpus, Method, Placement, place, training_memory};
 use hubscope_core::kv::{KvLayout, LayerCache};
 use hubscope_core::plan::{
     FineTune, PlanDtype, Run, gguf_plan, header_plan, oversized_tensors, plan, verdict,
@@ -315,6 +316,7 @@ pub fn run(a: MemArgs) -> Result<()> {
         .iter()
         .filter(|r| only.is_none_or(|d| d == r.dtype))
         .collect();
+    let on_gpus = gpu_placements(&config, &a);
     if a.json {
         let verdicts: Vec<_> = targets
             .iter()
@@ -332,6 +334,10 @@ pub fn run(a: MemArgs) -> Result<()> {
         v["inference"] = json!(rows);
         v["verdicts"] = json!(verdicts);
         v["webgpu_adapters"] = json!(gpus.adapters);
+        v["gpu_plan"] = json!({"gpu_bytes": on_gpus.0, "rows": on_gpus.1.iter().map(|(m, r)| match r {
+            Ok(p) => json!({"method": m.name(), "placement": p}),
+            Err(need) => json!({"method": m.name(), "does_not_fit_per_gpu_bytes": need}),
+        }).collect::<Vec<_>>()});
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
@@ -375,6 +381,29 @@ pub fn run(a: MemArgs) -> Result<()> {
     }
     println!();
     print_fine_tuning(&format!("context {}", p.context), &p.fine_tuning, true);
+    println!();
+    println!(
+        "On {} GPUs (bf16 mixed precision, DeepSpeed's count; `finetune --emit llamafactory|trl` writes the run):",
+        hb(on_gpus.0)
+    );
+    for (m, r) in &on_gpus.1 {
+        match r {
+            Ok(p) => println!(
+                "  {:<18} {} GPU(s) on {} machine(s), sharding {}, {} each",
+                m.name(),
+                p.gpus,
+                p.nodes,
+                p.sharding.name(),
+                hb(p.per_gpu)
+            ),
+            Err(need) => println!(
+                "  {:<18} does not fit on {} GPUs ({} each with ZeRO-3)",
+                m.name(),
+                hubscope_core::cluster::MAX_GPUS,
+                hb(*need)
+            ),
+        }
+    }
     if !targets.is_empty() {
         println!();
         for (name, cap) in &targets {
@@ -433,4 +462,28 @@ pub fn run(a: MemArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Full fine-tuning, LoRA and QLoRA of the run (`--context`, `--batch` per GPU, `--lora-rank` on
+/// every projection) placed on GPUs of `--gpu-gb` (80 GB by default), eight per machine: the
+/// GPU bytes and, per method, the placement or what one GPU would need.
+fn gpu_placements(
+    config: &ModelConfig,
+    a: &MemArgs,
+) -> (u64, Vec<(Method, std::result::Result<Placement, u64>)>) {
+    let memory = (a.gpu_gb.unwrap_or(80.0) * 1e9) as u64;
+    let gpus = Gpus {
+        memory,
+        per_node: 8,
+        count: None,
+    };
+    let targets = hubscope_core::layout::projection_names(config);
+    let rows = Method::ALL
+        .iter()
+        .map(|&m| {
+            let t = training_memory(config, m, a.lora_rank, &targets, a.context, a.batch);
+            (m, place(&t, &gpus))
+        })
+        .collect();
+    (memory, rows)
 }

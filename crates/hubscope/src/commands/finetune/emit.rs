@@ -8,10 +8,9 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use hubscope_core::WeightDtype;
-use hubscope_core::cluster::{Gpus, TrainingMemory, place};
+use hubscope_core::cluster::{Gpus, place, training_memory};
 use hubscope_core::handoff::{Framework, Launcher, Lora, Method, Run, emit};
 use hubscope_core::lora::{Checked, FineTuneSettings};
-use hubscope_core::plan::{PlanDtype, largest_layer_weights, lora_params_for, plan};
 use hubscope_core::units::human_bytes;
 use serde_json::json;
 
@@ -105,33 +104,14 @@ pub fn run(
     });
     // The planner's figures for this run: bf16 mixed precision, each GPU's batch, the longest
     // example's tokens, gradient checkpointing (what the engines' activations are sized by).
-    let p = plan(
+    let memory = training_memory(
         c,
+        method,
+        prepared.fresh.r,
+        &prepared.fresh.target_modules,
         prepared.longest,
         settings.batch_size,
-        settings.rank,
-        PlanDtype::Bf16,
     );
-    let embed = (c.vocab_size * c.hidden_size) as u64;
-    let memory = TrainingMemory {
-        trainable: match &lora {
-            Some(l) => lora_params_for(c, l.rank, &l.targets),
-            None => p.parameters,
-        },
-        frozen_bytes: match method {
-            Method::Full => 0,
-            Method::Lora => p.parameters * 2,
-            // bitsandbytes keeps the embedding table (and an untied head) in 16 bits, as the
-            // planner's int4 inference row counts it.
-            Method::Qlora => p
-                .inference
-                .iter()
-                .find(|r| r.dtype == PlanDtype::Int4)
-                .map_or(p.parameters, |r| r.weights),
-        },
-        largest_layer: largest_layer_weights(c).max(embed),
-        activations: p.fine_tuning[0].activations,
-    };
     let gpus = Gpus {
         memory: (e.gpu_gb * 1e9) as u64,
         per_node: e.gpus_per_node,
