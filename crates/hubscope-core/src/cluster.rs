@@ -148,6 +148,9 @@ pub struct Placement {
     pub usable: u64,
 }
 
+/// The GPU a plan assumes where none is named: 80 GB (A100/H100 80GB).
+pub const DEFAULT_GPU_GB: f64 = 80.0;
+
 /// The most GPUs a plan considers.
 pub const MAX_GPUS: u64 = 1024;
 

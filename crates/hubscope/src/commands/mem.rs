@@ -471,7 +471,7 @@ fn gpu_placements(
     config: &ModelConfig,
     a: &MemArgs,
 ) -> (u64, Vec<(Method, std::result::Result<Placement, u64>)>) {
-    let memory = (a.gpu_gb.unwrap_or(80.0) * 1e9) as u64;
+    let memory = (a.gpu_gb.unwrap_or(hubscope_core::cluster::DEFAULT_GPU_GB) * 1e9) as u64;
     let gpus = Gpus {
         memory,
         per_node: 8,

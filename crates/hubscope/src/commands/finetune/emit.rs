@@ -32,7 +32,7 @@ pub struct EmitArgs {
     #[arg(long, requires = "emit")]
     pub full: bool,
     /// With --emit: memory of one GPU, in GB.
-    #[arg(long, default_value_t = 80.0, requires = "emit")]
+    #[arg(long, default_value_t = hubscope_core::cluster::DEFAULT_GPU_GB, requires = "emit")]
     pub gpu_gb: f64,
     /// With --emit: use exactly this many GPUs (default: the fewest that hold the run).
     #[arg(long, requires = "emit")]
