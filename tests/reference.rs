@@ -760,3 +760,104 @@ fn batched_decode_matches_transformers_greedy() {
         }
     }
 }
+
+/// The page streams weights through the core's `Feed` in whatever chunks the network hands
+/// it. A model fed in chunks of several sizes (3 bytes: pieces split everywhere; a page; a
+/// megabyte) computes the same logits, bit for bit, as the one loaded from the whole file
+/// (which `tokens_logits_layers_and_greedy_match_transformers_f32` checks against
+/// transformers); a file cut short names the tensor it ends in, and a tensor overlapping the
+/// one before it is refused.
+#[test]
+fn weights_fed_in_chunks_load_the_same_model() {
+    use hubscope_core::feed::Feed;
+    use hubscope_core::safetensors::FileHeader;
+    let device = Device::flex();
+    for name in ["tiny-qwen2", "tiny-llama"] {
+        let dir = common::fixtures().join(name);
+        let config =
+            ModelConfig::from_json(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+        let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
+        let file = "model.safetensors";
+        let header = FileHeader::parse(file, &bytes, Some(bytes.len() as u64)).unwrap();
+        let r: Value =
+            serde_json::from_slice(&std::fs::read(dir.join("reference.json")).unwrap()).unwrap();
+        let ids: Vec<u32> = r["prompts"][0]["input_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        let logits = |m: &Model| {
+            let (l, _) = m.forward_traced(&ids).expect("forward");
+            pollster::block_on(read_f32(l)).expect("read")
+        };
+        let whole = Model::from_safetensors(
+            config.clone(),
+            &[(file.into(), &bytes)],
+            ComputeDtype::F32,
+            &device,
+        )
+        .unwrap();
+        let want = logits(&whole);
+        for chunk in [3, 4096, 1 << 20] {
+            let mut feed = Feed::safetensors(
+                config.clone(),
+                &[header.clone()],
+                ComputeDtype::F32,
+                &device,
+            )
+            .unwrap();
+            let tensors = feed.pieces().len();
+            for (i, c) in bytes.chunks(chunk).enumerate() {
+                feed.take(file, c).unwrap();
+                if i == 0 && chunk == 1 << 20 {
+                    assert!(feed.progress().0 < tensors, "placed as they complete");
+                }
+            }
+            feed.end_of(file).unwrap();
+            assert_eq!(feed.progress(), (tensors, tensors));
+            let got = logits(&feed.finish().unwrap());
+            assert!(got == want, "{name}: chunks of {chunk} bytes");
+        }
+        // Cut 10 bytes short: the last tensor in the file is named.
+        let last = header
+            .tensors
+            .iter()
+            .max_by_key(|(_, t)| t.data_offsets.1)
+            .map(|(n, _)| n.clone())
+            .unwrap();
+        let mut feed = Feed::safetensors(
+            config.clone(),
+            &[header.clone()],
+            ComputeDtype::F32,
+            &device,
+        )
+        .unwrap();
+        feed.take(file, &bytes[..bytes.len() - 10]).unwrap();
+        let e = feed.end_of(file).unwrap_err().to_string();
+        assert!(e.contains(&last) && e.contains(file), "{e}");
+        assert!(feed.finish().is_err(), "an unfinished feed builds no model");
+    }
+    // Two tensors claiming the same bytes.
+    let dir = common::fixtures().join("tiny-llama");
+    let config = ModelConfig::from_json(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
+    let mut header =
+        FileHeader::parse("model.safetensors", &bytes, Some(bytes.len() as u64)).unwrap();
+    let mut norms: Vec<String> = header
+        .tensors
+        .keys()
+        .filter(|n| n.ends_with("layernorm.weight"))
+        .cloned()
+        .collect();
+    norms.sort_by_key(|n| header.tensors[n].data_offsets.0);
+    let first = header.tensors[&norms[0]].data_offsets;
+    let second = header.tensors.get_mut(&norms[1]).unwrap();
+    second.data_offsets = (first.0 + 4, first.1 + 4);
+    let mut feed = Feed::safetensors(config, &[header], ComputeDtype::F32, &device).unwrap();
+    let e = feed
+        .take("model.safetensors", &bytes)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("overlaps"), "{e}");
+}

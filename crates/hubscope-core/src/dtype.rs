@@ -7,7 +7,8 @@ use crate::error::{Error, Result};
 use crate::quantize::Quant;
 
 /// Compute dtype of the loaded model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ComputeDtype {
     F32,
     F16,
@@ -49,12 +50,31 @@ impl ComputeDtype {
     }
 }
 
-/// What a model's weights are loaded as: all in a compute dtype, or the linear weights and the
-/// embedding table quantized to ggml blocks as they load (computing in f32; `--dtype q4_k`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a model's weights are loaded as: all in a compute dtype; the linear weights and the
+/// embedding table quantized to ggml blocks as they load (computing in f32; `--dtype q4_k`);
+/// or those kept as the checkpoint stores them — f16/bf16 values, or a GGUF file's blocks
+/// where the CPU kernels read them — computing in f32 (`--dtype stored`: llama.cpp's way of
+/// running a file, exactly transformers' f32 computation on the stored weights, in the
+/// memory of the file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(into = "String", try_from = "String")]
 pub enum WeightDtype {
     Float(ComputeDtype),
     Blocks(Quant),
+    Stored,
+}
+
+impl From<WeightDtype> for String {
+    fn from(d: WeightDtype) -> String {
+        d.name().to_string()
+    }
+}
+
+impl TryFrom<String> for WeightDtype {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self> {
+        WeightDtype::parse(&s)
+    }
 }
 
 impl WeightDtype {
@@ -62,9 +82,12 @@ impl WeightDtype {
         if let Some(q) = Quant::parse(s) {
             return Ok(Self::Blocks(q));
         }
+        if s.eq_ignore_ascii_case("stored") {
+            return Ok(Self::Stored);
+        }
         ComputeDtype::parse(s).map(Self::Float).map_err(|_| {
             Error::Invalid(format!(
-                "unknown dtype `{s}` (f32, f16, bf16, or quantized: q8_0, q4_0, q4_k)"
+                "unknown dtype `{s}` (f32, f16, bf16, stored, or quantized: q8_0, q4_0, q4_k)"
             ))
         })
     }
@@ -72,12 +95,12 @@ impl WeightDtype {
     pub fn compute(self) -> ComputeDtype {
         match self {
             Self::Float(d) => d,
-            Self::Blocks(_) => ComputeDtype::F32,
+            Self::Blocks(_) | Self::Stored => ComputeDtype::F32,
         }
     }
     pub fn quant(self) -> Option<Quant> {
         match self {
-            Self::Float(_) => None,
+            Self::Float(_) | Self::Stored => None,
             Self::Blocks(q) => Some(q),
         }
     }
@@ -85,6 +108,7 @@ impl WeightDtype {
         match self {
             Self::Float(d) => d.name(),
             Self::Blocks(q) => q.name(),
+            Self::Stored => "stored",
         }
     }
 }

@@ -3,25 +3,21 @@
 //! it permutes for llama-architecture files put back in order), dequantized to the compute
 //! dtype ([`crate::ggml`]) and built into the same modules as a safetensors checkpoint.
 
-use std::collections::HashMap;
-
-use burn::tensor::{Device, TensorData};
+use burn::tensor::Device;
 use serde_json::{Map, Value, json};
 
 use crate::bundle::TokenizerBytes;
 use crate::config::ModelConfig;
 use crate::dtype::WeightDtype;
 use crate::error::{Error, Result};
-use crate::ggml;
-use crate::gguf::{GgufHeader, GgufTensor, Parsed, parse};
-use crate::load::{Found, match_tree, may_keep, on_flex};
+use crate::feed::Feed;
+use crate::gguf::{GgufHeader, Parsed, parse};
 use crate::model::Model;
-use crate::report::{LoadReport, StoredType};
 
 /// The GGUF architectures hubscope runs: transformers' `model_type` and class, and whether
 /// llama.cpp's converter permuted the q/k projection rows (it does for `llama`, for rotary in
 /// its layout).
-fn family(h: &GgufHeader) -> Result<(&'static str, &'static str, bool)> {
+pub(crate) fn family(h: &GgufHeader) -> Result<(&'static str, &'static str, bool)> {
     match h.architecture() {
         Some("llama") => Ok(("llama", "LlamaForCausalLM", true)),
         Some("qwen2") => Ok(("qwen2", "Qwen2ForCausalLM", false)),
@@ -220,6 +216,36 @@ pub fn permuted_heads(config: &ModelConfig, tensor: &str) -> Option<usize> {
     }
 }
 
+/// Bytes the weights of a GGUF file take once loaded for generation in `dtype` on the CPU (as
+/// [`crate::feed::Feed::gguf`] loads them with `keep_blocks`): with f32 or `stored` the linear
+/// weights the block kernels read stay in their blocks, with `stored` 16-bit ones stay too;
+/// every other tensor is dequantized to the compute dtype.
+pub fn loaded_bytes(h: &GgufHeader, dtype: WeightDtype) -> u64 {
+    let compute = dtype.compute();
+    let keep = compute == crate::ComputeDtype::F32 && dtype.quant().is_none();
+    let per_value = if compute == crate::ComputeDtype::F32 {
+        4
+    } else {
+        2
+    };
+    h.tensors
+        .iter()
+        .map(|t| {
+            let linear =
+                t.shape.len() == 2 && hf_name(&t.name).is_some_and(|n| crate::load::may_keep(&n));
+            let blocks = keep && linear && crate::cpu::keeps(t.ggml_type, t.shape[1] as usize);
+            let half = dtype == WeightDtype::Stored
+                && linear
+                && matches!(t.ggml_type, crate::quantize::F16 | crate::quantize::BF16);
+            if blocks || half {
+                t.bytes
+            } else {
+                t.shape.iter().product::<u64>() * per_value
+            }
+        })
+        .sum()
+}
+
 impl Model {
     /// Load a GGUF file (`bytes`, all of it) of a family hubscope runs. With `keep_blocks`, on
     /// the CPU device in f32, linear weights of the types the block kernel reads stay in their
@@ -233,9 +259,6 @@ impl Model {
         device: &Device,
         keep_blocks: bool,
     ) -> Result<Self> {
-        let dtype = dtype.into();
-        let compute = dtype.compute();
-        let keep_blocks = keep_blocks && compute == crate::ComputeDtype::F32 && on_flex(device);
         let h = match parse(file, bytes, Some(bytes.len() as u64))? {
             Parsed::Header(h) => h,
             Parsed::NeedBytes(_) => {
@@ -245,63 +268,9 @@ impl Model {
                 });
             }
         };
-        let (_, _, permuted) = family(&h)?;
-        let mut by_name: HashMap<String, &GgufTensor> = HashMap::new();
-        let mut found = HashMap::new();
-        for t in &h.tensors {
-            let Some(name) = hf_name(&t.name) else {
-                return Err(Error::GgufTensor {
-                    file: file.to_string(),
-                    tensor: t.name.clone(),
-                    message: format!(
-                        "not a tensor of the {} architecture as hubscope knows it",
-                        h.architecture().unwrap_or_default()
-                    ),
-                });
-            };
-            // Checked before anything is read or built.
-            ggml::check_readable(t.ggml_type, file, &t.name)?;
-            found.insert(
-                name.clone(),
-                Found {
-                    file: file.to_string(),
-                    shape: t.shape.iter().map(|&d| d as usize).collect(),
-                    stored: StoredType::Ggml(t.ggml_type),
-                },
-            );
-            by_name.insert(name, t);
-        }
-        let report: LoadReport = match_tree(&config, found)?;
-        let mut tensors: HashMap<String, TensorData> = HashMap::new();
-        let mut blocks = HashMap::new();
-        for e in report.loaded() {
-            let t = by_name[&e.tensor];
-            let start = (h.data_offset + t.offset) as usize;
-            let mut raw = std::borrow::Cow::Borrowed(&bytes[start..start + t.bytes as usize]);
-            if permuted && let Some(heads) = permuted_heads(&config, &e.tensor) {
-                raw = permute_rows(&raw, e.shape[0], heads, false).into();
-            }
-            if keep_blocks
-                && may_keep(&e.tensor)
-                && e.shape.len() == 2
-                && crate::cpu::keeps(t.ggml_type, e.shape[1])
-            {
-                let m = crate::cpu::BlockMatrix {
-                    ggml_type: t.ggml_type,
-                    rows: e.shape[0],
-                    cols: e.shape[1],
-                    bytes: raw.into_owned(),
-                };
-                blocks.insert(e.tensor.clone(), std::sync::Arc::new(m));
-                continue;
-            }
-            let values = ggml::dequantize(t.ggml_type, &raw, file, &t.name)?;
-            tensors.insert(
-                e.tensor.clone(),
-                TensorData::new(values, e.shape.clone()).convert_dtype(compute.burn()),
-            );
-        }
-        Model::from_tensors(config, tensors, blocks, dtype, device, report)
+        let mut feed = Feed::gguf(config, file, &h, dtype, device, keep_blocks)?;
+        feed.put_whole(&[(file.to_string(), bytes)])?;
+        feed.finish()
     }
 }
 

@@ -157,7 +157,8 @@ fn tensor_type(name: &str, shape: &[usize], dtype: WeightDtype, tied: bool) -> G
         return F32;
     }
     match dtype {
-        WeightDtype::Float(ComputeDtype::F32) => F32,
+        // `stored` names how a run holds weights, not a file type (export refuses it).
+        WeightDtype::Float(ComputeDtype::F32) | WeightDtype::Stored => F32,
         WeightDtype::Float(ComputeDtype::F16) => F16,
         WeightDtype::Float(ComputeDtype::BF16) => BF16,
         WeightDtype::Blocks(q) => q
@@ -169,7 +170,7 @@ fn tensor_type(name: &str, shape: &[usize], dtype: WeightDtype, tied: bool) -> G
 /// `general.file_type` (llama.cpp's `llama_ftype`) of a file written in `dtype`.
 fn file_type(dtype: WeightDtype) -> u32 {
     match dtype {
-        WeightDtype::Float(ComputeDtype::F32) => 0,
+        WeightDtype::Float(ComputeDtype::F32) | WeightDtype::Stored => 0,
         WeightDtype::Float(ComputeDtype::F16) => 1,
         WeightDtype::Float(ComputeDtype::BF16) => 32,
         WeightDtype::Blocks(q) => q.file_type(),

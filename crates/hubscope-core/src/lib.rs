@@ -19,6 +19,7 @@ pub mod cpu;
 pub mod dtype;
 pub mod error;
 pub mod export;
+pub mod feed;
 pub mod generate;
 pub mod ggml;
 pub mod gguf;

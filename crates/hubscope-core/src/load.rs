@@ -7,12 +7,12 @@ use std::collections::HashMap;
 
 use burn::module::Param;
 use burn::tensor::{DType, Device, Tensor, TensorData};
-use safetensors::SafeTensors;
 
 use crate::config::ModelConfig;
 use crate::cpu::Blocks;
 use crate::dtype::{ComputeDtype, WeightDtype};
 use crate::error::{Error, Result};
+use crate::feed::Feed;
 use crate::layout::layer_linears;
 use crate::model::{
     Attention, CausalLm, DecoderLayer, DecoderModel, Embedding, FeedForward, Linear, Mlp, Model,
@@ -20,7 +20,7 @@ use crate::model::{
 };
 use crate::quantize::{Quant, quantize_matrix};
 use crate::report::{LoadEntry, LoadReport, LoadStatus, StoredType};
-use crate::safetensors::{FileHeader, StoredDtype, convert, safetensors_err};
+use crate::safetensors::{FileHeader, StoredDtype, convert};
 use crate::structure::{ParamSpec, model_tree};
 
 /// Buffers that checkpoints sometimes carry and transformers ignores.
@@ -116,62 +116,6 @@ pub fn match_tree(config: &ModelConfig, mut tensors: HashMap<String, Found>) -> 
     }
     Ok(report)
 }
-/// Take every parameter of the tree from the given safetensors files (name, full bytes),
-/// converted to the compute dtype, with the load report. With a quantized `dtype` each linear
-/// weight (and the embedding table) is quantized as it is read, so no more than one of them is
-/// ever held in f32: those come back as blocks.
-pub fn read_checkpoint(
-    config: &ModelConfig,
-    files: &[(String, &[u8])],
-    dtype: WeightDtype,
-    device: &Device,
-) -> Result<(
-    HashMap<String, TensorData>,
-    HashMap<String, Blocks>,
-    LoadReport,
-)> {
-    let quant = dtype.quant();
-    if let Some(q) = quant {
-        check_quantizable(q, device)?;
-    }
-    let headers = files
-        .iter()
-        .map(|(file, bytes)| FileHeader::parse(file, bytes, Some(bytes.len() as u64)))
-        .collect::<Result<Vec<_>>>()?;
-    let report = plan_load(config, &headers)?;
-    let mut views = HashMap::new();
-    for (file, bytes) in files {
-        let st =
-            SafeTensors::deserialize(bytes).map_err(|e| safetensors_err(file, e.to_string()))?;
-        for (name, view) in st.tensors() {
-            views.insert(name, view);
-        }
-    }
-    let mut out = HashMap::new();
-    let mut blocks = HashMap::new();
-    for e in report.loaded() {
-        let view = views
-            .remove(&e.tensor)
-            .ok_or_else(|| safetensors_err(&e.file, format!("tensor `{}` vanished", e.tensor)))?;
-        let sd = StoredDtype::of(&e.file, &e.tensor, view.dtype())?;
-        let data = convert(view.data(), sd, dtype.compute(), e.shape.clone());
-        match quant {
-            Some(q) => match quantize_one(&e.tensor, &data, q, config.tie_word_embeddings)? {
-                Some(b) => {
-                    blocks.insert(e.tensor.clone(), b);
-                }
-                None => {
-                    out.insert(e.tensor.clone(), data);
-                }
-            },
-            None => {
-                out.insert(e.tensor.clone(), data);
-            }
-        }
-    }
-    Ok((out, blocks, report))
-}
-
 fn check_shape(file: &str, spec: &ParamSpec, found: &[usize]) -> Result<()> {
     if spec.shape != found {
         return Err(Error::ShapeMismatch {
@@ -223,20 +167,32 @@ pub fn random_weights(
     out
 }
 
-/// Build the model from host tensors named as the checkpoint names them.
-pub fn build_model(
-    config: &ModelConfig,
-    tensors: HashMap<String, TensorData>,
-    dtype: ComputeDtype,
-    device: &Device,
-) -> Result<CausalLm> {
-    build_model_with_blocks(config, tensors, HashMap::new(), dtype, device)
+/// A checkpoint tensor already on its device (flat, with the shape it is built with).
+pub struct Placed {
+    tensor: Tensor<1>,
+    shape: Vec<usize>,
 }
 
-/// [`build_model`], with some linear weights kept in ggml blocks (named as in `tensors`).
-pub fn build_model_with_blocks(
+impl Placed {
+    /// `data` (any shape) onto `device` in `dtype`; on the CPU device the bytes are moved, not
+    /// copied.
+    pub fn new(data: TensorData, dtype: ComputeDtype, device: &Device) -> Self {
+        let (bytes, shape, stored) = data.into_parts();
+        let shape: Vec<usize> = shape.to_vec();
+        let n = shape.iter().product::<usize>();
+        let flat = TensorData::from_bytes(bytes, [n], stored);
+        Placed {
+            tensor: Tensor::from_data(flat, (device, dtype.burn())),
+            shape,
+        }
+    }
+}
+
+/// Build the model from tensors placed on the device, named as the checkpoint names them,
+/// some linear weights kept in ggml blocks instead (named likewise).
+pub fn build_model(
     config: &ModelConfig,
-    tensors: HashMap<String, TensorData>,
+    tensors: HashMap<String, Placed>,
     blocks: HashMap<String, Blocks>,
     dtype: ComputeDtype,
     device: &Device,
@@ -350,7 +306,7 @@ fn missing(module: &str) -> Error {
 }
 
 struct Loader<'a> {
-    tensors: HashMap<String, TensorData>,
+    tensors: HashMap<String, Placed>,
     /// Linear weights kept in ggml blocks, by tensor name.
     blocks: HashMap<String, Blocks>,
     device: &'a Device,
@@ -361,18 +317,19 @@ struct Loader<'a> {
 
 impl Loader<'_> {
     fn param<const D: usize>(&mut self, name: &str) -> Result<Param<Tensor<D>>> {
-        let data = self
-            .tensors
-            .remove(name)
-            .ok_or_else(|| Error::MissingTensor {
-                name: name.to_string(),
-                module: name.rsplit_once('.').map_or("", |(m, _)| m).to_string(),
-                expected: vec![],
-            })?;
-        Ok(Param::from_tensor(Tensor::from_data(
-            data,
-            (self.device, self.dtype),
-        )))
+        let missing = || Error::MissingTensor {
+            name: name.to_string(),
+            module: name.rsplit_once('.').map_or("", |(m, _)| m).to_string(),
+            expected: vec![],
+        };
+        let placed = self.tensors.remove(name).ok_or_else(missing)?;
+        let shape: [usize; D] = placed.shape.clone().try_into().map_err(|_| {
+            Error::Invalid(format!(
+                "{name}: shape {:?} is not of rank {D}",
+                placed.shape
+            ))
+        })?;
+        Ok(Param::from_tensor(placed.tensor.reshape(shape)))
     }
     /// A weight, or the placeholder of its shape (a broadcast zero) with its blocks.
     fn weight_or_blocks(&mut self, name: &str) -> Result<(Param<Tensor<2>>, Option<Blocks>)> {
@@ -459,7 +416,7 @@ pub fn quantize_weights(
 }
 
 /// Quantized weights run where the block kernels do.
-fn check_quantizable(quant: Quant, device: &Device) -> Result<()> {
+pub(crate) fn check_quantizable(quant: Quant, device: &Device) -> Result<()> {
     if !on_flex(device) || !crate::cpu::keeps(quant.ggml_type(), 256) {
         return Err(Error::Invalid(format!(
             "--dtype {}: quantized weights run on the CPU device (x86-64 with AVX2) for now; \
@@ -473,7 +430,12 @@ fn check_quantizable(quant: Quant, device: &Device) -> Result<()> {
 /// One tensor (f32) as `quant`'s blocks, or None where it stays as it is: not a weight that
 /// may be kept in blocks, not a matrix, or rows that are not whole blocks of any type the
 /// kernels read.
-fn quantize_one(name: &str, data: &TensorData, quant: Quant, tied: bool) -> Result<Option<Blocks>> {
+pub(crate) fn quantize_one(
+    name: &str,
+    data: &TensorData,
+    quant: Quant,
+    tied: bool,
+) -> Result<Option<Blocks>> {
     if !may_keep(name) {
         return Ok(None);
     }
@@ -513,21 +475,43 @@ impl Model {
             let tied = config.tie_word_embeddings;
             blocks.extend(quantize_weights(&mut tensors, q, tied, device)?);
         }
-        let lm = build_model_with_blocks(&config, tensors, blocks, dtype.compute(), device)?;
-        Ok(Model::assemble(config, lm, dtype.compute(), device, report))
+        let compute = dtype.compute();
+        let placed = tensors
+            .into_iter()
+            .map(|(name, data)| (name, Placed::new(data, compute, device)))
+            .collect();
+        Self::from_placed(config, placed, blocks, compute, device, report)
     }
 
-    /// Load from safetensors files given as (file name, bytes).
+    /// The model from tensors already on the device and weights in blocks.
+    pub(crate) fn from_placed(
+        config: ModelConfig,
+        tensors: HashMap<String, Placed>,
+        blocks: HashMap<String, Blocks>,
+        dtype: ComputeDtype,
+        device: &Device,
+        report: LoadReport,
+    ) -> Result<Self> {
+        let lm = build_model(&config, tensors, blocks, dtype, device)?;
+        Ok(Model::assemble(config, lm, dtype, device, report))
+    }
+
+    /// Load from safetensors files given as (file name, bytes), one tensor at a time
+    /// ([`Feed`]): with a quantized `dtype` each linear weight is quantized as it is read, so no
+    /// more than one of them is ever held in f32.
     pub fn from_safetensors(
         config: ModelConfig,
         files: &[(String, &[u8])],
         dtype: impl Into<WeightDtype>,
         device: &Device,
     ) -> Result<Self> {
-        let dtype = dtype.into();
-        // Linear weights come back in blocks already where `dtype` is quantized.
-        let (tensors, blocks, report) = read_checkpoint(&config, files, dtype, device)?;
-        Self::from_tensors(config, tensors, blocks, dtype, device, report)
+        let headers = files
+            .iter()
+            .map(|(file, bytes)| FileHeader::parse(file, bytes, Some(bytes.len() as u64)))
+            .collect::<Result<Vec<_>>>()?;
+        let mut feed = Feed::safetensors(config, &headers, dtype, device)?;
+        feed.put_whole(files)?;
+        feed.finish()
     }
 
     /// Load from a burnpack file (what `hubscope export --format burnpack` writes).

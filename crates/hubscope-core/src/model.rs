@@ -634,9 +634,14 @@ impl CausalLm {
         self.layers(x, &tables, caches, None)
     }
 
-    /// `[b, s] -> [b, s, hidden]`, times Gemma's `embed_scale`.
+    /// `[b, s] -> [b, s, hidden]`, times Gemma's `embed_scale`; in the compute dtype (that of
+    /// the norms: a table kept in 16 bits by `--dtype stored` is widened here).
     pub(crate) fn embed(&self, ids: Tensor<2, Int>) -> Tensor<3> {
-        let x = self.model.embed_tokens.forward(ids);
+        let x = self
+            .model
+            .embed_tokens
+            .forward(ids)
+            .cast(self.model.norm.weight.val().dtype());
         match self.model.embed_scale {
             Some(scale) => x * scale,
             None => x,

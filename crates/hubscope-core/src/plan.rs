@@ -18,6 +18,9 @@ impl From<crate::dtype::WeightDtype> for PlanDtype {
             crate::dtype::WeightDtype::Float(c) => c.into(),
             crate::dtype::WeightDtype::Blocks(Quant::Q8_0) => PlanDtype::Int8,
             crate::dtype::WeightDtype::Blocks(Quant::Q4_0 | Quant::Q4K) => PlanDtype::Int4,
+            // The 16-bit checkpoints people run this way (a GGUF file's blocks are planned
+            // from its header instead).
+            crate::dtype::WeightDtype::Stored => PlanDtype::Bf16,
         }
     }
 }
@@ -722,6 +725,11 @@ pub fn fitting_dtype(
 
 /// Weights of the model in `dtype` if they are too big for the page's WebAssembly memory.
 pub fn wasm_weights_too_big(c: &ModelConfig, dtype: PlanDtype) -> Option<u64> {
-    let w = (model_tree(c).num_params() as f64 * dtype.weight_bits() / 8.0) as u64;
+    let w = wasm_weights(c, dtype);
     (w > WASM_WEIGHTS_LIMIT).then_some(w)
+}
+
+/// Bytes of the model's weights in `dtype`.
+pub fn wasm_weights(c: &ModelConfig, dtype: PlanDtype) -> u64 {
+    (model_tree(c).num_params() as f64 * dtype.weight_bits() / 8.0) as u64
 }

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::text::{Message, Tokenizer};
 
 /// What the user asked, before the tokenizer.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Prompt {
     pub text: String,
     /// Wrap `text` as a user message in the model's chat template.

@@ -24,6 +24,15 @@ pub enum StoredDtype {
 }
 
 impl StoredDtype {
+    /// The same type as a compute dtype (what `--dtype stored` keeps linear weights in).
+    pub fn as_compute(self) -> ComputeDtype {
+        match self {
+            StoredDtype::F32 => ComputeDtype::F32,
+            StoredDtype::F16 => ComputeDtype::F16,
+            StoredDtype::BF16 => ComputeDtype::BF16,
+        }
+    }
+
     pub fn bytes(self) -> usize {
         match self {
             StoredDtype::F32 => 4,
@@ -205,6 +214,31 @@ pub fn convert(bytes: &[u8], from: StoredDtype, to: ComputeDtype, shape: Vec<usi
             StoredDtype::BF16 => read(bytes, 2, |b| bf16::from_le_bytes(b).to_f32()),
         }
     };
+    // The same type on a little-endian machine (x86, ARM, WebAssembly): the bytes copied as
+    // they are into values of that type (so aligned as the kernels read them).
+    if cfg!(target_endian = "little") && from.as_compute() == to {
+        fn same<T: burn::tensor::Element + Default + Copy>(
+            bytes: &[u8],
+            shape: Vec<usize>,
+        ) -> TensorData {
+            let mut v = vec![T::default(); bytes.len() / std::mem::size_of::<T>()];
+            // SAFETY: `v` holds exactly `bytes.len()` bytes (whole values: the header checked the
+            // length against the shape), and every bit pattern is a value of these float types.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    bytes.as_ptr(),
+                    v.as_mut_ptr() as *mut u8,
+                    v.len() * std::mem::size_of::<T>(),
+                )
+            };
+            TensorData::new(v, shape)
+        }
+        return match to {
+            ComputeDtype::F32 => same::<f32>(bytes, shape),
+            ComputeDtype::F16 => same::<f16>(bytes, shape),
+            ComputeDtype::BF16 => same::<bf16>(bytes, shape),
+        };
+    }
     match (from, to) {
         (_, ComputeDtype::F32) => TensorData::new(as_f32(), shape),
         (StoredDtype::F16, ComputeDtype::F16) => {
@@ -213,6 +247,15 @@ pub fn convert(bytes: &[u8], from: StoredDtype, to: ComputeDtype, shape: Vec<usi
         (StoredDtype::BF16, ComputeDtype::BF16) => {
             TensorData::new(read(bytes, 2, bf16::from_le_bytes), shape)
         }
+        // One half type to the other value by value (no f32 copy of the whole tensor).
+        (StoredDtype::BF16, ComputeDtype::F16) => TensorData::new(
+            read(bytes, 2, |b| f16::from_f32(bf16::from_le_bytes(b).to_f32())),
+            shape,
+        ),
+        (StoredDtype::F16, ComputeDtype::BF16) => TensorData::new(
+            read(bytes, 2, |b| bf16::from_f32(f16::from_le_bytes(b).to_f32())),
+            shape,
+        ),
         (_, ComputeDtype::F16) => TensorData::new(
             as_f32().into_iter().map(f16::from_f32).collect::<Vec<_>>(),
             shape,

@@ -25,7 +25,7 @@ pub struct GenerationConfig {
 }
 
 /// What a user sets on top of the model's generation defaults (CLI flags, page controls).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Overrides {
     /// 0 means greedy.
     pub temperature: Option<f32>,

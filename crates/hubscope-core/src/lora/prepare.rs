@@ -13,7 +13,7 @@ use crate::text::{Message, Tokenizer};
 
 /// What a fine-tune run is asked to do (a starting adapter's own rank, alpha, dropout and
 /// targets win over these).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct FineTuneSettings {
     pub rank: usize,
     pub alpha: f64,

@@ -99,6 +99,11 @@ pub fn run(a: ExportArgs) -> Result<()> {
                 .unwrap_or(ComputeDtype::F32),
         ),
     };
+    if written == WeightDtype::Stored {
+        bail!(
+            "--dtype stored: how a run holds the weights, not a file's type; export writes f32, f16, bf16, q8_0, q4_0 or q4_k"
+        );
+    }
     let burnpack = match a.format.as_str() {
         "safetensors" => false,
         "burnpack" => true,

@@ -71,7 +71,7 @@ pub fn run(
         }
         (true, _) => Method::Full,
         (false, WeightDtype::Blocks(_)) => Method::Qlora,
-        (false, WeightDtype::Float(_)) => Method::Lora,
+        (false, WeightDtype::Float(_) | WeightDtype::Stored) => Method::Lora,
     };
     let launcher = match e.sharding.as_str() {
         "fsdp" => Launcher::Fsdp,
