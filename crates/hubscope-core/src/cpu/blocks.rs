@@ -138,7 +138,9 @@ pub fn x_wt_blocks(x: &[f32], w: &BlockMatrix, rows: usize) -> Vec<f32> {
     let per = n.div_ceil(blocks).max(1);
     let starts: Vec<usize> = (0..n).step_by(per).collect();
     let row_bytes = w.row_bytes();
-    let quantized = (rows <= INT8_ROWS).then(|| super::q8dot::quantize_rows(x));
+    // The integer kernel is x86's; elsewhere every row count takes the f32 block kernel.
+    let quantized =
+        (cfg!(target_arch = "x86_64") && rows <= INT8_ROWS).then(|| super::q8dot::quantize_rows(x));
     for_each(&starts, |start| {
         let end = (start + per).min(n);
         // SAFETY: the kernels' features were detected (`kernel` checks the same ones); tasks
@@ -168,7 +170,182 @@ fn kernel() -> Option<Kernel> {
             return Some(avx2::columns);
         }
     }
+    // The page's CPU device: compiled in where the build enables SIMD128.
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return Some(simd128::columns);
+    #[allow(unreachable_code)]
     None
+}
+
+/// The f32 block kernel in WebAssembly SIMD128 (the page's CPU device): each 32-value piece of
+/// a weight row decoded into eight 4-lane vectors, then multiplied with every row of `x`
+/// (multiply, then add: SIMD128 has no fused multiply-add). Decoded values are ggml's
+/// dequantized ones exactly (the same f32 operations: `d · q`, or `d·sc·q − dmin·m`).
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod simd128 {
+    use std::arch::wasm32::*;
+
+    use super::{BlockMatrix, Q4_0, Q4_K, Q5_0, Q6_K, Q8_0};
+
+    /// Rows of `x` per pass: their accumulators, eight decoded vectors and one `x` vector fit
+    /// the 16 vector registers browsers' x86-64 code generators allocate.
+    const MR: usize = 4;
+
+    /// Columns `cols` of `y` for every row of `x`.
+    ///
+    /// # Safety
+    /// `y` holds `rows * w.rows` floats and no one else writes columns `cols`.
+    pub unsafe fn columns(
+        x: &[f32],
+        w: &BlockMatrix,
+        row_bytes: usize,
+        rows: usize,
+        cols: std::ops::Range<usize>,
+        y: *mut f32,
+    ) {
+        let (k, n) = (w.cols, w.rows);
+        let (decode, per_block, block_bytes) = decoder(w);
+        let mut wv = [f32x4_splat(0.0); 8];
+        for j in cols {
+            let row = &w.bytes[j * row_bytes..(j + 1) * row_bytes];
+            let mut r0 = 0;
+            while r0 < rows {
+                let r = MR.min(rows - r0);
+                let mut acc = [f32x4_splat(0.0); MR];
+                for piece in 0..k / 32 {
+                    let block = &row[piece / per_block * block_bytes..][..block_bytes];
+                    decode(block, piece % per_block, &mut wv);
+                    let at = piece * 32;
+                    for (i, a) in acc.iter_mut().enumerate().take(r) {
+                        let xs = &x[(r0 + i) * k + at..][..32];
+                        for (q, v) in wv.iter().enumerate() {
+                            // SAFETY: 4 values at 4q of a 32-value slice.
+                            let xv = unsafe { v128_load(xs.as_ptr().add(4 * q) as *const v128) };
+                            *a = f32x4_add(*a, f32x4_mul(xv, *v));
+                        }
+                    }
+                }
+                for (i, a) in acc.iter().enumerate().take(r) {
+                    let s = (f32x4_extract_lane::<0>(*a) + f32x4_extract_lane::<2>(*a))
+                        + (f32x4_extract_lane::<1>(*a) + f32x4_extract_lane::<3>(*a));
+                    // SAFETY: r0 + i < rows and j is in this call's columns.
+                    unsafe { *y.add((r0 + i) * n + j) = s };
+                }
+                r0 += r;
+            }
+        }
+    }
+
+    /// A type's decoder of a 32-value piece, pieces per block and bytes per block.
+    type Decoder = fn(&[u8], usize, &mut [v128; 8]);
+    fn decoder(w: &BlockMatrix) -> (Decoder, usize, usize) {
+        let decode: Decoder = match w.ggml_type.0 {
+            Q8_0 => q8_0,
+            Q5_0 => q5_0,
+            Q4_0 => q4_0,
+            Q4_K => q4_k,
+            Q6_K => q6_k,
+            _ => unreachable!("kept types only"),
+        };
+        let (values, bytes) = w.ggml_type.block().expect("kept type");
+        (decode, values as usize / 32, bytes as usize)
+    }
+
+    fn half(b: &[u8], at: usize) -> f32 {
+        half::f16::from_le_bytes([b[at], b[at + 1]]).to_f32()
+    }
+
+    /// 4 bytes from `b[at..]` as 4 u32 lanes.
+    #[inline(always)]
+    fn bytes4(b: &[u8], at: usize) -> v128 {
+        let v = u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+        u32x4_extend_low_u16x8(u16x8_extend_low_u8x16(u32x4(v, 0, 0, 0)))
+    }
+
+    /// Nibble `high` (0 low, 1 high) of 4 bytes as u32 lanes.
+    #[inline(always)]
+    fn nibbles(b: &[u8], at: usize, high: bool) -> v128 {
+        let raw = bytes4(b, at);
+        if high {
+            u32x4_shr(raw, 4)
+        } else {
+            v128_and(raw, u32x4_splat(0xF))
+        }
+    }
+
+    #[inline(always)]
+    fn scaled(q: v128, d: f32) -> v128 {
+        f32x4_mul(f32x4_convert_i32x4(q), f32x4_splat(d))
+    }
+
+    /// Q8_0: `d`, 32 signed bytes.
+    fn q8_0(b: &[u8], _piece: usize, out: &mut [v128; 8]) {
+        let d = half(b, 0);
+        for (i, o) in out.iter_mut().enumerate() {
+            let at = 2 + 4 * i;
+            let v = u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+            let q = i32x4_extend_low_i16x8(i16x8_extend_low_i8x16(u32x4(v, 0, 0, 0)));
+            *o = scaled(q, d);
+        }
+    }
+
+    /// Q4_0: `d`, 16 bytes of nibbles (values `l` low, `16 + l` high); `q − 8`.
+    fn q4_0(b: &[u8], _piece: usize, out: &mut [v128; 8]) {
+        let d = half(b, 0);
+        for (i, o) in out.iter_mut().enumerate() {
+            let nib = nibbles(b, 2 + 4 * (i % 4), i >= 4);
+            *o = scaled(i32x4_sub(nib, i32x4_splat(8)), d);
+        }
+    }
+
+    /// Q5_0: `d`, 32 fifth bits, 16 bytes of nibbles (values `l` low, `16 + l` high); `q − 16`.
+    fn q5_0(b: &[u8], _piece: usize, out: &mut [v128; 8]) {
+        let d = half(b, 0);
+        let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
+        let lane_bits = u32x4(1, 2, 4, 8);
+        for (i, o) in out.iter_mut().enumerate() {
+            let nib = nibbles(b, 6 + 4 * (i % 4), i >= 4);
+            // Bits 4i..4i+4 of qh, one per lane, as 16 or 0.
+            let set = u32x4_ne(
+                v128_and(u32x4_splat(qh >> (4 * i)), lane_bits),
+                u32x4_splat(0),
+            );
+            let q = v128_or(nib, v128_and(set, u32x4_splat(16)));
+            *o = scaled(i32x4_sub(q, i32x4_splat(16)), d);
+        }
+    }
+
+    /// Q4_K: piece `s` of 8 in a super-block: nibble `s % 2` of bytes `32(s / 2)..`, as
+    /// `d·sc·q − dmin·m`.
+    fn q4_k(b: &[u8], s: usize, out: &mut [v128; 8]) {
+        let (sc, m) = crate::ggml::scale_min_k4(&b[4..16], s);
+        let dl = f32x4_splat(half(b, 0) * sc as f32);
+        let ml = f32x4_splat(half(b, 2) * m as f32);
+        let qs = 16 + 32 * (s / 2);
+        for (i, o) in out.iter_mut().enumerate() {
+            let q = nibbles(b, qs + 4 * i, s % 2 == 1);
+            *o = f32x4_sub(f32x4_mul(f32x4_convert_i32x4(q), dl), ml);
+        }
+    }
+
+    /// Q6_K: piece `p` = (h, j) of a super-block: low nibble `j / 2` of `ql[64h + 32(j % 2)..]`,
+    /// bits `2j` of `qh[32h..]`, `q − 32`, scaled per 16 values.
+    fn q6_k(b: &[u8], p: usize, out: &mut [v128; 8]) {
+        let (h, j) = (p / 4, p % 4);
+        let d = half(b, 208);
+        let (ql, qh) = (64 * h + 32 * (j % 2), 128 + 32 * h);
+        for (i, o) in out.iter_mut().enumerate() {
+            let lo = nibbles(b, ql + 4 * i, j >= 2);
+            let hi = v128_and(
+                u32x4_shr(bytes4(b, qh + 4 * i), 2 * j as u32),
+                u32x4_splat(3),
+            );
+            let q = i32x4_sub(v128_or(lo, i32x4_shl(hi, 4)), i32x4_splat(32));
+            // Values 128h + 32j + 4i..: scale index (32j + 4i) / 16 within the half.
+            let sc = b[192 + 8 * h + (32 * j + 4 * i) / 16] as i8;
+            *o = scaled(q, d * sc as f32);
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -6,9 +6,9 @@
 //! weight matrix to f32 on every call). Between those products, `gated` computes an MLP's
 //! `act(gate) · up` in one vectorized pass on every thread (burn's is a scalar pass per
 //! operation on one thread), and `decode_attention` a decode step's attention for every
-//! sequence of a batch in one call. Everything else (long prompts, other devices, tensors
-//! tracked by autodiff, and for now WebAssembly, where the page's speed has not been measured
-//! with it) stays with burn.
+//! sequence of a batch in one call. The same kernels run in WebAssembly (the page's CPU
+//! device, SIMD128, one thread). Everything else (long prompts, other devices, tensors
+//! tracked by autodiff) stays with burn.
 
 mod act;
 mod attn;
@@ -74,23 +74,27 @@ pub fn matmul_blocks(x: Tensor<2>, w: &BlockMatrix) -> Tensor<2> {
     matmul_t(x, dense.cast(dtype))
 }
 
-/// `x · wᵀ` for `x: [rows, k]` and `w: [n, k]` (a linear layer's weight as stored).
+/// `x · wᵀ` for `x: [rows, k]` and `w: [n, k]` (a linear layer's weight as stored). A
+/// weight of a narrower type than `x` (`--dtype stored`: f16/bf16 weights, f32 activations)
+/// is read as it is by hubscope's kernel, and widened for burn's matmul otherwise.
 pub fn matmul_t(x: Tensor<2>, w: Tensor<2>) -> Tensor<2> {
-    if !cfg!(target_arch = "wasm32")
-        && OWN_KERNELS.load(Ordering::Relaxed)
-        && x.dims()[0] <= FEW_ROWS
-        && x.dtype() == w.dtype()
-    {
-        if let Some(y) = few_rows(&x, &w) {
+    if OWN_KERNELS.load(Ordering::Relaxed) && x.dims()[0] <= FEW_ROWS {
+        let y = if x.dtype() == w.dtype() {
+            few_rows(&x, &w)
+        } else {
+            wide_rows(&x, &w)
+        };
+        if let Some(y) = y {
             return y;
         }
     }
-    x.matmul(w.t())
+    let dtype = x.dtype();
+    x.matmul(w.cast(dtype).t())
 }
 
 /// `act(gate) · up` for tensors of one shape: SiLU (SwiGLU) or tanh-GELU (GeGLU).
 pub fn gated<const D: usize>(gate: Tensor<D>, up: Tensor<D>, act: Activation) -> Tensor<D> {
-    if !cfg!(target_arch = "wasm32") && OWN_KERNELS.load(Ordering::Relaxed) {
+    if OWN_KERNELS.load(Ordering::Relaxed) {
         if let Some(y) = gated_f32(&gate, &up, act) {
             return y;
         }
@@ -130,8 +134,7 @@ pub fn decode_attention(
     heads: Heads,
 ) -> Option<Tensor<4>> {
     let [rows, h, seq, hd] = q.dims();
-    if cfg!(target_arch = "wasm32")
-        || !OWN_KERNELS.load(Ordering::Relaxed)
+    if !OWN_KERNELS.load(Ordering::Relaxed)
         || seq != 1
         || rows != held.len()
         || q.dtype() != DType::F32
@@ -221,6 +224,25 @@ fn few_rows(x: &Tensor<2>, w: &Tensor<2>) -> Option<Tensor<2>> {
         ),
         _ => return None,
     };
+    Some(Tensor::from_primitive::<Flex>(FlexTensor::from_data(y)))
+}
+
+/// The kernel for f32 `x` and f16/bf16 `w` (f32 products, f32 result); `None` otherwise.
+fn wide_rows(x: &Tensor<2>, w: &Tensor<2>) -> Option<Tensor<2>> {
+    if x.dtype() != DType::F32 {
+        return None;
+    }
+    let [rows, k] = x.dims();
+    let n = w.dims()[0];
+    let xf = contiguous(x)?;
+    let wf = w.clone().try_into_primitive::<Flex>().ok()?;
+    let xs = xf.as_slice::<f32>()?;
+    let y = match w.dtype() {
+        DType::F16 => x_wt(xs, wf.as_slice::<f16>()?, rows, k, n),
+        DType::BF16 => x_wt(xs, wf.as_slice::<bf16>()?, rows, k, n),
+        _ => return None,
+    };
+    let y = TensorData::new(y, [rows, n]);
     Some(Tensor::from_primitive::<Flex>(FlexTensor::from_data(y)))
 }
 

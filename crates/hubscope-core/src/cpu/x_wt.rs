@@ -4,8 +4,10 @@
 //! in f32, all row-major, summed in f32. Every output is a dot product of two contiguous rows, so
 //! each weight row is read from memory once for all rows of `x` (a general GEMM packs `W`
 //! first, which at a few rows costs as much as the product). Register tiles of MR rows × 4
-//! weight rows: MR = 6 where AVX-512VL gives 32 vector registers, 3 with AVX2/FMA's 16;
-//! portable 8-lane code elsewhere (vectorized by the compiler: SSE, NEON, wasm SIMD128).
+//! weight rows: MR = 6 where AVX-512VL gives 32 vector registers, 3 with AVX2/FMA's 16; in
+//! WebAssembly with SIMD128 (the page's CPU device) 4-lane vectors, MR = 2, f16 widened by
+//! integer shifts and one multiply (WebAssembly has no half-precision instructions); portable
+//! 8-lane code elsewhere (vectorized by the compiler: SSE, NEON).
 //! While a weight tile is used, the next one is prefetched into L2, each row tile fetching
 //! its share a line at a time: weights stream from memory at the pace of the arithmetic
 //! (about 1.3–1.6× faster at 16 rows than without, measured in docs/BENCHMARKS.md).
@@ -24,8 +26,11 @@ const LANES: usize = 8;
 /// A weight element the kernels read: f32, or f16/bf16 widened to f32 on load.
 pub trait Weight: Copy + Send + Sync + 'static {
     /// 0: f32, 1: f16, 2: bf16 (a constant, so each kernel is compiled per kind; only the
-    /// x86 kernels load by kind).
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    /// x86 and SIMD128 kernels load by kind).
+    #[cfg_attr(
+        not(any(target_arch = "x86_64", target_arch = "wasm32")),
+        allow(dead_code)
+    )]
     const KIND: u8;
     fn to_f32(self) -> f32;
 }
@@ -70,6 +75,8 @@ enum Isa {
     Avx512,
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    Simd128,
     Portable,
 }
 
@@ -87,6 +94,9 @@ fn available() -> Vec<Isa> {
             v.push(Isa::Avx2);
         }
     }
+    // Compiled in (the browser build enables SIMD128; every current browser runs it).
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    v.push(Isa::Simd128);
     v.push(Isa::Portable);
     v
 }
@@ -102,7 +112,9 @@ fn columns_for<W: Weight>(isa: Isa) -> Columns<W> {
         Isa::Avx512 => avx512::columns::<W>,
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => avx2::columns::<W>,
-        _ => portable::columns::<W>,
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        Isa::Simd128 => simd128::columns::<W>,
+        Isa::Portable => portable::columns::<W>,
     }
 }
 
@@ -332,6 +344,224 @@ x86_kernel!(avx512, "avx2,fma,f16c,avx512f,avx512vl", 6);
 // 3 × 4 accumulators + 3 rows + 1 weight vector: AVX2's 16 registers.
 #[cfg(target_arch = "x86_64")]
 x86_kernel!(avx2, "avx2,fma,f16c", 3);
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod simd128 {
+    use super::{LANES, NR, Weight};
+    use std::arch::wasm32::*;
+
+    /// # Safety
+    /// `y` points to `rows * n` floats of which this call alone writes columns `cols`.
+    pub unsafe fn columns<W: Weight>(
+        x: &[f32],
+        w: &[W],
+        rows: usize,
+        k: usize,
+        n: usize,
+        cols: std::ops::Range<usize>,
+        y: *mut f32,
+    ) {
+        // 16-bit weights are widened in place, the even and the odd values of each 32-bit
+        // pair apart (no shuffles): `x` is laid out alike, each 8 values as their 4 even then
+        // their 4 odd ones (the tail past the last 8 as it is).
+        let paired;
+        let x = if W::KIND == 0 {
+            x
+        } else {
+            paired = pair_up(x, rows, k);
+            &paired
+        };
+        let mut cols = cols;
+        if rows == 1 {
+            // A decode step: 12 weight rows at a time (8 for f16, whose widening needs more
+            // registers), so that more of them stream from memory at once (WebAssembly
+            // cannot prefetch: 1.3-1.5x out of cache, docs/BENCHMARKS.md); the columns left
+            // over take the tiles.
+            let (pass, wide): (OneRow<W>, usize) = match W::KIND {
+                1 => (one_row_wide::<W, 8>, 8),
+                _ => (one_row_wide::<W, 12>, 12),
+            };
+            let end = cols.start + (cols.end - cols.start) / wide * wide;
+            let mut c0 = cols.start;
+            while c0 < end {
+                // SAFETY: the columns are this call's; the row is x's only row.
+                unsafe { pass(x, w, k, c0, y) };
+                c0 += wide;
+            }
+            cols = c0..cols.end;
+        }
+        // 2 × 4 accumulators + 2 × 2 row vectors + 2 weight vectors: 14 of the 16 vector
+        // registers browsers' x86-64 code generators allocate.
+        walk_tiles!(tile, 2, x, w, rows, k, n, cols, y);
+    }
+
+    /// A pass of a one-row product over `WIDE` weight rows from `c0`.
+    type OneRow<W> = unsafe fn(&[f32], &[W], usize, usize, *mut f32);
+
+    /// `y[c0..c0 + WIDE]` of a one-row product: `WIDE` accumulators, the row's two vectors,
+    /// one weight vector at a time. Each output is summed as `tile` sums it.
+    ///
+    /// # Safety
+    /// Columns `c0..c0 + WIDE` exist and are this call's to write.
+    #[inline]
+    unsafe fn one_row_wide<W: Weight, const WIDE: usize>(
+        x: &[f32],
+        w: &[W],
+        k: usize,
+        c0: usize,
+        y: *mut f32,
+    ) {
+        let ws: [&[W]; WIDE] = super::rows_of(w, c0, k);
+        let mut acc = [f32x4_splat(0.0); WIDE];
+        let full = k - k % LANES;
+        let mut i = 0;
+        while i < full {
+            // SAFETY: i + LANES <= k, the length of every row.
+            let (x0, x1) = unsafe {
+                let p = x.as_ptr().add(i);
+                (
+                    v128_load(p as *const v128),
+                    v128_load(p.add(4) as *const v128),
+                )
+            };
+            for j in 0..WIDE {
+                // SAFETY: as above.
+                let [w0, w1] = unsafe { load8(ws[j].as_ptr().add(i)) };
+                acc[j] = f32x4_add(acc[j], f32x4_mul(x0, w0));
+                acc[j] = f32x4_add(acc[j], f32x4_mul(x1, w1));
+            }
+            i += LANES;
+        }
+        for j in 0..WIDE {
+            let a = acc[j];
+            let sum = (f32x4_extract_lane::<0>(a) + f32x4_extract_lane::<2>(a))
+                + (f32x4_extract_lane::<1>(a) + f32x4_extract_lane::<3>(a));
+            // SAFETY: column c0 + j is this call's (caller's promise); the row is 0.
+            unsafe { *y.add(c0 + j) = super::finish(sum, x, ws[j], full) };
+        }
+    }
+
+    /// Each row's 8-value steps as (even values, odd values).
+    fn pair_up(x: &[f32], rows: usize, k: usize) -> Vec<f32> {
+        let mut out = x.to_vec();
+        let full = k - k % LANES;
+        for r in 0..rows {
+            for i in (0..full).step_by(LANES) {
+                let s = &x[r * k + i..r * k + i + LANES];
+                let o = &mut out[r * k + i..r * k + i + LANES];
+                for l in 0..4 {
+                    o[l] = s[2 * l];
+                    o[4 + l] = s[2 * l + 1];
+                }
+            }
+        }
+        out
+    }
+
+    /// One tile: per step of 8 values, the R row vectors (two of 4 lanes each) are loaded
+    /// once, then each weight row's 8 values, widened to f32; one 4-lane accumulator per
+    /// output (multiply, then add: SIMD128 has no fused multiply-add).
+    ///
+    /// # Safety
+    /// As for `columns`, for this tile's outputs.
+    #[inline]
+    unsafe fn tile<W: Weight, const R: usize, const C: usize>(
+        x: &[f32],
+        w: &[W],
+        _rows: usize,
+        k: usize,
+        n: usize,
+        r0: usize,
+        c0: usize,
+        y: *mut f32,
+    ) {
+        let xs: [&[f32]; R] = super::rows_of(x, r0, k);
+        let ws: [&[W]; C] = super::rows_of(w, c0, k);
+        let mut acc = [[f32x4_splat(0.0); C]; R];
+        let full = k - k % LANES;
+        let mut i = 0;
+        while i < full {
+            let mut xv = [[f32x4_splat(0.0); 2]; R];
+            for r in 0..R {
+                // SAFETY: i + LANES <= k, the length of every row.
+                unsafe {
+                    let p = xs[r].as_ptr().add(i);
+                    xv[r] = [
+                        v128_load(p as *const v128),
+                        v128_load(p.add(4) as *const v128),
+                    ];
+                }
+            }
+            for j in 0..C {
+                // SAFETY: as above.
+                let [w0, w1] = unsafe { load8(ws[j].as_ptr().add(i)) };
+                for r in 0..R {
+                    acc[r][j] = f32x4_add(acc[r][j], f32x4_mul(xv[r][0], w0));
+                    acc[r][j] = f32x4_add(acc[r][j], f32x4_mul(xv[r][1], w1));
+                }
+            }
+            i += LANES;
+        }
+        for r in 0..R {
+            for j in 0..C {
+                let a = acc[r][j];
+                let sum = (f32x4_extract_lane::<0>(a) + f32x4_extract_lane::<2>(a))
+                    + (f32x4_extract_lane::<1>(a) + f32x4_extract_lane::<3>(a));
+                let s = super::finish(sum, xs[r], ws[j], full);
+                // SAFETY: r0 + r < rows and c0 + j is in this call's columns (caller's promise).
+                unsafe { *y.add((r0 + r) * n + c0 + j) = s };
+            }
+        }
+    }
+
+    /// 8 weights from `p` as two f32 vectors: f32 as they are (in order); 16-bit ones as
+    /// (even values, odd values) — each 32-bit lane holds an even value in its low half and
+    /// an odd one in its high half, so a shift or a mask puts either on top. bf16 on top is
+    /// its f32; f16 on top has its magnitude shifted into f32's place and scaled by 2¹¹²
+    /// (exact for normal and subnormal values alike), its sign kept, and the all-ones f32
+    /// exponent for infinities and NaNs.
+    ///
+    /// # Safety
+    /// 8 elements are readable at `p`.
+    #[inline(always)]
+    unsafe fn load8<W: Weight>(p: *const W) -> [v128; 2] {
+        // SAFETY: the caller's promise: 8 elements at `p` (32 or 16 bytes).
+        unsafe {
+            if W::KIND == 0 {
+                return [
+                    v128_load(p as *const v128),
+                    v128_load((p as *const f32).add(4) as *const v128),
+                ];
+            }
+            let v = v128_load(p as *const v128);
+            let even = i32x4_shl(v, 16);
+            let odd = v128_and(v, u32x4_splat(0xffff_0000));
+            if W::KIND == 2 {
+                return [even, odd];
+            }
+            [f16_on_top(even), f16_on_top(odd)]
+        }
+    }
+
+    /// Four f16 values in the top halves of their lanes (low halves zero) as f32.
+    #[inline(always)]
+    fn f16_on_top(t: v128) -> v128 {
+        let magnitude = v128_and(t, u32x4_splat(0x7fff_0000));
+        // 2^(127 - 15): the f32 exponent bias over f16's.
+        let value = f32x4_mul(
+            u32x4_shr(magnitude, 3),
+            f32x4_splat(f32::from_bits(0x7780_0000)),
+        );
+        let inf_nan = v128_and(
+            u32x4_ge(magnitude, u32x4_splat(0x7c00_0000)),
+            u32x4_splat(0x7f80_0000),
+        );
+        v128_or(
+            v128_or(value, inf_nan),
+            v128_and(t, u32x4_splat(0x8000_0000)),
+        )
+    }
+}
 
 mod portable {
     use super::{LANES, NR, Weight};
