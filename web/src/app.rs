@@ -12,6 +12,7 @@ use crate::panels::generate::GeneratePanel;
 use crate::panels::memory::MemoryPanel;
 use crate::panels::model::ModelPanel;
 use crate::panels::structure::StructurePanel;
+use crate::protocol::Phase;
 use crate::state::{Ctx, Tab};
 use crate::url::{UrlValue, query_value, sync_address_bar};
 
@@ -58,6 +59,7 @@ pub fn App() -> impl IntoView {
             </span>
         </nav>
         <div id="status">{move || c.status.get()}</div>
+        <div id="phase">{move || c.phase.get().map(|p| phase_line(&p, lang.get())).unwrap_or_default()}</div>
         <div id="error" class="error">{move || c.error.get()}</div>
         <ModelPanel/>
         <StructurePanel/>
@@ -67,5 +69,57 @@ pub fn App() -> impl IntoView {
     };
     // Every panel has registered its URL keys by now.
     sync_address_bar();
+    expose_lose_device();
     page
+}
+
+/// What the model worker is doing, in the page's language: bytes loaded of all, speed, from
+/// the cache or the network, tensors placed; the prompt read; tokens and tokens/s.
+fn phase_line(p: &Phase, lang: Lang) -> String {
+    let human = |b: f64| hubscope_core::units::human_bytes(b.max(0.0) as u64);
+    match p {
+        Phase::Opening => t(lang, "phase.opening").to_string(),
+        Phase::Loading {
+            got,
+            total,
+            bytes_per_s,
+            from_cache,
+            placed,
+            tensors,
+        } => format!(
+            "{}: {} / {} · {}/s · {} · {placed} / {tensors} {}",
+            t(lang, "phase.loading"),
+            human(*got as f64),
+            human(*total as f64),
+            human(*bytes_per_s),
+            t(
+                lang,
+                if *from_cache {
+                    "phase.cache"
+                } else {
+                    "phase.network"
+                }
+            ),
+            t(lang, "phase.tensors"),
+        ),
+        Phase::Prefill { tokens } => format!("{} ({tokens})", t(lang, "phase.prefill")),
+        Phase::Generating { tokens, tok_s } => format!(
+            "{}: {tokens} · {tok_s:.1} {}",
+            t(lang, "phase.generating"),
+            t(lang, "tok_s")
+        ),
+        Phase::Training { step, steps } => {
+            format!("{}: {step} / {steps}", t(lang, "phase.training"))
+        }
+    }
+}
+
+/// `window.hubscopeLoseGpuDevice()`: the worker destroys its WebGPU devices, as a driver reset
+/// would (for the failure tests; see `engine::lose_device`).
+fn expose_lose_device() {
+    let f = wasm_bindgen::closure::Closure::<dyn Fn()>::new(crate::engine::lose_device);
+    if let Some(w) = web_sys::window() {
+        let _ = js_sys::Reflect::set(&w, &"hubscopeLoseGpuDevice".into(), f.as_ref());
+    }
+    f.forget();
 }

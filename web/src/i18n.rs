@@ -31,6 +31,10 @@ pub fn t(lang: Lang, key: &str) -> &'static str {
         ),
         "tab.model" => ("Model", "模型"),
         "dtype.auto" => ("auto (what fits)", "自动（按能装下的选）"),
+        "dtype.stored" => (
+            "stored (weights as the file holds them, f32 compute; CPU)",
+            "按文件存储（权重保持文件中的格式，f32 计算；CPU）",
+        ),
         "kv.full" => ("Layers attending to every token", "关注全部 token 的层"),
         "kv.window" => (
             "Layers within a sliding window (their cache holds at most the window)",
@@ -181,8 +185,10 @@ pub fn t(lang: Lang, key: &str) -> &'static str {
             "权重已运行，但浏览器缓存未能保存，下次访问会重新下载：请释放空间（在浏览器设置中清除本站数据）或选择更小的数据类型",
         ),
         "tok_s" => ("tokens/s", "token/秒"),
+        "prefill" => ("prompt", "提示词"),
+        "first_token" => ("first token after", "首个 token 用时"),
         "output" => ("Output", "输出"),
-        "dtype" => ("Compute dtype", "计算精度"),
+        "dtype" => ("Weights / compute dtype", "权重 / 计算精度"),
         "lang" => ("中文", "English"),
         "err.404" => (
             "Not found: check the repo id and revision (mirrors need the right endpoint).",
@@ -198,6 +204,33 @@ pub fn t(lang: Lang, key: &str) -> &'static str {
         ),
         "err.arch" => ("Unsupported architecture", "不支持的模型架构"),
         "err.too_big" => ("Too large for this device", "对此设备来说太大"),
+        "err.oom" => (
+            "Out of memory: the tab could not get more memory for the model. Try a smaller dtype (f16), a smaller model, WebGPU, or close other tabs; the page is still usable",
+            "内存不足：此页面无法再为模型分配内存。请尝试更小的数据类型（f16）、更小的模型、WebGPU，或关闭其他标签页；页面仍可继续使用",
+        ),
+        "err.device_lost" => (
+            "The WebGPU device was lost (a driver reset or GPU crash). Run again to start on a new device, or choose the CPU",
+            "WebGPU 设备已丢失（驱动重置或 GPU 崩溃）。请重新运行以使用新设备，或选择 CPU",
+        ),
+        "err.gpu" => (
+            "WebGPU error (a shader or pipeline the device refused). Try f32, or choose the CPU",
+            "WebGPU 错误（设备拒绝了着色器或管线）。请尝试 f32，或选择 CPU",
+        ),
+        "err.crashed" => (
+            "The model worker stopped. Run again; if it happens again, try the CPU or a smaller dtype",
+            "模型工作线程已停止。请重新运行；若再次发生，请尝试 CPU 或更小的数据类型",
+        ),
+        "phase.opening" => ("reading the repo", "读取仓库"),
+        "phase.loading" => ("loading weights", "加载权重"),
+        "phase.network" => ("network", "网络"),
+        "phase.cache" => ("browser cache", "浏览器缓存"),
+        "phase.tensors" => ("tensors placed", "张量已就位"),
+        "phase.prefill" => (
+            "reading the prompt (the first run on WebGPU also compiles its kernels)",
+            "读取提示词（WebGPU 首次运行时还要编译内核）",
+        ),
+        "phase.generating" => ("generating", "生成中"),
+        "phase.training" => ("training", "训练中"),
         "done" => ("done", "完成"),
         "stopped" => ("stopped", "已停止"),
         _ => ("?", "?"),

@@ -1,23 +1,33 @@
 //! hubscope in the browser: the same model core as the native binary, on WebGPU (or the CPU
 //! in WebAssembly), fetching config, tokenizer and weights from the Hub or any mirror.
 //!
-//! `app` is the shell; `state` the shared page state (context); `url` the settings a link
-//! carries; `panels/` one component per tab; `repo`, `device` and `model` the page's model
-//! work over the core; `fetch` the page's I/O; `error` and `i18n` what the user reads.
+//! One WebAssembly module runs twice: in the page (`app` the shell, `state` the shared page
+//! state, `url` the settings a link carries, `panels/` one component per tab, `repo` the
+//! header-only reads, `device` the fit checks, `engine` the handle on the worker) and in a Web
+//! Worker (`worker/`: loading, generating, training), which `protocol` connects. `fetch` is
+//! both sides' I/O; `error` and `i18n` what the user reads; `alloc` remembers a failed
+//! allocation for the out-of-memory report.
 
+mod alloc;
 mod app;
 mod device;
+mod engine;
 mod error;
 mod fetch;
 mod i18n;
-mod model;
 mod panels;
+mod protocol;
 mod remote;
 mod repo;
 mod state;
 mod url;
+mod worker;
 
 fn main() {
+    // In the worker there is no window: `worker.js` calls `worker::worker_main` instead.
+    if web_sys::window().is_none() {
+        return;
+    }
     console_error_panic_hook::set_once();
     leptos::mount::mount_to_body(app::App);
 }

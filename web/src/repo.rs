@@ -13,7 +13,7 @@ use crate::error::AppError;
 use crate::fetch::get;
 
 /// Where the model comes from.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Source {
     pub endpoint: String,
     pub repo: String,

@@ -4,8 +4,7 @@
 
 use std::rc::Rc;
 
-use hubscope_core::ComputeDtype;
-use hubscope_core::burn::tensor::Device;
+use hubscope_core::WeightDtype;
 use hubscope_core::plan::GpuLimits;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -100,6 +99,8 @@ pub struct Ctx {
     pub error: RwSignal<String>,
     pub busy: RwSignal<bool>,
     pub progress: RwSignal<(u64, u64)>,
+    /// What the model worker is doing now.
+    pub phase: RwSignal<Option<crate::protocol::Phase>>,
 }
 
 impl Ctx {
@@ -122,6 +123,7 @@ impl Ctx {
             error: RwSignal::new(String::new()),
             busy: RwSignal::new(false),
             progress: RwSignal::new((0, 0)),
+            phase: RwSignal::new(None),
         };
         spawn_local(async move {
             let l = crate::device::adapter_limits().await;
@@ -177,39 +179,67 @@ impl Ctx {
         });
     }
 
-    /// Show an error in the page's language.
+    /// Show an error in the page's language (a stop is said in the status line instead).
     pub fn fail(&self, e: &AppError) {
-        self.error.set(e.message(self.lang.get_untracked()));
+        match e {
+            AppError::Stopped => self.status.set(e.message(self.lang.get_untracked())),
+            e => self.error.set(e.message(self.lang.get_untracked())),
+        }
     }
 
-    /// The compute dtype for `config` on the chosen device, and why where the page picked it.
+    /// A worker event that tells what it is doing: shown in the phase line (and the
+    /// download bar).
+    pub fn show_phase(&self, p: crate::protocol::Phase) {
+        if let crate::protocol::Phase::Loading { got, total, .. } = &p {
+            self.progress.set((*got, *total));
+        }
+        self.phase.set(Some(p));
+    }
+
+    /// The compute dtype for the view's model on the chosen device, and why where the page
+    /// picked it.
     pub fn compute_dtype(
         &self,
-        config: &hubscope_core::ModelConfig,
-    ) -> (ComputeDtype, Option<String>) {
-        self.dtype.get_untracked().resolve(
+        view: &RepoView,
+    ) -> Result<(WeightDtype, Option<String>), AppError> {
+        let config = view.runnable()?;
+        Ok(self.dtype.get_untracked().resolve(
+            view,
             config,
             self.device_choice.get_untracked(),
             self.limits.get_untracked(),
-        )
+        ))
     }
 
     /// The device chosen for `config` in `dtype` (see `device::pick_device`), shown in the
     /// header.
-    pub async fn device(
-        &self,
-        config: &hubscope_core::ModelConfig,
-        dtype: ComputeDtype,
-    ) -> Result<(Device, PageDevice), AppError> {
-        let (d, kind) = pick_device(
+    pub fn device(&self, view: &RepoView, dtype: WeightDtype) -> Result<PageDevice, AppError> {
+        let kind = pick_device(
             self.device_choice.get_untracked(),
             self.limits.get_untracked(),
-            config,
+            (view, view.runnable()?),
             dtype,
-        )
-        .await?;
+        )?;
         self.device_used.set(Some(kind));
-        Ok((d, kind))
+        Ok(kind)
+    }
+
+    /// The model the worker loads: this repo at the commit its headers were read at.
+    pub fn model_ref(
+        &self,
+        view: &RepoView,
+        device: PageDevice,
+        dtype: WeightDtype,
+    ) -> crate::protocol::ModelRef {
+        let mut source = self.source();
+        source.endpoint = view.endpoint.clone();
+        source.repo = view.repo.id.clone();
+        source.revision = view.commit.clone();
+        crate::protocol::ModelRef {
+            source,
+            device,
+            dtype,
+        }
     }
 }
 

@@ -1,12 +1,11 @@
-//! The Generate tab: a prompt (plain or chat, optional system message) run on the page's
-//! device with the core's prompt builder, sampling and generation loop — or on a server's
-//! OpenAI API (`run_on=server`) — streamed into the page; download progress, Stop, and
-//! tokens per second.
+//! The Generate tab: a prompt (plain or chat, optional system message) run by the model
+//! worker on the page's device with the core's prompt builder, sampling and generation loop —
+//! or on a server's OpenAI API (`run_on=server`) — streamed into the page; what the worker is
+//! doing, download progress, Stop, and tokens per second.
 
 use std::cell::Cell;
 use std::rc::Rc;
 
-use hubscope_core::generate::FinishReason;
 use hubscope_core::prompt::Prompt;
 use hubscope_core::sampling::Overrides;
 use leptos::prelude::*;
@@ -14,10 +13,11 @@ use leptos::task::spawn_local;
 
 use super::{human, input};
 use crate::device::DtypeChoice;
+use crate::engine;
 use crate::error::AppError;
 use crate::fetch::now_ms;
 use crate::i18n::t;
-use crate::model::{load, stream};
+use crate::protocol::{Event, Finish, Request};
 use crate::remote::{Ask, RunOn, ask};
 use crate::state::{Tab, ctx};
 use crate::url::{UrlValue, url_signal, url_text};
@@ -42,6 +42,9 @@ pub fn GeneratePanel(
     let api_key = RwSignal::new(String::new());
     let output = RwSignal::new(String::new());
     let tok_s = RwSignal::new(String::new());
+    // Prefill tokens/s and seconds to the first token of a run in the page.
+    let prefill = RwSignal::new(String::new());
+    let first_token = RwSignal::new(String::new());
     // The dtype a run used, or why the page picked it.
     let dtype_note = RwSignal::new(String::new());
     let from_cache = RwSignal::new(false);
@@ -54,8 +57,11 @@ pub fn GeneratePanel(
         c.error.set(String::new());
         output.set(String::new());
         tok_s.set(String::new());
+        prefill.set(String::new());
+        first_token.set(String::new());
         let stop = stop_run.clone();
         stop.set(false);
+        c.phase.set(None);
         spawn_local(async move {
             c.busy.set(true);
             let result: Result<(), AppError> = async {
@@ -97,43 +103,43 @@ pub fn GeneratePanel(
                     return Ok(());
                 }
                 let v = c.open().await?;
-                let lang_now = lang.get_untracked();
-                let config = v.runnable()?;
-                let (dtype, why) = c.compute_dtype(config);
+                let (dtype, why) = c.compute_dtype(&v)?;
                 dtype_note.set(why.unwrap_or_else(|| dtype.name().to_string()));
-                let device = c.device(config, dtype).await?;
-                let stop2 = stop.clone();
-                let loaded = load(
-                    &c.source(),
-                    &v,
-                    (&device.0, device.1),
-                    dtype,
-                    &|got, total| c.progress.set((got, total)),
-                    &move || stop2.get(),
-                )
-                .await?;
-                from_cache.set(loaded.from_cache);
-                cache_note.set(loaded.not_kept.clone().unwrap_or_default());
-                let ids = asked.encode(&loaded.tokenizer)?.ids;
-                // The form's settings over the model's defaults, checked as the CLI's are.
-                let g = loaded.generation.clone().with_overrides(&Overrides {
-                    temperature: Some(temperature.get_untracked().parse().unwrap_or(0.0)),
-                    top_k: top_k.get_untracked().parse().ok(),
-                    top_p: top_p.get_untracked().parse().ok(),
-                    repetition_penalty: None,
-                    max_new_tokens: Some(max_new.get_untracked().parse().unwrap_or(32)),
-                    seed: Some(now_ms() as u64),
-                })?;
-                let stop3 = stop.clone();
-                let out = stream(&loaded, &ids, g, &mut |text| {
-                    output.update(|o| o.push_str(text));
-                    !stop3.get()
+                let device = c.device(&v, dtype)?;
+                let request = Request::Generate {
+                    model: c.model_ref(&v, device, dtype),
+                    prompt: asked,
+                    sampling: Overrides {
+                        temperature: Some(temperature.get_untracked().parse().unwrap_or(0.0)),
+                        top_k: top_k.get_untracked().parse().ok(),
+                        top_p: top_p.get_untracked().parse().ok(),
+                        repetition_penalty: None,
+                        max_new_tokens: Some(max_new.get_untracked().parse().unwrap_or(32)),
+                        seed: Some(now_ms() as u64),
+                    },
+                };
+                let t0 = now_ms();
+                let end = engine::run(&request, &[], move |event, _| match event {
+                    Event::Phase(p) => c.show_phase(p),
+                    Event::Text(text) => {
+                        if first_token.get_untracked().is_empty() {
+                            first_token.set(format!("{:.2}", (now_ms() - t0) / 1000.0));
+                        }
+                        output.update(|o| o.push_str(&text))
+                    }
+                    _ => {}
                 })
                 .await?;
-                tok_s.set(format!("{:.1}", out.timings.decode_tok_s));
-                c.status.set(match out.finish_reason {
-                    FinishReason::Stop => t(lang_now, "stopped").into(),
-                    _ => t(lang_now, "done").into(),
+                let Event::Generated(g) = end else {
+                    return Err(AppError::Crashed(format!("unexpected answer {end:?}")));
+                };
+                from_cache.set(g.from_cache);
+                cache_note.set(g.not_kept.clone().unwrap_or_default());
+                tok_s.set(format!("{:.1}", g.decode_tok_s));
+                prefill.set(format!("{:.1}", g.prefill_tok_s));
+                c.status.set(match g.finish {
+                    Finish::Stopped => t(lang.get_untracked(), "stopped").into(),
+                    Finish::Done => t(lang.get_untracked(), "done").into(),
                 });
                 Ok(())
             }
@@ -147,7 +153,11 @@ pub fn GeneratePanel(
     if autorun {
         run();
     }
-    let stop_click = stop_flag.clone();
+    // Stops a server's answer (its read) or the worker's request.
+    let stop_click = move || {
+        stop_flag.set(true);
+        engine::stop();
+    };
     let dtype_change = move |ev| {
         if let Some(d) = DtypeChoice::parse(&event_target_value(&ev)) {
             c.dtype.set(d);
@@ -167,6 +177,8 @@ pub fn GeneratePanel(
                     <select id="dtype" on:change=dtype_change prop:value=move || c.dtype.get().code()>
                         <option value="auto">{move || t(lang.get(), "dtype.auto")}</option>
                         <option value="f32">"f32"</option><option value="f16">"f16"</option>
+                        <option value="stored">{move || t(lang.get(), "dtype.stored")}</option>
+                        <option value="q8_0">"q8_0"</option><option value="q4_0">"q4_0"</option><option value="q4_k">"q4_k"</option>
                     </select>
                 </label>
                 <span id="dtype-note" class="note">{move || dtype_note.get()}</span>
@@ -185,7 +197,7 @@ pub fn GeneratePanel(
                     <input id="api-key" type="password" autocomplete="off" prop:value=move || api_key.get() on:input=input(api_key)/></label>
             </div>
             <button id="run" disabled=move || c.busy.get() on:click=move |_| run()>{move || t(lang.get(), "run")}</button>
-            <button id="stop" disabled=move || !c.busy.get() on:click=move |_| stop_click.set(true)>{move || t(lang.get(), "stop")}</button>
+            <button id="stop" disabled=move || !c.busy.get() on:click=move |_| stop_click()>{move || t(lang.get(), "stop")}</button>
             <div class="progress">
                 {move || t(lang.get(), "download")}": "
                 <progress id="progress" max=move || c.progress.get().1.max(1) value=move || c.progress.get().0></progress>
@@ -199,7 +211,9 @@ pub fn GeneratePanel(
                     if why.is_empty() { String::new() } else { format!("{} ({why})", t(lang.get(), "cache.not_kept")) }
                 }}</p>
             </div>
-            <h3>{move || t(lang.get(), "output")}" "<small><span id="tok-s">{move || tok_s.get()}</span>" "{move || t(lang.get(), "tok_s")}</small></h3>
+            <h3>{move || t(lang.get(), "output")}" "<small><span id="tok-s">{move || tok_s.get()}</span>" "{move || t(lang.get(), "tok_s")}
+                " · "{move || t(lang.get(), "prefill")}" "<span id="prefill-tok-s">{move || prefill.get()}</span>" "{move || t(lang.get(), "tok_s")}
+                " · "{move || t(lang.get(), "first_token")}" "<span id="first-token">{move || first_token.get()}</span>" s"</small></h3>
             <pre id="output">{move || output.get()}</pre>
         </section>
     }

@@ -81,7 +81,7 @@ pub fn MemoryPanel() -> impl IntoView {
                     Checkpoint::Runs { config, .. } => config,
                     Checkpoint::Names { config_json, headers, .. } => {
                         let raw: serde_json::Value = serde_json::from_slice(config_json).unwrap_or_default();
-                        let base_bytes = if c.dtype.get() == DtypeChoice::Fixed(hubscope_core::ComputeDtype::F32) { 4 } else { 2 };
+                        let base_bytes = if c.dtype.get() == DtypeChoice::Fixed(hubscope_core::WeightDtype::Float(hubscope_core::ComputeDtype::F32)) { 4 } else { 2 };
                         let p = header_plan(&raw, headers, &Run { context: ctx_len, batch: 1, lora_rank: 8, base_bytes });
                         let rows = p.inference.iter().map(|r| (r.dtype.name().to_string(), r.clone())).collect();
                         return view! {
@@ -117,7 +117,7 @@ pub fn MemoryPanel() -> impl IntoView {
                     }
                 };
                 // The dtype a run would use (`auto`: what fits this browser's device).
-                let dtype = c.dtype.get().resolve(config, c.device_choice.get(), c.limits.get()).0;
+                let dtype = c.dtype.get().resolve(&v, config, c.device_choice.get(), c.limits.get()).0;
                 let p = plan(config, ctx_len, 1, 8, PlanDtype::from(dtype));
                 let scale = p.inference.iter().map(|r| r.total as f64).chain(p.fine_tuning.iter().map(|f| f.total as f64)).fold(cap as f64, f64::max);
                 let bar = move |w: f64, kv: f64, a: f64| view! {

@@ -2,7 +2,7 @@
 //! `FineTuneSettings`, and shown back as trained (a starting adapter's own rank, alpha,
 //! dropout and targets win).
 
-use hubscope_core::lora::{AdapterConfig, FineTuneSettings};
+use hubscope_core::lora::FineTuneSettings;
 use leptos::prelude::*;
 
 use crate::error::AppError;
@@ -78,11 +78,11 @@ impl Form {
     }
 
     /// Show what is trained.
-    pub fn show(&self, cfg: &AdapterConfig) {
-        self.rank.set(cfg.r.to_string());
-        self.alpha.set(cfg.lora_alpha.to_string());
-        self.dropout.set(cfg.lora_dropout.to_string());
-        self.targets.set(cfg.target_modules.join(","));
+    pub fn show_trained(&self, rank: usize, alpha: f64, dropout: f64, targets: &[String]) {
+        self.rank.set(rank.to_string());
+        self.alpha.set(alpha.to_string());
+        self.dropout.set(dropout.to_string());
+        self.targets.set(targets.join(","));
     }
 
     pub fn view(self, lang: RwSignal<Lang>) -> impl IntoView {

@@ -1,31 +1,32 @@
-//! The Fine-tune tab: LoRA training in the tab with the same core preparation and trainer as
-//! `hubscope finetune` (burn autodiff on WebGPU, or the CPU in WebAssembly), a loss curve drawn
-//! as it goes, a chat with the trained model, and the PEFT adapter folder to download.
+//! The Fine-tune tab: LoRA training by the model worker with the same core preparation and
+//! trainer as `hubscope finetune` (burn autodiff on WebGPU, or the CPU in WebAssembly), a loss
+//! curve drawn as it goes, a chat with the trained model, and the PEFT adapter folder to
+//! download.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::rc::Rc;
 
 mod chat;
 mod curve;
 mod form;
 
-use hubscope_core::ComputeDtype;
-use hubscope_core::OutFile;
-use hubscope_core::lora::{adapter_files, check, freeze, trainable_params};
+use hubscope_core::lora::check;
 use hubscope_core::plan::{PlanDtype, plan};
+use hubscope_core::{ComputeDtype, WeightDtype};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
 use super::input;
+use crate::engine;
 use crate::error::AppError;
-use crate::fetch::{next_tick, now_ms};
+use crate::fetch::now_ms;
 use crate::i18n::t;
-use crate::model::load_owned;
+use crate::protocol::{Event, Finish, Request};
 use crate::repo::fetch_adapter;
 use crate::state::{Tab, ctx};
-use chat::{Trained, TrainedChat};
+use chat::TrainedChat;
 use curve::curve;
 use form::Form;
 
@@ -52,30 +53,28 @@ pub fn FineTunePanel() -> impl IntoView {
     let trainable = RwSignal::new(String::new());
     let planned = RwSignal::new(String::new());
     let links: RwSignal<Vec<(String, String)>> = RwSignal::new(vec![]);
-    let trained: Trained = Rc::new(RefCell::new(None));
-    let stop = Rc::new(Cell::new(false));
+    // Whether the worker holds a model trained here (to chat with).
+    let trained = RwSignal::new(false);
 
-    let (trained_run, stop_run) = (trained.clone(), stop.clone());
     let train = move || {
-        let (trained, stop) = (trained_run.clone(), stop_run.clone());
         ctx.error.set(String::new());
         ft_status.set(String::new());
         losses.set(vec![]);
         line.set(String::new());
+        ctx.phase.set(None);
+        trained.set(false);
         links.update(|l| {
             for (_, url) in l.drain(..) {
                 let _ = web_sys::Url::revoke_object_url(&url);
             }
         });
-        stop.set(false);
-        // The previous trained model goes first: its memory is needed now.
-        *trained.borrow_mut() = None;
         spawn_local(async move {
             ctx.busy.set(true);
             let result: Result<(), AppError> = async {
                 // Settings and data lines are checked before anything is downloaded.
                 let settings = form.settings()?;
-                let checked = check(&data.get_untracked(), &settings)?;
+                let text = data.get_untracked();
+                check(&text, &settings)?;
                 let src = ctx.source();
                 let v = ctx.open().await?;
                 let init = if form.init_repo.get_untracked().trim().is_empty() {
@@ -91,84 +90,93 @@ pub fn FineTunePanel() -> impl IntoView {
                     )
                 };
                 // Training runs in f32 on the autodiff form of the chosen device.
-                let (device, _) = ctx.device(v.runnable()?, ComputeDtype::F32).await?;
-                let device = device.autodiff();
-                let stop2 = stop.clone();
-                let mut loaded = load_owned(
-                    &src,
-                    &v,
-                    &device,
-                    ComputeDtype::F32,
-                    &|got, total| ctx.progress.set((got, total)),
-                    &move || stop2.get(),
-                )
-                .await?;
-                let mut run = checked.render(&loaded.model.config, &loaded.tokenizer)?;
-                let cfg = run.start(
-                    &mut loaded.model,
-                    init.as_ref().map(|(c, w)| (c.clone(), w.as_slice())),
-                )?;
-                // The form shows what is trained (a starting adapter's own settings win).
-                form.show(&cfg);
-                trainable.set(format!(
-                    "{} (r={}, alpha={}, {})",
-                    hubscope_core::units::group_digits(trainable_params(&mut loaded.model) as u64),
-                    cfg.r,
-                    cfg.lora_alpha,
-                    cfg.target_modules.join(", ")
-                ));
-                // What the planner says this run needs (the Memory tab's LoRA row, for the
-                // longest example and this batch size).
-                let (longest, batch_n) = (run.longest, settings.batch_size);
-                let p = plan(v.runnable()?, longest, batch_n, cfg.r, PlanDtype::F32);
-                if let Some(f) = p.fine_tuning.iter().find(|f| f.method.starts_with("LoRA")) {
-                    planned.set(format!(
-                        "{} ({}, {longest} tokens × batch {})",
-                        hubscope_core::units::human_bytes(f.total),
-                        f.method,
-                        batch_n
-                    ));
-                }
-                total_steps.set(run.trainer.total_steps());
-                let t0 = now_ms();
-                while let Some(s) = run.trainer.step(&mut loaded.model).await? {
-                    let secs = (now_ms() - t0) / 1000.0;
-                    let done = s.step + 1;
-                    let eta = secs / done as f64 * (s.total_steps - done) as f64;
-                    losses.update(|l| l.push(s.loss));
-                    line.set(format!(
-                        "step {done}/{} · epoch {} · loss {:.4} · {:.0} tok/s · ETA {eta:.0} s",
-                        s.total_steps,
-                        s.epoch + 1,
-                        s.loss,
-                        s.tokens as f64 / secs.max(1e-9),
-                    ));
-                    if stop.get() {
-                        break;
+                let config = v.runnable()?.clone();
+                let f32 = WeightDtype::Float(ComputeDtype::F32);
+                let device = ctx.device(&v, f32)?;
+                let request = Request::Train {
+                    model: ctx.model_ref(&v, device, f32),
+                    data: text,
+                    settings: settings.clone(),
+                    init_config: init
+                        .as_ref()
+                        .map(|(c, _)| String::from_utf8_lossy(&c.to_json(&src.repo)).into_owned()),
+                };
+                let init_bytes: Vec<&[u8]> = init
+                    .as_ref()
+                    .map(|(_, w)| w.as_slice())
+                    .into_iter()
+                    .collect();
+                let t0 = Rc::new(Cell::new(0.0));
+                let batch_n = settings.batch_size;
+                let end = engine::run(&request, &init_bytes, move |event, bytes| match event {
+                    Event::Phase(p) => ctx.show_phase(p),
+                    Event::Training(s) => {
+                        t0.set(now_ms());
+                        // The form shows what is trained (a starting adapter's own settings win).
+                        form.show_trained(s.rank, s.alpha, s.dropout, &s.targets);
+                        trainable.set(format!(
+                            "{} (r={}, alpha={}, {})",
+                            hubscope_core::units::group_digits(s.trainable),
+                            s.rank,
+                            s.alpha,
+                            s.targets.join(", ")
+                        ));
+                        total_steps.set(s.steps);
+                        // What the planner says this run needs (the Memory tab's LoRA row, for
+                        // the longest example and this batch size).
+                        let p = plan(&config, s.longest, batch_n, s.rank, PlanDtype::F32);
+                        if let Some(f) = p.fine_tuning.iter().find(|f| f.method.starts_with("LoRA"))
+                        {
+                            planned.set(format!(
+                                "{} ({}, {} tokens × batch {batch_n})",
+                                hubscope_core::units::human_bytes(f.total),
+                                f.method,
+                                s.longest,
+                            ));
+                        }
                     }
-                    next_tick().await;
-                }
-                freeze(&mut loaded.model);
-                let files: Vec<OutFile> =
-                    adapter_files(&mut loaded.model, &cfg, v.repo.id.as_str()).await?;
-                links.set(
-                    files
-                        .iter()
-                        .filter_map(|f| {
-                            let mime = if f.name.ends_with(".json") {
-                                "application/json"
-                            } else {
-                                "application/octet-stream"
-                            };
-                            Some((f.name.clone(), blob_url(&f.bytes, mime)?))
-                        })
-                        .collect(),
-                );
-                *trained.borrow_mut() = Some(loaded);
+                    Event::Step(s) => {
+                        let secs = (now_ms() - t0.get()) / 1000.0;
+                        let done = s.step + 1;
+                        let eta = secs / done as f64 * (s.steps - done) as f64;
+                        losses.update(|l| l.push(s.loss));
+                        line.set(format!(
+                            "step {done}/{} · epoch {} · loss {:.4} · {:.0} tok/s · ETA {eta:.0} s",
+                            s.steps,
+                            s.epoch + 1,
+                            s.loss,
+                            s.tokens as f64 / secs.max(1e-9),
+                        ));
+                    }
+                    Event::Trained { names } => links.set(
+                        names
+                            .iter()
+                            .zip(&bytes)
+                            .filter_map(|(name, b)| {
+                                let mime = if name.ends_with(".json") {
+                                    "application/json"
+                                } else {
+                                    "application/octet-stream"
+                                };
+                                Some((name.clone(), blob_url(b, mime)?))
+                            })
+                            .collect(),
+                    ),
+                    _ => {}
+                })
+                .await?;
+                let Event::TrainDone(finish) = end else {
+                    return Err(AppError::Crashed(format!("unexpected answer {end:?}")));
+                };
+                trained.set(true);
                 ft_status.set(
                     t(
                         lang.get_untracked(),
-                        if stop.get() { "stopped" } else { "done" },
+                        if finish == Finish::Stopped {
+                            "stopped"
+                        } else {
+                            "done"
+                        },
                     )
                     .into(),
                 );
@@ -200,7 +208,6 @@ pub fn FineTunePanel() -> impl IntoView {
         });
     };
 
-    let stop_click = stop.clone();
     view! {
         <section id="panel-finetune" class:hidden=move || ctx.tab.get() != Tab::FineTune>
             <p class="note">{move || t(lang.get(), "ft.intro")}</p>
@@ -212,7 +219,7 @@ pub fn FineTunePanel() -> impl IntoView {
             <label class="inline">{move || t(lang.get(), "ft.upload")}" "<input id="ft-file" type="file" accept=".jsonl,.json,.txt" on:change=on_file/></label>
             {form.view(lang)}
             <button id="ft-train" disabled=move || ctx.busy.get() on:click=move |_| train()>{move || t(lang.get(), "ft.train")}</button>
-            <button id="ft-stop" disabled=move || !ctx.busy.get() on:click=move |_| stop_click.set(true)>{move || t(lang.get(), "stop")}</button>
+            <button id="ft-stop" disabled=move || !ctx.busy.get() on:click=move |_| engine::stop()>{move || t(lang.get(), "stop")}</button>
             " "<span id="ft-status">{move || ft_status.get()}</span>
             <div class="progress">
                 {move || t(lang.get(), "download")}": "
@@ -230,7 +237,7 @@ pub fn FineTunePanel() -> impl IntoView {
             <p id="ft-downloads">{move || links.get().into_iter().map(|(name, url)| view! {
                 <a id=format!("ft-dl-{}", name.split('.').next().unwrap_or("file")) href=url download=name.clone()>{name.clone()}</a>" "
             }).collect_view()}</p>
-            <TrainedChat trained=trained ready=Signal::derive(move || !links.get().is_empty())/>
+            <TrainedChat ready=Signal::derive(move || trained.get() && !links.get().is_empty())/>
         </section>
     }
 }
