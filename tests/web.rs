@@ -55,6 +55,11 @@ struct Browser {
 
 impl Browser {
     fn start() -> Browser {
+        Browser::start_with(&[])
+    }
+
+    /// A browser with more command-line switches (`--js-flags=…`).
+    fn start_with(extra: &[&str]) -> Browser {
         let port = free_port();
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
@@ -72,11 +77,25 @@ impl Browser {
             std::thread::sleep(Duration::from_millis(100));
         }
         let profile = tempfile::tempdir().unwrap();
+        let mut args: Vec<String> = [
+            "--headless=new",
+            "--no-sandbox",
+            "--enable-unsafe-webgpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--disable-dev-shm-usage",
+            "--window-size=1280,1100",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        args.push(format!("--user-data-dir={}", profile.path().display()));
+        args.extend(extra.iter().map(|a| a.to_string()));
         let caps = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
             "binary": "/usr/bin/chromium",
-            "args": ["--headless=new", "--no-sandbox", "--enable-unsafe-webgpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                "--window-size=1280,1100", format!("--user-data-dir={}", profile.path().display())]
+            "args": args
         }}}});
         let r: Value = ureq::post(&format!("{base}/session"))
             .send_json(caps)
@@ -305,10 +324,16 @@ fn browser_app_end_to_end() {
     let b = Browser::start();
     let ep = enc(&url);
 
-    // Structure: each fixture's exact parameter total, from headers only.
+    // Structure: each fixture's exact parameter total, from headers only — by a deep link
+    // without `autorun` (the header-only view shows at once) and with it.
     for name in ["tiny-qwen2", "tiny-qwen3", "tiny-llama"] {
+        let autorun = if name == "tiny-qwen2" {
+            ""
+        } else {
+            "&autorun=1"
+        };
         b.go(&format!(
-            "{url}/?model=fx/{name}&endpoint={ep}&tab=structure&autorun=1"
+            "{url}/?model=fx/{name}&endpoint={ep}&tab=structure{autorun}"
         ));
         let summary: Value = serde_json::from_slice(
             &std::fs::read(common::fixtures().join(name).join("summary.json")).unwrap(),
@@ -940,4 +965,155 @@ fn browser_fine_tune_reproduces_peft() {
         (first - want).abs() <= 1e-3,
         "fresh adapter, first step: {first} vs the base model's {want}"
     );
+}
+
+/// The model's phase line and a script round trip through WebDriver: how long the page's
+/// own thread took to answer.
+fn answer_time(b: &Browser) -> (String, Duration) {
+    let t0 = Instant::now();
+    let phase = b.text("phase");
+    (phase, t0.elapsed())
+}
+
+/// The real model the scripts built (scripts/test.sh: `../shared/tools/get-qwen-coder.py
+/// --dtype bf16`, Qwen2.5-Coder-0.5B-Instruct, 630,167,424 parameters), the folder its repo is
+/// served from, and transformers' greedy continuation of it (tests/data/real_greedy.py:
+/// transformers 4.57.6, eager attention, f32 compute on the bf16 weights, 8 new tokens).
+fn real_model() -> (PathBuf, Value) {
+    let root = PathBuf::from(std::env::var_os("HUBSCOPE_REAL_MODELS").expect("scripts/test.sh"));
+    let greedy = serde_json::from_slice(
+        &std::fs::read(root.join("qwen-coder-bf16/greedy.json")).expect("greedy.json"),
+    )
+    .unwrap();
+    (root, greedy)
+}
+
+/// The mission's own model in a tab, real and full size: Qwen2.5-Coder-0.5B-Instruct in bf16
+/// by deep link on the CPU device. The page keeps the bf16 weights as stored and computes in
+/// f32 (f32 weights do not fit WebAssembly memory) and says why; Stop works while the weights load; the tabs switch while they load; the
+/// phase line shows loading (bytes, speed, tensors placed) and generating (tokens/s); the page
+/// writes transformers' first 8 greedy tokens — and answers a script round trip in under a
+/// second all the while, because the work runs in the model worker.
+#[test]
+fn the_real_model_runs_in_a_tab_that_keeps_answering() {
+    let (root, greedy) = real_model();
+    let server = serve(&["--models", &format!("real={}", root.display())]);
+    let url = server.url.clone();
+    let b = Browser::start();
+    let link = format!(
+        "{url}/?model=real/qwen-coder-bf16&endpoint={}&tab=generate&prompt={}&temperature=0&max_new_tokens=8&device=cpu&autorun=1",
+        enc(&url),
+        enc(greedy["prompt"].as_str().unwrap())
+    );
+    let loading = |t: &str| t.starts_with("loading weights") && !t.contains(": 0 B /");
+
+    // Stop while the weights load.
+    b.go(&link);
+    b.wait_text("phase", 120, loading);
+    b.click("stop");
+    b.wait_text("status", 10, |t| t == "stopped");
+    assert_eq!(b.text("error"), "");
+
+    // Again: the tabs switch while it loads, and the page answers all along.
+    b.click("run");
+    b.wait_text("phase", 120, loading);
+    b.click("tab-memory");
+    let class = b.js("return document.getElementById('panel-memory').className;");
+    assert!(!class.as_str().unwrap().contains("hidden"), "{class}");
+    b.click("tab-generate");
+    let (mut worst, mut seen) = (Duration::ZERO, Vec::<String>::new());
+    let t0 = Instant::now();
+    while b.text("status") != "done" {
+        let (phase, took) = answer_time(&b);
+        worst = worst.max(took);
+        let kind = phase.split(':').next().unwrap_or("").to_string();
+        if !kind.is_empty() && seen.last() != Some(&kind) {
+            eprintln!("phase: {phase}");
+            seen.push(kind);
+        }
+        assert_eq!(b.text("error"), "", "phase {phase}");
+        assert!(t0.elapsed() < Duration::from_secs(900), "not done: {phase}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        worst < Duration::from_secs(1),
+        "the page took {worst:?} to answer a script"
+    );
+    assert!(seen.iter().any(|k| k == "loading weights"), "{seen:?}");
+    assert!(seen.iter().any(|k| k == "generating"), "{seen:?}");
+    assert_eq!(b.text("output"), greedy["text"].as_str().unwrap());
+    // f32 weights do not fit: the bf16 weights are kept as stored, computed in f32.
+    let note = b.text("dtype-note");
+    assert!(
+        note.starts_with("stored") && note.contains("WebAssembly"),
+        "{note}"
+    );
+    eprintln!(
+        "real model in the tab (CPU, weights as stored): {} tok/s, answered within {worst:?}",
+        b.text("tok-s")
+    );
+    b.screenshot("generate-real");
+}
+
+/// A lost WebGPU device (the worker's devices destroyed mid-generation, as a driver reset
+/// does) is said with what to try, and the next run starts on a new worker and device and
+/// writes transformers' greedy text.
+#[test]
+fn a_lost_gpu_device_is_said_and_the_next_run_starts_fresh() {
+    let server = serve(&[]);
+    let url = server.url.clone();
+    let b = Browser::start();
+    let r = reference("tiny-llama");
+    let p = &r["prompts"][0];
+    let link = |n: usize| {
+        format!(
+            "{url}/?model=fx/tiny-llama&endpoint={}&tab=generate&prompt={}&temperature=0&max_new_tokens={n}&device=webgpu&autorun=1",
+            enc(&url),
+            enc(p["text"].as_str().unwrap())
+        )
+    };
+    b.go(&link(400));
+    b.wait_text("phase", 240, |t| t.starts_with("generating"));
+    b.js("window.hubscopeLoseGpuDevice(); return null;");
+    let e = b.wait_text("error", 60, |t| !t.is_empty());
+    assert!(e.contains("WebGPU device was lost"), "{e}");
+    assert_ne!(b.text("status"), "done");
+    b.go(&link(16));
+    b.wait_text("status", 240, |t| t == "done");
+    b.assert_device("webgpu");
+    assert_eq!(b.text("output"), p["greedy"]["text"].as_str().unwrap());
+}
+
+/// Out of memory (each WebAssembly memory held to 1 GiB by V8's flag, so the real model's
+/// 1.26 GB of f16 weights cannot fit the worker): the page says so with what to try, stays
+/// usable, and the next run (a tiny model, in a new worker) writes transformers' text.
+#[test]
+fn running_out_of_memory_is_said_and_the_page_stays_usable() {
+    let (root, greedy) = real_model();
+    let server = serve(&["--models", &format!("real={}", root.display())]);
+    let url = server.url.clone();
+    let b = Browser::start_with(&["--js-flags=--wasm-max-mem-pages=16384"]);
+    b.go(&format!(
+        "{url}/?model=real/qwen-coder-bf16&endpoint={}&tab=generate&prompt={}&temperature=0&max_new_tokens=1&device=cpu&autorun=1",
+        enc(&url),
+        enc(greedy["prompt"].as_str().unwrap())
+    ));
+    let e = b.wait_text("error", 600, |t| !t.is_empty());
+    assert!(
+        e.contains("Out of memory") && e.contains("smaller dtype"),
+        "{e}"
+    );
+    let (_, took) = answer_time(&b);
+    assert!(took < Duration::from_secs(1));
+    // In the same page: another model, typed in, runs in a new worker.
+    let r = reference("tiny-qwen2");
+    let p = &r["prompts"][0];
+    b.click("tab-model");
+    b.set("repo", "fx/tiny-qwen2");
+    b.click("tab-generate");
+    b.set("prompt", p["text"].as_str().unwrap());
+    b.set("max-new", "16");
+    b.click("run");
+    b.wait_text("status", 240, |t| t == "done");
+    assert_eq!(b.text("output"), p["greedy"]["text"].as_str().unwrap());
 }
