@@ -138,9 +138,12 @@ pub fn x_wt_blocks(x: &[f32], w: &BlockMatrix, rows: usize) -> Vec<f32> {
     let per = n.div_ceil(blocks).max(1);
     let starts: Vec<usize> = (0..n).step_by(per).collect();
     let row_bytes = w.row_bytes();
-    // The integer kernel is x86's; elsewhere every row count takes the f32 block kernel.
-    let quantized =
-        (cfg!(target_arch = "x86_64") && rows <= INT8_ROWS).then(|| super::q8dot::quantize_rows(x));
+    // The integer kernel (AVX2, or SIMD128 in the page) for decode steps.
+    let integer = cfg!(any(
+        target_arch = "x86_64",
+        all(target_arch = "wasm32", target_feature = "simd128")
+    ));
+    let quantized = (integer && rows <= INT8_ROWS).then(|| super::q8dot::quantize_rows(x));
     for_each(&starts, |start| {
         let end = (start + per).min(n);
         // SAFETY: the kernels' features were detected (`kernel` checks the same ones); tasks
@@ -150,6 +153,10 @@ pub fn x_wt_blocks(x: &[f32], w: &BlockMatrix, rows: usize) -> Vec<f32> {
                 #[cfg(target_arch = "x86_64")]
                 Some(q) => {
                     super::q8dot::avx2::columns(q, w, row_bytes, rows, start..end, out.get())
+                }
+                #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+                Some(q) => {
+                    super::q8dot::simd128::columns(q, w, row_bytes, rows, start..end, out.get())
                 }
                 _ => kernel(x, w, row_bytes, rows, start..end, out.get()),
             }

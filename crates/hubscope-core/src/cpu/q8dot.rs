@@ -1,7 +1,8 @@
 //! The block kernel for a few rows (decode steps), as llama.cpp computes it: each row of `x`
 //! quantized to 8 bits per 32 values (a scale `max|x| / 127` per piece, round to nearest), then
 //! integer dot products of those bytes with the weight blocks' values (AVX2 `maddubs`: 32
-//! products per instruction instead of a decode to f32 and 4 multiply-adds), scaled per piece.
+//! products per instruction instead of a decode to f32 and 4 multiply-adds; in WebAssembly
+//! SIMD128 `i32x4.dot_i16x8_s`, 8 per instruction), scaled per piece.
 //! Weights are used exactly; the activations' rounding (≤ half a step of 1/127 of a piece's
 //! largest value) is the only difference from the f32 products.
 
@@ -304,6 +305,251 @@ pub mod avx2 {
                 scale: _mm256_setr_ps(s0, s0, s0, s0, s1, s1, s1, s1),
                 min: 0.0,
             }
+        }
+    }
+}
+
+/// The same kernel in WebAssembly SIMD128 (the page's CPU device): each 32-value piece as two
+/// 16-byte vectors, widened to 16 bits and multiplied with the row's bytes (widened once per
+/// call) by `i32x4.dot_i16x8_s` — 8 products and their pairwise sums per instruction, exact.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub mod simd128 {
+    use std::arch::wasm32::*;
+
+    use super::QuantRows;
+    use crate::cpu::blocks::{BlockMatrix, Q4_0, Q4_K, Q5_0, Q6_K, Q8_0};
+
+    /// A weight piece of 32 values as signed bytes (values 0–15, 16–31), a scale per 16 values
+    /// (equal but for Q6_K) and Q4_K's `dmin · m`, subtracted once per piece times x's sum.
+    struct Piece {
+        q: [v128; 2],
+        scale: [f32; 2],
+        min: f32,
+    }
+
+    /// Rows of `x` per pass over a weight row.
+    const MR: usize = 4;
+
+    /// Columns `cols` of `y` for every row of the quantized `x`.
+    ///
+    /// # Safety
+    /// `y` holds `rows * w.rows` floats and no one else writes columns `cols`.
+    pub unsafe fn columns(
+        x: &QuantRows,
+        w: &BlockMatrix,
+        row_bytes: usize,
+        rows: usize,
+        cols: std::ops::Range<usize>,
+        y: *mut f32,
+    ) {
+        // SAFETY: the caller's promise.
+        unsafe {
+            match w.ggml_type.0 {
+                Q8_0 => typed::<Q8_0>(x, w, row_bytes, rows, cols, y),
+                Q5_0 => typed::<Q5_0>(x, w, row_bytes, rows, cols, y),
+                Q4_0 => typed::<Q4_0>(x, w, row_bytes, rows, cols, y),
+                Q4_K => typed::<Q4_K>(x, w, row_bytes, rows, cols, y),
+                Q6_K => typed::<Q6_K>(x, w, row_bytes, rows, cols, y),
+                _ => unreachable!("kept types only"),
+            }
+        }
+    }
+
+    /// [`columns`] for ggml type `T`, its decoder inlined.
+    ///
+    /// # Safety
+    /// As for [`columns`].
+    unsafe fn typed<const T: u32>(
+        x: &QuantRows,
+        w: &BlockMatrix,
+        row_bytes: usize,
+        rows: usize,
+        cols: std::ops::Range<usize>,
+        y: *mut f32,
+    ) {
+        let (k, n) = (w.cols, w.rows);
+        let pieces = k / 32;
+        let decode = |b: &[u8], p: usize| -> Piece {
+            match T {
+                Q8_0 => q8_0(b, p),
+                Q5_0 => q5_0(b, p),
+                Q4_0 => q4_0(b, p),
+                Q4_K => q4_k(b, p),
+                _ => q6_k(b, p),
+            }
+        };
+        let (values, bytes) = w.ggml_type.block().expect("kept type");
+        let (per_block, block_bytes) = (values as usize / 32, bytes as usize);
+        // x's bytes as 16-bit values, 4 vectors per piece.
+        let xw: Vec<v128> =
+            x.q.chunks_exact(16)
+                .flat_map(|c| {
+                    // SAFETY: 16 bytes.
+                    let v = unsafe { v128_load(c.as_ptr() as *const v128) };
+                    [i16x8_extend_low_i8x16(v), i16x8_extend_high_i8x16(v)]
+                })
+                .collect();
+        for j in cols {
+            let row = &w.bytes[j * row_bytes..(j + 1) * row_bytes];
+            let mut r0 = 0;
+            while r0 < rows {
+                let r = MR.min(rows - r0);
+                let mut acc = [f32x4_splat(0.0); MR];
+                let mut mins = [0f32; MR];
+                for p in 0..pieces {
+                    let piece = decode(
+                        &row[p / per_block * block_bytes..][..block_bytes],
+                        p % per_block,
+                    );
+                    let wq = [
+                        i16x8_extend_low_i8x16(piece.q[0]),
+                        i16x8_extend_high_i8x16(piece.q[0]),
+                        i16x8_extend_low_i8x16(piece.q[1]),
+                        i16x8_extend_high_i8x16(piece.q[1]),
+                    ];
+                    for i in 0..r {
+                        let at = (r0 + i) * pieces + p;
+                        let xv = &xw[4 * at..4 * at + 4];
+                        let lo =
+                            i32x4_add(i32x4_dot_i16x8(wq[0], xv[0]), i32x4_dot_i16x8(wq[1], xv[1]));
+                        let hi =
+                            i32x4_add(i32x4_dot_i16x8(wq[2], xv[2]), i32x4_dot_i16x8(wq[3], xv[3]));
+                        let xs = x.scale[at];
+                        acc[i] = if T != Q6_K {
+                            let s = f32x4_splat(piece.scale[0] * xs);
+                            f32x4_add(acc[i], f32x4_mul(f32x4_convert_i32x4(i32x4_add(lo, hi)), s))
+                        } else {
+                            let (s0, s1) = (piece.scale[0] * xs, piece.scale[1] * xs);
+                            let a = f32x4_add(
+                                acc[i],
+                                f32x4_mul(f32x4_convert_i32x4(lo), f32x4_splat(s0)),
+                            );
+                            f32x4_add(a, f32x4_mul(f32x4_convert_i32x4(hi), f32x4_splat(s1)))
+                        };
+                        if T == Q4_K {
+                            mins[i] += piece.min * x.sum[at];
+                        }
+                    }
+                }
+                for i in 0..r {
+                    let a = acc[i];
+                    let s = (f32x4_extract_lane::<0>(a) + f32x4_extract_lane::<2>(a))
+                        + (f32x4_extract_lane::<1>(a) + f32x4_extract_lane::<3>(a));
+                    // SAFETY: r0 + i < rows and j is in this call's columns.
+                    unsafe { *y.add((r0 + i) * n + j) = s - mins[i] };
+                }
+                r0 += r;
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn half(b: &[u8], at: usize) -> f32 {
+        half::f16::from_le_bytes([b[at], b[at + 1]]).to_f32()
+    }
+
+    #[inline(always)]
+    fn load(b: &[u8], at: usize) -> v128 {
+        let s = &b[at..at + 16];
+        // SAFETY: 16 bytes.
+        unsafe { v128_load(s.as_ptr() as *const v128) }
+    }
+
+    /// 16 bytes at `at`: low nibbles (values 0–15), high nibbles (16–31).
+    #[inline(always)]
+    fn nibbles(b: &[u8], at: usize) -> [v128; 2] {
+        let t = load(b, at);
+        [v128_and(t, u8x16_splat(0xF)), u8x16_shr(t, 4)]
+    }
+
+    /// Bits 0–15 of `bits` as 16 bytes, 0xFF where the bit is set.
+    #[inline(always)]
+    fn bits_to_bytes(bits: u32) -> v128 {
+        let spread = u8x16_swizzle(
+            u16x8_splat(bits as u16),
+            u8x16(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
+        );
+        let mask = u8x16(1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128);
+        u8x16_eq(v128_and(spread, mask), mask)
+    }
+
+    #[inline(always)]
+    fn one(d: f32) -> [f32; 2] {
+        [d, d]
+    }
+
+    #[inline(always)]
+    fn q8_0(b: &[u8], _piece: usize) -> Piece {
+        Piece {
+            q: [load(b, 2), load(b, 18)],
+            scale: one(half(b, 0)),
+            min: 0.0,
+        }
+    }
+
+    /// Q4_0: nibbles less 8.
+    #[inline(always)]
+    fn q4_0(b: &[u8], _piece: usize) -> Piece {
+        let [lo, hi] = nibbles(b, 2);
+        let eight = i8x16_splat(8);
+        Piece {
+            q: [i8x16_sub(lo, eight), i8x16_sub(hi, eight)],
+            scale: one(half(b, 0)),
+            min: 0.0,
+        }
+    }
+
+    /// Q5_0: nibbles, the fifth bit clear making them `q − 16` as signed bytes.
+    #[inline(always)]
+    fn q5_0(b: &[u8], _piece: usize) -> Piece {
+        let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
+        let [lo, hi] = nibbles(b, 6);
+        let f0 = u8x16_splat(0xF0);
+        Piece {
+            q: [
+                v128_or(lo, v128_andnot(f0, bits_to_bytes(qh))),
+                v128_or(hi, v128_andnot(f0, bits_to_bytes(qh >> 16))),
+            ],
+            scale: one(half(b, 0)),
+            min: 0.0,
+        }
+    }
+
+    /// Q4_K: piece `s` of a super-block, nibbles (0–15), `d·sc` and `dmin·m`.
+    #[inline(always)]
+    fn q4_k(b: &[u8], s: usize) -> Piece {
+        let (sc, m) = crate::ggml::scale_min_k4(&b[4..16], s);
+        let at = 16 + 32 * (s / 2);
+        let nib = |v: v128| {
+            let v = if s % 2 == 0 { v } else { u8x16_shr(v, 4) };
+            v128_and(v, u8x16_splat(0xF))
+        };
+        Piece {
+            q: [nib(load(b, at)), nib(load(b, at + 16))],
+            scale: one(half(b, 0) * sc as f32),
+            min: half(b, 2) * m as f32,
+        }
+    }
+
+    /// Q6_K: piece `p` = (h, j): `(low | high << 4) − 32`, a scale per 16 values.
+    #[inline(always)]
+    fn q6_k(b: &[u8], p: usize) -> Piece {
+        let (h, j) = (p / 4, p % 4);
+        let part = |o: usize| {
+            let lo = load(b, 64 * h + 32 * (j % 2) + o);
+            let lo = v128_and(if j < 2 { lo } else { u8x16_shr(lo, 4) }, u8x16_splat(0xF));
+            let hi = v128_and(
+                u8x16_shr(load(b, 128 + 32 * h + o), 2 * j as u32),
+                u8x16_splat(3),
+            );
+            i8x16_sub(v128_or(lo, i8x16_shl(hi, 4)), i8x16_splat(32))
+        };
+        let d = half(b, 208);
+        let sc = |i: usize| d * b[192 + 8 * h + 2 * j + i] as i8 as f32;
+        Piece {
+            q: [part(0), part(16)],
+            scale: [sc(0), sc(1)],
+            min: 0.0,
         }
     }
 }
