@@ -24,8 +24,8 @@ mkdir -p "$work/models"
 ln -s "$model_dir" "$work/models/m"
 port=$((20000 + RANDOM % 20000))
 "$hub" serve --models "b=$work/models" --web "$work/site" --port "$port" >"$work/serve.log" 2>&1 &
-sleep 2
 url="http://127.0.0.1:$port"
+for _ in $(seq 100); do curl -sf "$url/" >/dev/null && break; sleep 0.2; done
 enc() { python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$1"; }
 echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); $(chromium --version)"
 echo "# $(basename "$model_dir"); prompt \"$PROMPT\", $GEN new tokens, greedy, $RUNS runs (run 1 downloads, later ones read the browser's cache)"

@@ -234,6 +234,26 @@ impl<'a> Cursor<'a> {
             .map_err(|_| self.bad(format!("string at byte {at} is not UTF-8")))
     }
 
+    /// Past one value of metadata type `t`, checked as [`Self::value`] checks it but not kept
+    /// (a vocabulary's 150k strings: no allocation each).
+    fn skip(&mut self, t: u32, depth: usize) -> Step<()> {
+        match t {
+            0 | 1 | 7 => self.take(1).map(drop),
+            2 | 3 => self.take(2).map(drop),
+            4..=6 => self.take(4).map(drop),
+            10..=12 => self.take(8).map(drop),
+            8 => {
+                let n = self.u64()?;
+                let at = self.at;
+                let s = self.take(n)?;
+                std::str::from_utf8(s)
+                    .map(drop)
+                    .map_err(|_| self.bad(format!("string at byte {at} is not UTF-8")))
+            }
+            _ => self.value(t, depth).map(drop),
+        }
+    }
+
     /// One value of metadata type `t`.
     fn value(&mut self, t: u32, depth: usize) -> Step<Value> {
         Ok(match t {
@@ -251,9 +271,10 @@ impl<'a> Cursor<'a> {
                 let len = self.u64()?;
                 let mut first = vec![];
                 for i in 0..len {
-                    let v = self.value(elem, depth + 1)?;
                     if self.whole_arrays || (i as usize) < ARRAY_SHOWN {
-                        first.push(v);
+                        first.push(self.value(elem, depth + 1)?);
+                    } else {
+                        self.skip(elem, depth + 1)?;
                     }
                 }
                 if self.whole_arrays || len as usize <= ARRAY_SHOWN {
