@@ -189,7 +189,7 @@ fn kernel() -> Option<Kernel> {
 /// (multiply, then add: SIMD128 has no fused multiply-add). Decoded values are ggml's
 /// dequantized ones exactly (the same f32 operations: `d · q`, or `d·sc·q − dmin·m`).
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-mod simd128 {
+pub(super) mod simd128 {
     use std::arch::wasm32::*;
 
     use super::{BlockMatrix, Q4_0, Q4_K, Q5_0, Q6_K, Q8_0};
@@ -258,7 +258,8 @@ mod simd128 {
         (decode, values as usize / 32, bytes as usize)
     }
 
-    fn half(b: &[u8], at: usize) -> f32 {
+    /// The f16 at `b[at..]` as f32.
+    pub(in crate::cpu) fn half(b: &[u8], at: usize) -> f32 {
         half::f16::from_le_bytes([b[at], b[at + 1]]).to_f32()
     }
 

@@ -317,6 +317,7 @@ pub mod simd128 {
     use std::arch::wasm32::*;
 
     use super::QuantRows;
+    use crate::cpu::blocks::simd128::half;
     use crate::cpu::blocks::{BlockMatrix, Q4_0, Q4_K, Q5_0, Q6_K, Q8_0};
 
     /// A weight piece of 32 values as signed bytes (values 0–15, 16–31), a scale per 16 values
@@ -441,11 +442,6 @@ pub mod simd128 {
                 r0 += r;
             }
         }
-    }
-
-    #[inline(always)]
-    fn half(b: &[u8], at: usize) -> f32 {
-        half::f16::from_le_bytes([b[at], b[at + 1]]).to_f32()
     }
 
     #[inline(always)]
