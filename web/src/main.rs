@@ -23,7 +23,22 @@ mod state;
 mod url;
 mod worker;
 
+// Static constructors (cubecl's `inventory` registrations) are run once here. Without a call
+// of its own, the linker treats the module as a command and runs every constructor again at
+// the top of every export: each call from JavaScript into the module, DOM callbacks and
+// leptos' reference table included — a page render of a few thousand nodes took seconds.
+#[cfg(target_family = "wasm")]
+unsafe extern "C" {
+    fn __wasm_call_ctors();
+}
+
 fn main() {
+    // SAFETY: `main` is the module's start function (wasm-bindgen calls it once per
+    // instance, page and worker alike) and nothing has run before it that needs them.
+    #[cfg(target_family = "wasm")]
+    unsafe {
+        __wasm_call_ctors()
+    };
     // In the worker there is no window: `worker.js` calls `worker::worker_main` instead.
     if web_sys::window().is_none() {
         return;
