@@ -258,9 +258,21 @@ pub(super) mod simd128 {
         (decode, values as usize / 32, bytes as usize)
     }
 
-    /// The f16 at `b[at..]` as f32.
+    /// The f16 at `b[at..]` as f32: its exponent and mantissa moved into f32's place and
+    /// scaled by 2¹¹² (exact for normal and subnormal values; WebAssembly has no f16
+    /// conversion, and the `half` crate's portable one normalizes subnormals in a loop),
+    /// infinities and NaNs given f32's all-ones exponent.
+    #[inline(always)]
     pub(in crate::cpu) fn half(b: &[u8], at: usize) -> f32 {
-        half::f16::from_le_bytes([b[at], b[at + 1]]).to_f32()
+        let h = u16::from_le_bytes([b[at], b[at + 1]]) as u32;
+        let (sign, magnitude) = ((h & 0x8000) << 16, (h & 0x7fff) << 13);
+        let value = if magnitude >= 0x7c00 << 13 {
+            magnitude | 0x7f80_0000
+        } else {
+            // 2^(127 - 15): the f32 exponent bias over f16's.
+            (f32::from_bits(magnitude) * f32::from_bits(0x7780_0000)).to_bits()
+        };
+        f32::from_bits(sign | value)
     }
 
     /// 4 bytes from `b[at..]` as 4 u32 lanes.
@@ -653,6 +665,66 @@ mod tests {
             rows,
             cols,
             bytes,
+        }
+    }
+
+    /// A benchmark, not a test (ignored; it asserts nothing): nanoseconds per 32 weights of
+    /// one decode step's products on the real Qwen2.5-0.5B shapes, for each kept block type
+    /// and for 16-bit weights. Run where the kernels in question run, e.g. SIMD128 under
+    /// node: `RUSTFLAGS="-C target-feature=+simd128" cargo test --release --target
+    /// wasm32-wasip1 -p hubscope-core --lib --no-run`, then the test binary under a WASI
+    /// runner with `decode_kernel_speed --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn decode_kernel_speed() {
+        use std::time::Instant;
+        let runs = 200;
+        let per_piece = |t0: Instant, n: usize, k: usize| {
+            t0.elapsed().as_nanos() as f64 / runs as f64 / (n * k / 32) as f64
+        };
+        for t in [Q8_0, Q5_0, Q4_K, Q6_K] {
+            // K-quants where ggml keeps them: rows of whole super-blocks (ffn_down).
+            let (n, k) = if t == Q4_K || t == Q6_K {
+                (896, 4864)
+            } else {
+                (4864, 896)
+            };
+            let (x, w) = (crate::cpu::test_values(k, 1), random_blocks(t, n, k, 3));
+            let t0 = Instant::now();
+            for _ in 0..runs {
+                std::hint::black_box(x_wt_blocks(&x, &w, 1));
+            }
+            eprintln!(
+                "{}: {:.2} ns per 32 weights",
+                GgmlType(t).name(),
+                per_piece(t0, n, k)
+            );
+        }
+        let (n, k) = (4864, 896);
+        let x = crate::cpu::test_values(k, 1);
+        let w = crate::cpu::test_values(n * k, 2);
+        let bf16: Vec<half::bf16> = w.iter().map(|&v| half::bf16::from_f32(v)).collect();
+        let f16: Vec<half::f16> = w.iter().map(|&v| half::f16::from_f32(v)).collect();
+        let t0 = Instant::now();
+        for _ in 0..runs {
+            std::hint::black_box(super::super::x_wt::x_wt(&x, &bf16, 1, k, n));
+        }
+        eprintln!("bf16: {:.2} ns per 32 weights", per_piece(t0, n, k));
+        let t0 = Instant::now();
+        for _ in 0..runs {
+            std::hint::black_box(super::super::x_wt::x_wt(&x, &f16, 1, k, n));
+        }
+        eprintln!("f16: {:.2} ns per 32 weights", per_piece(t0, n, k));
+    }
+
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    #[test]
+    fn every_f16_scale_reads_as_the_half_crate_reads_it() {
+        for h in 0..=u16::MAX {
+            let want = half::f16::from_bits(h).to_f32();
+            let got = simd128::half(&h.to_le_bytes(), 0);
+            let same = got.to_bits() == want.to_bits() || got.is_nan() && want.is_nan();
+            assert!(same, "{h:#06x}: {got} != {want}");
         }
     }
 

@@ -320,16 +320,20 @@ pub mod simd128 {
     use crate::cpu::blocks::simd128::half;
     use crate::cpu::blocks::{BlockMatrix, Q4_0, Q4_K, Q5_0, Q6_K, Q8_0};
 
-    /// A weight piece of 32 values as signed bytes (values 0–15, 16–31), a scale per 16 values
-    /// (equal but for Q6_K) and Q4_K's `dmin · m`, subtracted once per piece times x's sum.
-    struct Piece {
-        q: [v128; 2],
-        scale: [f32; 2],
-        min: f32,
+    /// A block's scales as f32, read once per block: a scale per 16 values (equal in pairs
+    /// but for Q6_K) and Q4_K's `dmin · m` per piece, subtracted once per piece times x's sum.
+    struct Scales {
+        scale: [f32; 16],
+        min: [f32; 8],
     }
 
     /// Rows of `x` per pass over a weight row.
     const MR: usize = 4;
+    /// Weight rows per pass over a decode step's one row of `x`: two for the one-piece
+    /// blocks (1.2x here), one for the K-quants (whose scales of two rows at once spill).
+    const fn nc(t: u32) -> usize {
+        if t == Q4_K || t == Q6_K { 1 } else { 2 }
+    }
 
     /// Columns `cols` of `y` for every row of the quantized `x`.
     ///
@@ -370,7 +374,8 @@ pub mod simd128 {
     ) {
         let (k, n) = (w.cols, w.rows);
         let pieces = k / 32;
-        let decode = |b: &[u8], p: usize| -> Piece {
+        // A piece's 32 values as signed bytes (values 0–15, 16–31).
+        let decode = |b: &[u8], p: usize| -> [v128; 2] {
             match T {
                 Q8_0 => q8_0(b, p),
                 Q5_0 => q5_0(b, p),
@@ -379,8 +384,21 @@ pub mod simd128 {
                 _ => q6_k(b, p),
             }
         };
+        let scales = |b: &[u8]| -> Scales {
+            match T {
+                Q4_K => q4_k_scales(b),
+                Q6_K => q6_k_scales(b),
+                _ => Scales {
+                    scale: [half(b, 0); 16],
+                    min: [0.0; 8],
+                },
+            }
+        };
         let (values, bytes) = w.ggml_type.block().expect("kept type");
-        let (per_block, block_bytes) = (values as usize / 32, bytes as usize);
+        let block_bytes = bytes as usize;
+        // A constant per type, so that one-piece blocks index their scales by a constant 0.
+        let per_block = if T == Q4_K || T == Q6_K { 8 } else { 1 };
+        debug_assert_eq!(per_block, values as usize / 32);
         // x's bytes as 16-bit values, 4 vectors per piece.
         let xw: Vec<v128> =
             x.q.chunks_exact(16)
@@ -390,6 +408,54 @@ pub mod simd128 {
                     [i16x8_extend_low_i8x16(v), i16x8_extend_high_i8x16(v)]
                 })
                 .collect();
+        let mut cols = cols;
+        // At most 2 (the arrays below); a constant per type, so the loops over it unroll.
+        let nc = nc(T);
+        if rows == 1 {
+            // A decode step: `nc` weight rows per pass over x, each with its own sums, so that
+            // their loads and multiplies overlap; the columns left over take the loop below.
+            let end = cols.start + (cols.end - cols.start) / nc * nc;
+            let mut j = cols.start;
+            while j < end {
+                let rows_of: [&[u8]; 2] = std::array::from_fn(|c| {
+                    &w.bytes[(j + c.min(nc - 1)) * row_bytes..][..row_bytes]
+                });
+                let mut acc = [f32x4_splat(0.0); 2];
+                let mut mins = [0f32; 2];
+                let mut blocks: [&[u8]; 2] = [&[]; 2];
+                let mut sc: [Scales; 2] = std::array::from_fn(|_| Scales {
+                    scale: [0.0; 16],
+                    min: [0.0; 8],
+                });
+                for p in 0..pieces {
+                    let s = p % per_block;
+                    let xv = &xw[4 * p..4 * p + 4];
+                    let xs = x.scale[p];
+                    for c in 0..nc {
+                        if s == 0 {
+                            blocks[c] = &rows_of[c][p / per_block * block_bytes..][..block_bytes];
+                            sc[c] = scales(blocks[c]);
+                        }
+                        let q = decode(blocks[c], s);
+                        let (scale, min) =
+                            ([sc[c].scale[2 * s], sc[c].scale[2 * s + 1]], sc[c].min[s]);
+                        acc[c] = step::<T>(acc[c], q, xv, scale, xs);
+                        if T == Q4_K {
+                            mins[c] += min * x.sum[p];
+                        }
+                    }
+                }
+                for c in 0..nc {
+                    let a = acc[c];
+                    let s = (f32x4_extract_lane::<0>(a) + f32x4_extract_lane::<2>(a))
+                        + (f32x4_extract_lane::<1>(a) + f32x4_extract_lane::<3>(a));
+                    // SAFETY: j + c is in this call's columns; the row is 0.
+                    unsafe { *y.add(j + c) = s - mins[c] };
+                }
+                j += nc;
+            }
+            cols = end..cols.end;
+        }
         for j in cols {
             let row = &w.bytes[j * row_bytes..(j + 1) * row_bytes];
             let mut r0 = 0;
@@ -397,38 +463,25 @@ pub mod simd128 {
                 let r = MR.min(rows - r0);
                 let mut acc = [f32x4_splat(0.0); MR];
                 let mut mins = [0f32; MR];
+                let mut block = &row[..0];
+                let mut sc = Scales {
+                    scale: [0.0; 16],
+                    min: [0.0; 8],
+                };
                 for p in 0..pieces {
-                    let piece = decode(
-                        &row[p / per_block * block_bytes..][..block_bytes],
-                        p % per_block,
-                    );
-                    let wq = [
-                        i16x8_extend_low_i8x16(piece.q[0]),
-                        i16x8_extend_high_i8x16(piece.q[0]),
-                        i16x8_extend_low_i8x16(piece.q[1]),
-                        i16x8_extend_high_i8x16(piece.q[1]),
-                    ];
+                    let s = p % per_block;
+                    if s == 0 {
+                        block = &row[p / per_block * block_bytes..][..block_bytes];
+                        sc = scales(block);
+                    }
+                    let q = decode(block, s);
+                    let (scale, min) = ([sc.scale[2 * s], sc.scale[2 * s + 1]], sc.min[s]);
                     for i in 0..r {
                         let at = (r0 + i) * pieces + p;
                         let xv = &xw[4 * at..4 * at + 4];
-                        let lo =
-                            i32x4_add(i32x4_dot_i16x8(wq[0], xv[0]), i32x4_dot_i16x8(wq[1], xv[1]));
-                        let hi =
-                            i32x4_add(i32x4_dot_i16x8(wq[2], xv[2]), i32x4_dot_i16x8(wq[3], xv[3]));
-                        let xs = x.scale[at];
-                        acc[i] = if T != Q6_K {
-                            let s = f32x4_splat(piece.scale[0] * xs);
-                            f32x4_add(acc[i], f32x4_mul(f32x4_convert_i32x4(i32x4_add(lo, hi)), s))
-                        } else {
-                            let (s0, s1) = (piece.scale[0] * xs, piece.scale[1] * xs);
-                            let a = f32x4_add(
-                                acc[i],
-                                f32x4_mul(f32x4_convert_i32x4(lo), f32x4_splat(s0)),
-                            );
-                            f32x4_add(a, f32x4_mul(f32x4_convert_i32x4(hi), f32x4_splat(s1)))
-                        };
+                        acc[i] = step::<T>(acc[i], q, xv, scale, x.scale[at]);
                         if T == Q4_K {
-                            mins[i] += piece.min * x.sum[at];
+                            mins[i] += min * x.sum[at];
                         }
                     }
                 }
@@ -441,6 +494,28 @@ pub mod simd128 {
                 }
                 r0 += r;
             }
+        }
+    }
+
+    /// One piece of a product: `acc + (q · x) · scale · xs`, the integer dot product of 16
+    /// values at a time widened to 16 bits (SIMD128 multiplies no narrower).
+    #[inline(always)]
+    fn step<const T: u32>(acc: v128, q: [v128; 2], xv: &[v128], scale: [f32; 2], xs: f32) -> v128 {
+        let wq = [
+            i16x8_extend_low_i8x16(q[0]),
+            i16x8_extend_high_i8x16(q[0]),
+            i16x8_extend_low_i8x16(q[1]),
+            i16x8_extend_high_i8x16(q[1]),
+        ];
+        let lo = i32x4_add(i32x4_dot_i16x8(wq[0], xv[0]), i32x4_dot_i16x8(wq[1], xv[1]));
+        let hi = i32x4_add(i32x4_dot_i16x8(wq[2], xv[2]), i32x4_dot_i16x8(wq[3], xv[3]));
+        if T != Q6_K {
+            let s = f32x4_splat(scale[0] * xs);
+            f32x4_add(acc, f32x4_mul(f32x4_convert_i32x4(i32x4_add(lo, hi)), s))
+        } else {
+            let (s0, s1) = (scale[0] * xs, scale[1] * xs);
+            let a = f32x4_add(acc, f32x4_mul(f32x4_convert_i32x4(lo), f32x4_splat(s0)));
+            f32x4_add(a, f32x4_mul(f32x4_convert_i32x4(hi), f32x4_splat(s1)))
         }
     }
 
@@ -470,66 +545,71 @@ pub mod simd128 {
     }
 
     #[inline(always)]
-    fn one(d: f32) -> [f32; 2] {
-        [d, d]
-    }
-
-    #[inline(always)]
-    fn q8_0(b: &[u8], _piece: usize) -> Piece {
-        Piece {
-            q: [load(b, 2), load(b, 18)],
-            scale: one(half(b, 0)),
-            min: 0.0,
-        }
+    fn q8_0(b: &[u8], _piece: usize) -> [v128; 2] {
+        [load(b, 2), load(b, 18)]
     }
 
     /// Q4_0: nibbles less 8.
     #[inline(always)]
-    fn q4_0(b: &[u8], _piece: usize) -> Piece {
+    fn q4_0(b: &[u8], _piece: usize) -> [v128; 2] {
         let [lo, hi] = nibbles(b, 2);
         let eight = i8x16_splat(8);
-        Piece {
-            q: [i8x16_sub(lo, eight), i8x16_sub(hi, eight)],
-            scale: one(half(b, 0)),
-            min: 0.0,
-        }
+        [i8x16_sub(lo, eight), i8x16_sub(hi, eight)]
     }
 
     /// Q5_0: nibbles, the fifth bit clear making them `q − 16` as signed bytes.
     #[inline(always)]
-    fn q5_0(b: &[u8], _piece: usize) -> Piece {
+    fn q5_0(b: &[u8], _piece: usize) -> [v128; 2] {
         let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
         let [lo, hi] = nibbles(b, 6);
         let f0 = u8x16_splat(0xF0);
-        Piece {
-            q: [
-                v128_or(lo, v128_andnot(f0, bits_to_bytes(qh))),
-                v128_or(hi, v128_andnot(f0, bits_to_bytes(qh >> 16))),
-            ],
-            scale: one(half(b, 0)),
-            min: 0.0,
-        }
+        [
+            v128_or(lo, v128_andnot(f0, bits_to_bytes(qh))),
+            v128_or(hi, v128_andnot(f0, bits_to_bytes(qh >> 16))),
+        ]
     }
 
-    /// Q4_K: piece `s` of a super-block, nibbles (0–15), `d·sc` and `dmin·m`.
+    /// Q4_K: `d·sc` (for both halves of each piece) and `dmin·m` of the 8 pieces.
     #[inline(always)]
-    fn q4_k(b: &[u8], s: usize) -> Piece {
-        let (sc, m) = crate::ggml::scale_min_k4(&b[4..16], s);
+    fn q4_k_scales(b: &[u8]) -> Scales {
+        let (d, dmin) = (half(b, 0), half(b, 2));
+        let mut out = Scales {
+            scale: [0.0; 16],
+            min: [0.0; 8],
+        };
+        for s in 0..8 {
+            let (sc, m) = crate::ggml::scale_min_k4(&b[4..16], s);
+            out.scale[2 * s] = d * sc as f32;
+            out.scale[2 * s + 1] = d * sc as f32;
+            out.min[s] = dmin * m as f32;
+        }
+        out
+    }
+
+    /// Q4_K: piece `s` of a super-block, nibbles (0–15).
+    #[inline(always)]
+    fn q4_k(b: &[u8], s: usize) -> [v128; 2] {
         let at = 16 + 32 * (s / 2);
         let nib = |v: v128| {
             let v = if s % 2 == 0 { v } else { u8x16_shr(v, 4) };
             v128_and(v, u8x16_splat(0xF))
         };
-        Piece {
-            q: [nib(load(b, at)), nib(load(b, at + 16))],
-            scale: one(half(b, 0) * sc as f32),
-            min: half(b, 2) * m as f32,
+        [nib(load(b, at)), nib(load(b, at + 16))]
+    }
+
+    /// Q6_K: `d·sc` of each 16 values (piece `p` = (h, j) has scales `8h + 2j` and the next).
+    #[inline(always)]
+    fn q6_k_scales(b: &[u8]) -> Scales {
+        let d = half(b, 208);
+        Scales {
+            scale: std::array::from_fn(|i| d * b[192 + i] as i8 as f32),
+            min: [0.0; 8],
         }
     }
 
-    /// Q6_K: piece `p` = (h, j): `(low | high << 4) − 32`, a scale per 16 values.
+    /// Q6_K: piece `p` = (h, j): `(low | high << 4) − 32`.
     #[inline(always)]
-    fn q6_k(b: &[u8], p: usize) -> Piece {
+    fn q6_k(b: &[u8], p: usize) -> [v128; 2] {
         let (h, j) = (p / 4, p % 4);
         let part = |o: usize| {
             let lo = load(b, 64 * h + 32 * (j % 2) + o);
@@ -540,12 +620,6 @@ pub mod simd128 {
             );
             i8x16_sub(v128_or(lo, i8x16_shl(hi, 4)), i8x16_splat(32))
         };
-        let d = half(b, 208);
-        let sc = |i: usize| d * b[192 + 8 * h + 2 * j + i] as i8 as f32;
-        Piece {
-            q: [part(0), part(16)],
-            scale: [sc(0), sc(1)],
-            min: 0.0,
-        }
+        [part(0), part(16)]
     }
 }

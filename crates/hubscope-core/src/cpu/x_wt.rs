@@ -378,7 +378,7 @@ mod simd128 {
             // cannot prefetch: 1.3-1.5x out of cache, docs/BENCHMARKS.md); the columns left
             // over take the tiles.
             let (pass, wide): (OneRow<W>, usize) = match W::KIND {
-                1 => (one_row_wide::<W, 8>, 8),
+                1 => (one_row_wide::<W, 12>, 12),
                 _ => (one_row_wide::<W, 12>, 12),
             };
             let end = cols.start + (cols.end - cols.start) / wide * wide;
@@ -413,6 +413,7 @@ mod simd128 {
     ) {
         let ws: [&[W]; WIDE] = super::rows_of(w, c0, k);
         let mut acc = [f32x4_splat(0.0); WIDE];
+        let mut seen = u16x8_splat(0);
         let full = k - k % LANES;
         let mut i = 0;
         while i < full {
@@ -426,18 +427,24 @@ mod simd128 {
             };
             for j in 0..WIDE {
                 // SAFETY: as above.
-                let [w0, w1] = unsafe { load8(ws[j].as_ptr().add(i)) };
+                let [w0, w1] = unsafe { load8(ws[j].as_ptr().add(i), &mut seen) };
                 acc[j] = f32x4_add(acc[j], f32x4_mul(x0, w0));
                 acc[j] = f32x4_add(acc[j], f32x4_mul(x1, w1));
             }
             i += LANES;
         }
+        let special = non_finite::<W>(seen);
         for j in 0..WIDE {
             let a = acc[j];
             let sum = (f32x4_extract_lane::<0>(a) + f32x4_extract_lane::<2>(a))
                 + (f32x4_extract_lane::<1>(a) + f32x4_extract_lane::<3>(a));
+            let s = if special {
+                exact(x, ws[j])
+            } else {
+                super::finish(sum, x, ws[j], full)
+            };
             // SAFETY: column c0 + j is this call's (caller's promise); the row is 0.
-            unsafe { *y.add(c0 + j) = super::finish(sum, x, ws[j], full) };
+            unsafe { *y.add(c0 + j) = s };
         }
     }
 
@@ -478,6 +485,7 @@ mod simd128 {
         let xs: [&[f32]; R] = super::rows_of(x, r0, k);
         let ws: [&[W]; C] = super::rows_of(w, c0, k);
         let mut acc = [[f32x4_splat(0.0); C]; R];
+        let mut seen = u16x8_splat(0);
         let full = k - k % LANES;
         let mut i = 0;
         while i < full {
@@ -494,7 +502,7 @@ mod simd128 {
             }
             for j in 0..C {
                 // SAFETY: as above.
-                let [w0, w1] = unsafe { load8(ws[j].as_ptr().add(i)) };
+                let [w0, w1] = unsafe { load8(ws[j].as_ptr().add(i), &mut seen) };
                 for r in 0..R {
                     acc[r][j] = f32x4_add(acc[r][j], f32x4_mul(xv[r][0], w0));
                     acc[r][j] = f32x4_add(acc[r][j], f32x4_mul(xv[r][1], w1));
@@ -502,12 +510,17 @@ mod simd128 {
             }
             i += LANES;
         }
+        let special = non_finite::<W>(seen);
         for r in 0..R {
             for j in 0..C {
                 let a = acc[r][j];
                 let sum = (f32x4_extract_lane::<0>(a) + f32x4_extract_lane::<2>(a))
                     + (f32x4_extract_lane::<1>(a) + f32x4_extract_lane::<3>(a));
-                let s = super::finish(sum, xs[r], ws[j], full);
+                let s = if special {
+                    exact(xs[r], ws[j])
+                } else {
+                    super::finish(sum, xs[r], ws[j], full)
+                };
                 // SAFETY: r0 + r < rows and c0 + j is in this call's columns (caller's promise).
                 unsafe { *y.add((r0 + r) * n + c0 + j) = s };
             }
@@ -516,15 +529,17 @@ mod simd128 {
 
     /// 8 weights from `p` as two f32 vectors: f32 as they are (in order); 16-bit ones as
     /// (even values, odd values) — each 32-bit lane holds an even value in its low half and
-    /// an odd one in its high half, so a shift or a mask puts either on top. bf16 on top is
-    /// its f32; f16 on top has its magnitude shifted into f32's place and scaled by 2¹¹²
-    /// (exact for normal and subnormal values alike), its sign kept, and the all-ones f32
-    /// exponent for infinities and NaNs.
+    /// an odd one in its high half, so a shift puts either on top. bf16 on top is its f32.
+    /// f16 on top, shifted right by 3 with its sign copied in, has its exponent and mantissa
+    /// where f32's are; with the copies of the sign and the bits below cleared, the f32 times
+    /// 2¹¹² is the f16 value (exact for normal and subnormal values: 3 operations per 4
+    /// values). Infinities and NaNs would come out finite: `seen` keeps the largest f16
+    /// magnitude loaded, and a product that saw one is summed again by [`exact`].
     ///
     /// # Safety
     /// 8 elements are readable at `p`.
     #[inline(always)]
-    unsafe fn load8<W: Weight>(p: *const W) -> [v128; 2] {
+    unsafe fn load8<W: Weight>(p: *const W, seen: &mut v128) -> [v128; 2] {
         // SAFETY: the caller's promise: 8 elements at `p` (32 or 16 bytes).
         unsafe {
             if W::KIND == 0 {
@@ -534,32 +549,38 @@ mod simd128 {
                 ];
             }
             let v = v128_load(p as *const v128);
-            let even = i32x4_shl(v, 16);
-            let odd = v128_and(v, u32x4_splat(0xffff_0000));
             if W::KIND == 2 {
-                return [even, odd];
+                return [i32x4_shl(v, 16), v128_and(v, u32x4_splat(0xffff_0000))];
             }
-            [f16_on_top(even), f16_on_top(odd)]
+            *seen = u16x8_max(*seen, v128_and(v, u16x8_splat(0x7fff)));
+            let f32_bits = u32x4_splat(0x8fff_e000);
+            // 2^(127 - 15): the f32 exponent bias over f16's.
+            let scale = f32x4_splat(f32::from_bits(0x7780_0000));
+            let even = v128_and(i32x4_shr(i32x4_shl(v, 16), 3), f32_bits);
+            let odd = v128_and(i32x4_shr(v, 3), f32_bits);
+            [f32x4_mul(even, scale), f32x4_mul(odd, scale)]
         }
     }
 
-    /// Four f16 values in the top halves of their lanes (low halves zero) as f32.
+    /// Whether `load8` met an f16 infinity or NaN (an all-ones exponent).
     #[inline(always)]
-    fn f16_on_top(t: v128) -> v128 {
-        let magnitude = v128_and(t, u32x4_splat(0x7fff_0000));
-        // 2^(127 - 15): the f32 exponent bias over f16's.
-        let value = f32x4_mul(
-            u32x4_shr(magnitude, 3),
-            f32x4_splat(f32::from_bits(0x7780_0000)),
-        );
-        let inf_nan = v128_and(
-            u32x4_ge(magnitude, u32x4_splat(0x7c00_0000)),
-            u32x4_splat(0x7f80_0000),
-        );
-        v128_or(
-            v128_or(value, inf_nan),
-            v128_and(t, u32x4_splat(0x8000_0000)),
-        )
+    fn non_finite<W: Weight>(seen: v128) -> bool {
+        W::KIND == 1 && v128_any_true(u16x8_ge(seen, u16x8_splat(0x7c00)))
+    }
+
+    /// A paired row of `x` (each 8 values as their 4 even then their 4 odd ones) times a
+    /// weight row, one value at a time: the products whose f16 weights hold infinities or
+    /// NaNs.
+    #[cold]
+    fn exact<W: Weight>(x: &[f32], w: &[W]) -> f32 {
+        let full = w.len() - w.len() % LANES;
+        let mut sum = 0.0;
+        for i in (0..full).step_by(LANES) {
+            for l in 0..4 {
+                sum += x[i + l] * w[i + 2 * l].to_f32() + x[i + 4 + l] * w[i + 2 * l + 1].to_f32();
+            }
+        }
+        super::finish(sum, x, w, full)
     }
 }
 
@@ -679,6 +700,51 @@ mod tests {
         each_kernel::<f32>(|v| v);
         each_kernel::<half::f16>(half::f16::from_f32);
         each_kernel::<half::bf16>(half::bf16::from_f32);
+    }
+
+    /// f16 subnormals, zeros of both signs, the largest finite values, infinities and a NaN,
+    /// among ordinary weights: every kernel gives the triple loop's value (an infinity or
+    /// NaN where the loop gives one).
+    #[test]
+    fn f16_weights_of_every_class_are_read_exactly() {
+        use half::f16;
+        let specials = [
+            f16::from_bits(0x0001),
+            f16::from_bits(0x83ff),
+            f16::from_bits(0x0400),
+            f16::NEG_ZERO,
+            f16::MAX,
+            f16::MIN,
+            f16::INFINITY,
+            f16::NEG_INFINITY,
+            f16::NAN,
+        ];
+        for &(rows, k, n) in &[(1, 40, 24), (3, 37, 9)] {
+            let x = values(rows * k, 5);
+            let mut w: Vec<f16> = values(n * k, 6).into_iter().map(f16::from_f32).collect();
+            // Each special value in its own weight row (so each row's result is one class);
+            // even and odd positions, inside the vector part and in the tail.
+            for (j, v) in specials.iter().enumerate() {
+                let at = [j * 3, j * 5 + 1, k - 1][j % 3];
+                w[j * k + at] = *v;
+            }
+            let want = reference(&x, &w, rows, k, n);
+            for isa in available() {
+                let got = with_kernel(columns_for::<f16>(isa), &x, &w, rows, k, n);
+                for (i, (g, e)) in got.iter().zip(&want).enumerate() {
+                    let same = if e.is_finite() {
+                        // f16's largest values make sums in the thousands: relative.
+                        (*g as f64 - e).abs() <= 1e-5 * (k as f64).sqrt() * (1.0 + e.abs())
+                    } else {
+                        e.is_nan() && g.is_nan() || *g as f64 == *e
+                    };
+                    assert!(
+                        same,
+                        "{isa:?}: rows {rows} k {k} n {n}: y[{i}] = {g}, want {e}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
