@@ -1149,6 +1149,39 @@ fn a_lost_gpu_device_is_said_and_the_next_run_starts_fresh() {
     assert_eq!(b.text("output"), p["greedy"]["text"].as_str().unwrap());
 }
 
+/// A shader the device's compiler rejects (the worker made, by a CPU run, to compile every
+/// kernel from then on from text that is not WGSL, so each pipeline fails validation): the
+/// next run on WebGPU says it was a WebGPU error with what to try, and the run after it, in
+/// the same page, starts on a new worker and writes transformers' greedy text on WebGPU.
+#[test]
+fn a_rejected_shader_is_said_and_the_next_run_starts_fresh() {
+    let server = serve(&[]);
+    let url = server.url.clone();
+    let b = Browser::start();
+    let r = reference("tiny-llama");
+    let p = &r["prompts"][0];
+    b.go(&format!(
+        "{url}/?model=fx/tiny-llama&endpoint={}&tab=generate&prompt={}&temperature=0&max_new_tokens=16&device=cpu&autorun=1",
+        enc(&url),
+        enc(p["text"].as_str().unwrap())
+    ));
+    b.wait_text("status", 240, |t| t == "done");
+    b.js("window.hubscopeBreakGpuShaders(); return null;");
+    b.choose("device", "webgpu");
+    b.click("run");
+    let e = b.wait_text("error", 240, |t| !t.is_empty());
+    assert!(
+        e.contains("WebGPU error") && e.contains("choose the CPU"),
+        "{e}"
+    );
+    assert_ne!(b.text("status"), "done");
+    b.click("run");
+    b.wait_text("status", 240, |t| t == "done");
+    b.assert_device("webgpu");
+    assert_eq!(b.text("error"), "");
+    assert_eq!(b.text("output"), p["greedy"]["text"].as_str().unwrap());
+}
+
 /// Out of memory (each WebAssembly memory held to 1 GiB by V8's flag, so the real model's
 /// 1.26 GB of f16 weights cannot fit the worker): the page says so with what to try, stays
 /// usable, and the next run (a tiny model, in a new worker) writes transformers' text.

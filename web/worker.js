@@ -33,8 +33,18 @@ if (self.GPUAdapter) {
     return device;
   };
 }
-// A simulated driver reset (Request::LoseDevice, for the failure tests).
-self.hubscopeLoseDevices = () => devices.forEach((d) => d.destroy());
+// The failure tests' faults (Request::Simulate): a driver reset, or a shader compiler that
+// rejects every kernel compiled from now on (its pipelines then fail validation).
+self.hubscopeSimulate = (fault) => {
+  if (fault === "DeviceLoss") {
+    devices.forEach((d) => d.destroy());
+  } else if (fault === "ShaderFailure" && self.GPUDevice) {
+    const compile = GPUDevice.prototype.createShaderModule;
+    GPUDevice.prototype.createShaderModule = function (descriptor) {
+      return compile.call(this, { ...descriptor, code: "not WGSL" });
+    };
+  }
+};
 
 await init({ module_or_path: new URL("./hubscope-web_bg.wasm", import.meta.url) });
 started = true;

@@ -69,7 +69,7 @@ pub fn App() -> impl IntoView {
     };
     // Every panel has registered its URL keys by now.
     sync_address_bar();
-    expose_lose_device();
+    expose_faults();
     page
 }
 
@@ -115,11 +115,19 @@ fn phase_line(p: &Phase, lang: Lang) -> String {
 }
 
 /// `window.hubscopeLoseGpuDevice()`: the worker destroys its WebGPU devices, as a driver reset
-/// would (for the failure tests; see `engine::lose_device`).
-fn expose_lose_device() {
-    let f = wasm_bindgen::closure::Closure::<dyn Fn()>::new(crate::engine::lose_device);
-    if let Some(w) = web_sys::window() {
-        let _ = js_sys::Reflect::set(&w, &"hubscopeLoseGpuDevice".into(), f.as_ref());
+/// would; `window.hubscopeBreakGpuShaders()`: the shaders it compiles next fail (for the
+/// failure tests; see `engine::simulate`).
+fn expose_faults() {
+    use crate::protocol::Fault;
+    for (name, fault) in [
+        ("hubscopeLoseGpuDevice", Fault::DeviceLoss),
+        ("hubscopeBreakGpuShaders", Fault::ShaderFailure),
+    ] {
+        let f =
+            wasm_bindgen::closure::Closure::<dyn Fn()>::new(move || crate::engine::simulate(fault));
+        if let Some(w) = web_sys::window() {
+            let _ = js_sys::Reflect::set(&w, &name.into(), f.as_ref());
+        }
+        f.forget();
     }
-    f.forget();
 }

@@ -14,7 +14,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
 use crate::error::AppError;
-use crate::protocol::{Event, Request, decode, encode};
+use crate::protocol::{Event, Fault, Request, decode, encode};
 
 /// How long a stopped request may take to notice before its worker is ended.
 const STOP_GRACE_MS: i32 = 3000;
@@ -214,8 +214,8 @@ pub fn stop() {
     }
 }
 
-/// Destroy the worker's WebGPU devices, as a driver reset would (the failure tests call it as
-/// `window.hubscopeLoseGpuDevice()`).
-pub fn lose_device() {
-    post(encode(&Request::LoseDevice, &[]));
+/// Have the worker meet `fault` (the failure tests call it as `window.hubscopeLoseGpuDevice()`
+/// and `window.hubscopeBreakGpuShaders()`).
+pub fn simulate(fault: Fault) {
+    post(encode(&Request::Simulate(fault), &[]));
 }

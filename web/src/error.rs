@@ -66,7 +66,7 @@ impl AppError {
             }
             AppError::Model(m) => m.clone(),
             AppError::TooBig(m) => format!("{}: {m}", t(lang, "err.too_big")),
-            AppError::NoWebGpu => t(lang, "no_webgpu").to_string(),
+            AppError::NoWebGpu => t(lang, "err.no_webgpu").to_string(),
             AppError::Stopped => t(lang, "stopped").to_string(),
             AppError::OutOfMemory { bytes } => format!(
                 "{} ({})",

@@ -212,6 +212,10 @@ pub fn t(lang: Lang, key: &str) -> &'static str {
             "The WebGPU device was lost (a driver reset or GPU crash). Run again to start on a new device, or choose the CPU",
             "WebGPU 设备已丢失（驱动重置或 GPU 崩溃）。请重新运行以使用新设备，或选择 CPU",
         ),
+        "err.no_webgpu" => (
+            "This browser gave the page no WebGPU adapter: choose the CPU device (or Auto)",
+            "此浏览器没有为页面提供 WebGPU 适配器：请选择 CPU 设备（或“自动”）",
+        ),
         "err.gpu" => (
             "WebGPU error (a shader or pipeline the device refused). Try f32, or choose the CPU",
             "WebGPU 错误（设备拒绝了着色器或管线）。请尝试 f32，或选择 CPU",

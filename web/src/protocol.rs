@@ -47,8 +47,18 @@ pub enum Request {
     },
     /// Stop the request under way at its next chance.
     Stop,
-    /// Destroy the worker's WebGPU devices, as a driver reset would (the failure tests).
-    LoseDevice,
+    /// A fault the failure tests cause in the worker.
+    Simulate(Fault),
+}
+
+/// A GPU failure the worker can be made to meet (`worker.js` causes it), for the failure tests.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum Fault {
+    /// Its WebGPU devices destroyed, as a driver reset does.
+    DeviceLoss,
+    /// Every shader it compiles from then on is not WGSL, as a shader compiler that rejects
+    /// the kernels would have it: each pipeline made from one fails validation.
+    ShaderFailure,
 }
 
 /// What the worker is doing, as the page shows it.

@@ -94,6 +94,9 @@ pub struct Ctx {
     pub device_used: RwSignal<Option<PageDevice>>,
     /// The browser's WebGPU adapter, if it has one.
     pub limits: RwSignal<Option<GpuLimits>>,
+    /// Whether the browser has answered the page's request for an adapter (`limits` is
+    /// final).
+    pub probed: RwSignal<bool>,
     pub view: RwSignal<Option<Rc<RepoView>>, LocalStorage>,
     pub status: RwSignal<String>,
     pub error: RwSignal<String>,
@@ -118,6 +121,7 @@ impl Ctx {
             dtype: url_signal("dtype", DtypeChoice::Auto),
             device_used: RwSignal::new(None),
             limits: RwSignal::new(None),
+            probed: RwSignal::new(false),
             view: RwSignal::new_local(None),
             status: RwSignal::new(String::new()),
             error: RwSignal::new(String::new()),
@@ -128,8 +132,29 @@ impl Ctx {
         spawn_local(async move {
             let l = crate::device::adapter_limits().await;
             ctx.limits.set(l);
+            ctx.probed.set(true);
         });
         ctx
+    }
+
+    /// Before a run picks its device and dtype: the adapter, once the browser has answered (a
+    /// linked run can start before the page's first request is answered). Where the user chose
+    /// WebGPU and there is none, it is asked again for a few seconds: a browser restarting its
+    /// GPU process after a lost device answers "none" meanwhile.
+    pub async fn probe_adapter(&self) {
+        let patient = self.device_choice.get_untracked() == DeviceChoice::WebGpu;
+        let tries = if patient { 5 } else { 1 };
+        for i in 0..tries {
+            if self.probed.get_untracked() && self.limits.get_untracked().is_some() {
+                return;
+            }
+            if i > 0 {
+                crate::fetch::sleep(1000).await;
+            }
+            let l = crate::device::adapter_limits().await;
+            self.limits.set(l);
+            self.probed.set(true);
+        }
     }
 
     pub fn source(&self) -> Source {

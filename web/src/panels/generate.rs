@@ -55,6 +55,8 @@ pub fn GeneratePanel(
     let stop_run = stop_flag.clone();
     let run = move || {
         c.error.set(String::new());
+        // The last run's end ("done", "stopped") is not this one's.
+        c.status.set(String::new());
         output.set(String::new());
         tok_s.set(String::new());
         prefill.set(String::new());
@@ -103,6 +105,7 @@ pub fn GeneratePanel(
                     return Ok(());
                 }
                 let v = c.open().await?;
+                c.probe_adapter().await;
                 let (dtype, why) = c.compute_dtype(&v)?;
                 dtype_note.set(why.unwrap_or_else(|| dtype.name().to_string()));
                 let device = c.device(&v, dtype)?;

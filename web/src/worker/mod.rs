@@ -62,7 +62,7 @@ pub fn worker_main() {
             };
             match request {
                 Request::Stop => STOP.with(|s| s.set(true)),
-                Request::LoseDevice => lose_devices(),
+                Request::Simulate(fault) => simulate(fault),
                 other => {
                     STOP.with(|s| s.set(false));
                     spawn_local(async move {
@@ -127,17 +127,22 @@ async fn run(request: Request, bytes: Vec<Vec<u8>>) -> Result<Event, AppError> {
             prompt,
             max_new_tokens,
         } => train::ask(&prompt, max_new_tokens).await,
-        Request::Stop | Request::LoseDevice => Err(AppError::Model("not a request".into())),
+        Request::Stop | Request::Simulate(_) => Err(AppError::Model("not a request".into())),
     }
 }
 
-/// Destroy every WebGPU device this worker made (`worker.js` keeps them): a simulated driver
-/// reset, for the failure tests. The devices' `lost` promises then tell the page.
-fn lose_devices() {
-    let f = js_sys::Reflect::get(&js_sys::global(), &"hubscopeLoseDevices".into())
+/// Meet `fault` (`worker.js` causes it: it keeps the WebGPU devices this worker made, and
+/// can wrap their shader compiler), for the failure tests. A lost device's `lost` promise, or
+/// a failed pipeline's validation error, then tells the page.
+fn simulate(fault: crate::protocol::Fault) {
+    let f = js_sys::Reflect::get(&js_sys::global(), &"hubscopeSimulate".into())
         .ok()
         .and_then(|f| f.dyn_into::<js_sys::Function>().ok());
     if let Some(f) = f {
-        let _ = f.call0(&JsValue::NULL);
+        let name = match fault {
+            crate::protocol::Fault::DeviceLoss => "DeviceLoss",
+            crate::protocol::Fault::ShaderFailure => "ShaderFailure",
+        };
+        let _ = f.call1(&JsValue::NULL, &name.into());
     }
 }

@@ -92,6 +92,7 @@ pub fn FineTunePanel() -> impl IntoView {
                 // Training runs in f32 on the autodiff form of the chosen device.
                 let config = v.runnable()?.clone();
                 let f32 = WeightDtype::Float(ComputeDtype::F32);
+                ctx.probe_adapter().await;
                 let device = ctx.device(&v, f32)?;
                 let request = Request::Train {
                     model: ctx.model_ref(&v, device, f32),
