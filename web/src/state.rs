@@ -143,12 +143,12 @@ impl Ctx {
     /// GPU process after a lost device answers "none" meanwhile.
     pub async fn probe_adapter(&self) {
         let patient = self.device_choice.get_untracked() == DeviceChoice::WebGpu;
-        let tries = if patient { 5 } else { 1 };
-        for i in 0..tries {
-            if self.probed.get_untracked() && self.limits.get_untracked().is_some() {
+        for _ in 0..5 {
+            let answered = self.probed.get_untracked();
+            if answered && (self.limits.get_untracked().is_some() || !patient) {
                 return;
             }
-            if i > 0 {
+            if answered {
                 crate::fetch::sleep(1000).await;
             }
             let l = crate::device::adapter_limits().await;

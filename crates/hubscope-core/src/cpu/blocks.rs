@@ -233,10 +233,8 @@ pub(super) mod simd128 {
                     }
                 }
                 for (i, a) in acc.iter().enumerate().take(r) {
-                    let s = (f32x4_extract_lane::<0>(*a) + f32x4_extract_lane::<2>(*a))
-                        + (f32x4_extract_lane::<1>(*a) + f32x4_extract_lane::<3>(*a));
                     // SAFETY: r0 + i < rows and j is in this call's columns.
-                    unsafe { *y.add((r0 + i) * n + j) = s };
+                    unsafe { *y.add((r0 + i) * n + j) = hsum(*a) };
                 }
                 r0 += r;
             }
@@ -256,6 +254,14 @@ pub(super) mod simd128 {
         };
         let (values, bytes) = w.ggml_type.block().expect("kept type");
         (decode, values as usize / 32, bytes as usize)
+    }
+
+    /// The sum of a 4-lane accumulator, lanes 0 + 2 and 1 + 3 first (every SIMD128 kernel
+    /// sums in this order).
+    #[inline(always)]
+    pub(in crate::cpu) fn hsum(a: v128) -> f32 {
+        (f32x4_extract_lane::<0>(a) + f32x4_extract_lane::<2>(a))
+            + (f32x4_extract_lane::<1>(a) + f32x4_extract_lane::<3>(a))
     }
 
     /// The f16 at `b[at..]` as f32: its exponent and mantissa moved into f32's place and

@@ -317,7 +317,7 @@ pub mod simd128 {
     use std::arch::wasm32::*;
 
     use super::QuantRows;
-    use crate::cpu::blocks::simd128::half;
+    use crate::cpu::blocks::simd128::{half, hsum};
     use crate::cpu::blocks::{BlockMatrix, Q4_0, Q4_K, Q5_0, Q6_K, Q8_0};
 
     /// A block's scales as f32, read once per block: a scale per 16 values (equal in pairs
@@ -446,11 +446,8 @@ pub mod simd128 {
                     }
                 }
                 for c in 0..nc {
-                    let a = acc[c];
-                    let s = (f32x4_extract_lane::<0>(a) + f32x4_extract_lane::<2>(a))
-                        + (f32x4_extract_lane::<1>(a) + f32x4_extract_lane::<3>(a));
                     // SAFETY: j + c is in this call's columns; the row is 0.
-                    unsafe { *y.add(j + c) = s - mins[c] };
+                    unsafe { *y.add(j + c) = hsum(acc[c]) - mins[c] };
                 }
                 j += nc;
             }
@@ -486,11 +483,8 @@ pub mod simd128 {
                     }
                 }
                 for i in 0..r {
-                    let a = acc[i];
-                    let s = (f32x4_extract_lane::<0>(a) + f32x4_extract_lane::<2>(a))
-                        + (f32x4_extract_lane::<1>(a) + f32x4_extract_lane::<3>(a));
                     // SAFETY: r0 + i < rows and j is in this call's columns.
-                    unsafe { *y.add((r0 + i) * n + j) = s - mins[i] };
+                    unsafe { *y.add((r0 + i) * n + j) = hsum(acc[i]) - mins[i] };
                 }
                 r0 += r;
             }

@@ -348,6 +348,7 @@ x86_kernel!(avx2, "avx2,fma,f16c", 3);
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd128 {
     use super::{LANES, NR, Weight};
+    use crate::cpu::blocks::simd128::hsum;
     use std::arch::wasm32::*;
 
     /// # Safety
@@ -435,9 +436,7 @@ mod simd128 {
         }
         let special = non_finite::<W>(seen);
         for j in 0..WIDE {
-            let a = acc[j];
-            let sum = (f32x4_extract_lane::<0>(a) + f32x4_extract_lane::<2>(a))
-                + (f32x4_extract_lane::<1>(a) + f32x4_extract_lane::<3>(a));
+            let sum = hsum(acc[j]);
             let s = if special {
                 exact(x, ws[j])
             } else {
@@ -513,9 +512,7 @@ mod simd128 {
         let special = non_finite::<W>(seen);
         for r in 0..R {
             for j in 0..C {
-                let a = acc[r][j];
-                let sum = (f32x4_extract_lane::<0>(a) + f32x4_extract_lane::<2>(a))
-                    + (f32x4_extract_lane::<1>(a) + f32x4_extract_lane::<3>(a));
+                let sum = hsum(acc[r][j]);
                 let s = if special {
                     exact(xs[r], ws[j])
                 } else {
